@@ -1,0 +1,205 @@
+"""The canary app room: podinfo GA + canary behind one Service, split by an Istio VirtualService."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+HTTP_PORT = 9898
+# The podinfo image runs as the named user "app"; Kubernetes can only prove non-root with a number.
+RUN_AS_USER = 10001
+SUBSET_LABEL = "release"
+# podinfo writes uploads to /data and Go's temp files to /tmp; both stay writable on a read-only root.
+WRITABLE_PATHS = {"data": "/data", "tmp": "/tmp"}
+
+
+@dataclass(frozen=True)
+class CanaryAppArgs:
+    """Typed inputs of the CanaryApp component."""
+
+    provider: k8s.Provider
+    ga_version: str
+    canary_version: str
+    canary_weight: int
+    public_host: str
+    namespace: str = "test"
+    name: str = "podinfo"
+    image: str = "ghcr.io/stefanprodan/podinfo"
+    replicas: int = 2
+    tls_credential_name: str = ""
+    gateway_selector: dict[str, str] = field(default_factory=lambda: {"istio": "ingressgateway"})
+    depends_on: tuple[pulumi.Resource, ...] = ()
+
+
+def restricted_security_context() -> dict:
+    """Container security context that meets the Kubernetes "restricted" Pod Security Standard."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+class CanaryApp(pulumi.ComponentResource):
+    """Namespace with injection, podinfo-ga/podinfo-canary, Service, DestinationRule, VirtualService, Gateway."""
+
+    namespace: str
+    service_name: str
+    gateway_name: str
+    deployment_names: dict[str, str]
+    split: dict[str, int]
+    virtual_service: k8s.apiextensions.CustomResource
+
+    def __init__(self, name: str, args: CanaryAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("istio-canary:app:CanaryApp", name, None, opts)
+        self.namespace = args.namespace
+        self.service_name = args.name
+        self.gateway_name = f"{args.name}-gateway"
+        self.deployment_names = {subset: f"{args.name}-{subset}" for subset in ("ga", "canary")}
+        self.split = {"ga": 100 - args.canary_weight, "canary": args.canary_weight}
+        base = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        namespace = k8s.core.v1.Namespace(
+            f"{args.namespace}-namespace",
+            metadata={"name": args.namespace, "labels": {"istio-injection": "enabled"}},
+            opts=pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=list(args.depends_on))),
+        )
+        # Everything in the namespace waits for it; Istio objects also wait for the mesh's CRDs.
+        opts_ns = pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=[namespace]))
+        opts_istio = pulumi.ResourceOptions.merge(
+            base, pulumi.ResourceOptions(depends_on=[namespace, *args.depends_on])
+        )
+        versions = {"ga": args.ga_version, "canary": args.canary_version}
+        for subset, deployment in self.deployment_names.items():
+            self._deployment(deployment, subset, versions[subset], args, opts_ns)
+        k8s.core.v1.Service(
+            f"{args.name}-service",
+            metadata=self._meta(args.name, args),
+            spec={
+                "type": "ClusterIP",
+                "selector": {"app": args.name},
+                "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
+            },
+            opts=opts_ns,
+        )
+        host = f"{args.name}.{args.namespace}.svc.cluster.local"
+        k8s.apiextensions.CustomResource(
+            f"{args.name}-destinationrule",
+            api_version="networking.istio.io/v1",
+            kind="DestinationRule",
+            metadata=self._meta(args.name, args),
+            spec={
+                "host": host,
+                "subsets": [
+                    {"name": subset, "labels": {SUBSET_LABEL: subset}} for subset in self.deployment_names
+                ],
+            },
+            opts=opts_istio,
+        )
+        self.virtual_service = k8s.apiextensions.CustomResource(
+            f"{args.name}-virtualservice",
+            api_version="networking.istio.io/v1",
+            kind="VirtualService",
+            metadata=self._meta(args.name, args),
+            spec={
+                "hosts": [args.name, args.public_host],
+                "gateways": ["mesh", self.gateway_name],
+                "http": [
+                    {
+                        "route": [
+                            {
+                                "destination": {"host": host, "subset": subset, "port": {"number": HTTP_PORT}},
+                                "weight": weight,
+                            }
+                            for subset, weight in self.split.items()
+                        ]
+                    }
+                ],
+            },
+            opts=opts_istio,
+        )
+        k8s.apiextensions.CustomResource(
+            f"{args.name}-gateway",
+            api_version="networking.istio.io/v1",
+            kind="Gateway",
+            metadata=self._meta(self.gateway_name, args),
+            spec={"selector": dict(args.gateway_selector), "servers": self._servers(args)},
+            opts=opts_istio,
+        )
+        k8s.apiextensions.CustomResource(
+            f"{args.name}-peerauthentication",
+            api_version="security.istio.io/v1",
+            kind="PeerAuthentication",
+            metadata=self._meta("default", args),
+            spec={"mtls": {"mode": "STRICT"}},
+            opts=opts_istio,
+        )
+        self.register_outputs({"split": self.split})
+
+    @staticmethod
+    def _meta(name: str, args: CanaryAppArgs, labels: dict[str, str] | None = None) -> dict:
+        return {"name": name, "namespace": args.namespace, "labels": {"app": args.name, **(labels or {})}}
+
+    @staticmethod
+    def _servers(args: CanaryAppArgs) -> list[dict]:
+        http: dict = {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": [args.public_host]}
+        if not args.tls_credential_name:
+            return [http]
+        http["tls"] = {"httpsRedirect": True}
+        https = {
+            "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
+            "hosts": [args.public_host],
+            "tls": {"mode": "SIMPLE", "credentialName": args.tls_credential_name},
+        }
+        return [http, https]
+
+    def _deployment(
+        self, name: str, subset: str, version: str, args: CanaryAppArgs, opts: pulumi.ResourceOptions
+    ) -> k8s.apps.v1.Deployment:
+        selector = {"app": args.name, SUBSET_LABEL: subset}
+        # `version` feeds Istio's destination_version metric label; it is not in the selector, so a tag
+        # bump stays an in-place rolling update of this one Deployment.
+        pod_labels = {**selector, "version": version}
+        container = {
+            "name": args.name,
+            "image": f"{args.image}:{version}",
+            "imagePullPolicy": "Always",
+            "command": ["./podinfo", f"--port={HTTP_PORT}", "--level=info", f"--data-path={WRITABLE_PATHS['data']}"],
+            "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "initialDelaySeconds": 1},
+            "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "initialDelaySeconds": 1},
+            "resources": {
+                "requests": {"cpu": "10m", "memory": "32Mi"},
+                "limits": {"cpu": "1000m", "memory": "256Mi"},
+            },
+            "securityContext": restricted_security_context(),
+            "volumeMounts": [{"name": volume, "mountPath": path} for volume, path in WRITABLE_PATHS.items()],
+        }
+        return k8s.apps.v1.Deployment(
+            name,
+            metadata=self._meta(name, args, {SUBSET_LABEL: subset}),
+            spec={
+                "replicas": args.replicas,
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": pod_labels},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "fsGroup": RUN_AS_USER,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [container],
+                        "volumes": [{"name": volume, "emptyDir": {}} for volume in WRITABLE_PATHS],
+                    },
+                },
+            },
+            opts=opts,
+        )

@@ -1,0 +1,193 @@
+"""The cluster room: a hardened GKE cluster, or an existing cluster, and the one Kubernetes provider."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+# What GKE nodes need for logging, monitoring and pulling images, and nothing more; the default
+# compute service account has project Editor.
+NODE_ROLES = (
+    "roles/logging.logWriter",
+    "roles/monitoring.metricWriter",
+    "roles/monitoring.viewer",
+    "roles/stackdriver.resourceMetadata.writer",
+    "roles/artifactregistry.reader",
+)
+NODE_TAG = "istio-canary-node"
+ISTIO_WEBHOOK_PORT = "15017"
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    """Typed inputs of the Cluster component (mode "gke" or "existing")."""
+
+    mode: str
+    name: str = "istio-canary"
+    project: str = ""
+    location: str = ""
+    release_channel: str = "REGULAR"
+    machine_type: str = "e2-standard-4"
+    min_nodes: int = 1
+    max_nodes: int = 3
+    disk_size_gb: int = 50
+    private_nodes: bool = False
+    master_cidr: str = "172.16.0.32/28"
+    deletion_protection: bool = False
+    kubeconfig: str = ""
+    context: str = ""
+
+
+def gke_kubeconfig(name: str, endpoint: str, ca_certificate: str) -> str:
+    """A kubeconfig for a GKE cluster that authenticates with gke-gcloud-auth-plugin (no static secrets)."""
+    return f"""apiVersion: v1
+kind: Config
+clusters:
+- name: {name}
+  cluster:
+    server: https://{endpoint}
+    certificate-authority-data: {ca_certificate}
+contexts:
+- name: {name}
+  context:
+    cluster: {name}
+    user: {name}
+current-context: {name}
+users:
+- name: {name}
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: gke-gcloud-auth-plugin
+      installHint: Install gke-gcloud-auth-plugin (gcloud components install gke-gcloud-auth-plugin).
+      provideClusterInfo: true
+"""
+
+
+class Cluster(pulumi.ComponentResource):
+    """A GKE cluster with a separate autoscaled node pool, or an existing cluster; exposes one k8s Provider."""
+
+    cluster_name: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("istio-canary:cluster:Cluster", name, None, opts)
+        if args.mode == "gke":
+            self.cluster_name, self.kubeconfig = self._gke(name, args)
+        elif args.mode == "existing":
+            self.cluster_name, self.kubeconfig = self._existing(args)
+        else:
+            raise ValueError(f"unknown cluster mode {args.mode!r}")
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig.apply(lambda text: text or None),
+            context=args.context or None,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"clusterName": self.cluster_name, "kubeconfig": self.kubeconfig})
+
+    def _existing(self, args: ClusterArgs) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        path = Path(args.kubeconfig or _default_kubeconfig()).expanduser()
+        text = path.read_text() if path.is_file() else ""
+        return pulumi.Output.from_input(args.context or "current-context"), pulumi.Output.secret(text)
+
+    def _gke(self, name: str, args: ClusterArgs) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        child = pulumi.ResourceOptions(parent=self)
+        node_sa = gcp.serviceaccount.Account(
+            f"{name}-nodes",
+            account_id=f"{args.name}-nodes"[:30],
+            display_name=f"GKE nodes of {args.name} (least privilege)",
+            project=args.project,
+            opts=child,
+        )
+        for role in NODE_ROLES:
+            gcp.projects.IAMMember(
+                f"{name}-nodes-{role.split('/')[1]}",
+                project=args.project,
+                role=role,
+                member=node_sa.email.apply(lambda email: f"serviceAccount:{email}"),
+                opts=child,
+            )
+        private = (
+            gcp.container.ClusterPrivateClusterConfigArgs(
+                enable_private_nodes=True,
+                enable_private_endpoint=False,
+                master_ipv4_cidr_block=args.master_cidr,
+            )
+            if args.private_nodes
+            else None
+        )
+        cluster = gcp.container.Cluster(
+            name,
+            name=args.name,
+            project=args.project,
+            location=args.location,
+            # GKE insists on an initial pool; we drop it and manage our own so node settings can change
+            # without recreating the cluster.
+            remove_default_node_pool=True,
+            initial_node_count=1,
+            networking_mode="VPC_NATIVE",
+            ip_allocation_policy=gcp.container.ClusterIpAllocationPolicyArgs(),
+            release_channel=gcp.container.ClusterReleaseChannelArgs(channel=args.release_channel),
+            workload_identity_config=gcp.container.ClusterWorkloadIdentityConfigArgs(
+                workload_pool=f"{args.project}.svc.id.goog"
+            ),
+            enable_shielded_nodes=True,
+            private_cluster_config=private,
+            deletion_protection=args.deletion_protection,
+            opts=child,
+        )
+        gcp.container.NodePool(
+            f"{name}-pool",
+            name=f"{args.name}-pool",
+            project=args.project,
+            location=args.location,
+            cluster=cluster.name,
+            autoscaling=gcp.container.NodePoolAutoscalingArgs(
+                min_node_count=args.min_nodes, max_node_count=args.max_nodes
+            ),
+            management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
+            node_config=gcp.container.NodePoolNodeConfigArgs(
+                machine_type=args.machine_type,
+                disk_size_gb=args.disk_size_gb,
+                service_account=node_sa.email,
+                oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+                tags=[NODE_TAG],
+                metadata={"disable-legacy-endpoints": "true"},
+                workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
+                    mode="GKE_METADATA"
+                ),
+                shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
+                    enable_secure_boot=True, enable_integrity_monitoring=True
+                ),
+            ),
+            opts=child,
+        )
+        if args.private_nodes:
+            # Private clusters only open 443/10250 from the control plane; istiod's injection and
+            # validation webhooks listen on 15017.
+            gcp.compute.Firewall(
+                f"{name}-istio-webhook",
+                name=f"{args.name}-istio-webhook",
+                project=args.project,
+                network=cluster.network,
+                direction="INGRESS",
+                source_ranges=[args.master_cidr],
+                target_tags=[NODE_TAG],
+                allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[ISTIO_WEBHOOK_PORT])],
+                opts=child,
+            )
+        kubeconfig = pulumi.Output.all(
+            cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate
+        ).apply(lambda parts: gke_kubeconfig(*parts))
+        return cluster.name, pulumi.Output.secret(kubeconfig)
+
+
+def _default_kubeconfig() -> str:
+    return os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config"

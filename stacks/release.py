@@ -1,0 +1,119 @@
+"""Composition: cluster -> one k8s Provider -> mesh -> canary app -> load generator (and monitoring)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components.canary_app import HTTP_PORT, CanaryApp, CanaryAppArgs
+from components.cluster import Cluster, ClusterArgs
+from components.load_generator import LoadGenerator, LoadGeneratorArgs
+from components.mesh import Mesh, MeshArgs
+from stacks.settings import Settings
+
+# Test-only (skipAwait): an API server without kubelets never makes a pod ready, and nothing runs the
+# namespace finalizer's garbage collection in the foreground.
+SKIP_AWAIT_ANNOTATIONS = {
+    "pulumi.com/skipAwait": "true",
+    "pulumi.com/deletionPropagationPolicy": "background",
+}
+
+
+@dataclass(frozen=True)
+class Release:
+    """What the program built, for stack outputs and tests."""
+
+    cluster: Cluster
+    mesh: Mesh
+    app: CanaryApp
+    load: LoadGenerator | None
+
+
+def skip_await(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+    """Annotate every Kubernetes object so the provider neither waits for readiness nor for cascading deletes."""
+    if not args.type_.startswith("kubernetes:") or args.type_.startswith("kubernetes:helm"):
+        return None
+    if args.type_ == "pulumi:providers:kubernetes":
+        return None
+    metadata = args.props.get("metadata")
+    if not isinstance(metadata, dict):
+        return None
+    annotations = {**(metadata.get("annotations") or {}), **SKIP_AWAIT_ANNOTATIONS}
+    props = {**args.props, "metadata": {**metadata, "annotations": annotations}}
+    return pulumi.ResourceTransformationResult(props=props, opts=args.opts)
+
+
+def build(settings: Settings) -> Release:
+    """Wire the components from validated settings."""
+    if settings.skip_await:
+        pulumi.runtime.register_stack_transformation(skip_await)
+    c = settings.cluster
+    cluster = Cluster(
+        "cluster",
+        ClusterArgs(
+            mode=c.mode,
+            name=c.name,
+            project=c.project,
+            location=c.location,
+            release_channel=c.release_channel,
+            machine_type=c.machine_type,
+            min_nodes=c.min_nodes,
+            max_nodes=c.max_nodes,
+            disk_size_gb=c.disk_size_gb,
+            private_nodes=c.private_nodes,
+            master_cidr=c.master_cidr,
+            deletion_protection=c.deletion_protection,
+            kubeconfig=c.kubeconfig,
+            context=c.context,
+        ),
+    )
+    mesh = Mesh(
+        "istio",
+        MeshArgs(
+            provider=cluster.provider,
+            version=settings.mesh.version,
+            install=settings.mesh.install,
+            gateway_service_type=settings.mesh.gateway_service_type,
+        ),
+    )
+    a = settings.app
+    app = CanaryApp(
+        a.name,
+        CanaryAppArgs(
+            provider=cluster.provider,
+            namespace=a.namespace,
+            name=a.name,
+            image=a.image,
+            ga_version=a.ga_version,
+            canary_version=a.canary_version,
+            canary_weight=a.canary_weight,
+            replicas=a.replicas,
+            public_host=a.public_host,
+            tls_credential_name=a.tls_credential_name,
+            gateway_selector=mesh.gateway_selector,
+            depends_on=tuple(mesh.ready),
+        ),
+    )
+    load = None
+    if settings.load.enabled:
+        load = LoadGenerator(
+            f"{a.name}-load",
+            LoadGeneratorArgs(
+                provider=cluster.provider,
+                namespace=a.namespace,
+                target_url=f"http://{a.name}.{a.namespace}:{HTTP_PORT}/version",
+                rate=settings.load.rate,
+                concurrency=settings.load.concurrency,
+                depends_on=(app,),
+            ),
+        )
+    return Release(cluster=cluster, mesh=mesh, app=app, load=load)
+
+
+def export(release: Release) -> None:
+    """Stack outputs: what a person needs after `pulumi up`."""
+    pulumi.export("clusterName", release.cluster.cluster_name)
+    pulumi.export("kubeconfig", release.cluster.kubeconfig)
+    pulumi.export("ingressAddress", release.mesh.ingress_address)
+    pulumi.export("split", release.app.split)
