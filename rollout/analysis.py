@@ -1,0 +1,247 @@
+"""Canary analysis from Istio's standard metrics in Prometheus: success rate and p99 latency, canary vs GA."""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from enum import Enum
+
+from rollout.stackfile import ReleaseView
+
+DEFAULT_TIMEOUT_S = 10.0
+
+
+class PrometheusError(RuntimeError):
+    """Prometheus is unreachable, too slow, or answered with an error or garbage."""
+
+
+class Verdict(str, Enum):
+    """Outcome of an analysis; no data is never a pass."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class WorkloadMetrics:
+    """What Istio saw for one Deployment over the window; None means Prometheus returned no value."""
+
+    workload: str
+    requests: float | None
+    errors: float | None
+    p99_ms: float | None
+
+    @property
+    def success_rate(self) -> float | None:
+        """Non-5xx / all x 100, or None without traffic."""
+        if not self.requests:
+            return None
+        return (self.requests - (self.errors or 0.0)) / self.requests * 100.0
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The verdict with the numbers and thresholds that produced it."""
+
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    canary: WorkloadMetrics
+    ga: WorkloadMetrics
+    window: str
+    at: float
+    min_success_rate: float
+    max_p99_ms: int
+    min_requests: int
+
+    def summary(self) -> str:
+        """One line for commit messages and Slack, e.g. `success 99.8% / p99 120ms over 5m, 1234 requests`."""
+        return (
+            f"success {_pct(self.canary.success_rate)} / p99 {_ms(self.canary.p99_ms)} over {self.window}, "
+            f"{_count(self.canary.requests)} requests"
+        )
+
+    def to_json(self) -> dict:
+        """A machine-readable form (what `canary analyze --json` prints)."""
+        data = asdict(self)
+        data["verdict"] = self.verdict.value
+        data["reasons"] = list(self.reasons)
+        data["at_rfc3339"] = datetime.fromtimestamp(self.at, UTC).isoformat()
+        for side in ("canary", "ga"):
+            data[side]["success_rate"] = getattr(self, side).success_rate
+        return data
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}%"
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}ms"
+
+
+def _count(value: float | None) -> str:
+    return "0" if value is None else f"{value:.0f}"
+
+
+class Prometheus:
+    """A minimal instant-query client with a hard timeout per request."""
+
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def query(self, promql: str, at: float) -> float | None:
+        """Evaluate an instant query at `at` (unix seconds); the single value, or None for an empty/NaN result."""
+        params = urllib.parse.urlencode({"query": promql, "time": f"{at:.3f}", "timeout": f"{self.timeout:g}s"})
+        url = f"{self.url}/api/v1/query?{params}"
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout) as response:
+                body = response.read()
+        except urllib.error.HTTPError as exc:
+            raise PrometheusError(f"Prometheus at {self.url} answered HTTP {exc.code}: {_error_text(exc)}") from None
+        except TimeoutError:
+            raise PrometheusError(f"Prometheus at {self.url} did not answer within {self.timeout:g}s") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, TimeoutError):
+                raise PrometheusError(f"Prometheus at {self.url} did not answer within {self.timeout:g}s") from None
+            raise PrometheusError(f"Prometheus at {self.url} is unreachable: {reason}") from None
+        try:
+            data = json.loads(body)
+            if data.get("status") != "success":
+                raise PrometheusError(f"Prometheus at {self.url} refused the query: {data.get('error', data)}")
+            result = data["data"]
+            if result["resultType"] == "scalar":
+                samples = [result["result"]]
+            elif result["resultType"] == "vector":
+                samples = [item["value"] for item in result["result"]]
+            else:
+                raise PrometheusError(f"Prometheus returned a {result['resultType']} for an instant query")
+            if len(samples) > 1:
+                raise PrometheusError(f"query returned {len(samples)} series, expected one: {promql}")
+            if not samples:
+                return None
+            value = float(samples[0][1])
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise PrometheusError(f"Prometheus at {self.url} sent a malformed answer ({exc!r})") from None
+        return None if math.isnan(value) or math.isinf(value) else value
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.loads(exc.read()).get("error", ""))[:300]
+    except (ValueError, AttributeError, OSError):  # the body is only a hint for the message
+        return exc.reason
+
+
+def _selector(namespace: str, workload: str, extra: str = "") -> str:
+    return (
+        f'reporter="destination",destination_workload_namespace="{namespace}",destination_workload="{workload}"{extra}'
+    )
+
+
+def queries(namespace: str, workload: str, window: str) -> dict[str, str]:
+    """The three PromQL queries for one workload: request count, 5xx count and p99 latency over `window`."""
+    every = _selector(namespace, workload)
+    server_errors = _selector(namespace, workload, ',response_code=~"5.."')
+    return {
+        "requests": f"sum(increase(istio_requests_total{{{every}}}[{window}]))",
+        "errors": f"sum(increase(istio_requests_total{{{server_errors}}}[{window}]))",
+        "p99_ms": (
+            f"histogram_quantile(0.99, sum by (le) (rate(istio_request_duration_milliseconds_bucket{{{every}}}[{window}])))"
+        ),
+    }
+
+
+def measure(prometheus: Prometheus, namespace: str, workload: str, window: str, at: float) -> WorkloadMetrics:
+    """Run the queries for one workload."""
+    values = {name: prometheus.query(q, at) for name, q in queries(namespace, workload, window).items()}
+    return WorkloadMetrics(workload=workload, **values)
+
+
+def judge(
+    canary: WorkloadMetrics, min_success_rate: float, max_p99_ms: int, min_requests: int
+) -> tuple[Verdict, tuple[str, ...]]:
+    """Apply the thresholds to the canary; too little traffic or a missing latency is INCONCLUSIVE."""
+    if canary.requests is None or canary.requests < min_requests:
+        seen = _count(canary.requests)
+        return Verdict.INCONCLUSIVE, (f"canary served {seen} requests in the window, fewer than {min_requests}",)
+    if canary.p99_ms is None:
+        return Verdict.INCONCLUSIVE, ("no latency histogram for the canary in the window",)
+    reasons = []
+    rate = canary.success_rate or 0.0
+    if rate < min_success_rate:
+        reasons.append(f"success rate {rate:.2f}% is below {min_success_rate:g}%")
+    if canary.p99_ms > max_p99_ms:
+        reasons.append(f"p99 {canary.p99_ms:.0f}ms is above {max_p99_ms}ms")
+    if reasons:
+        return Verdict.FAIL, tuple(reasons)
+    return Verdict.PASS, (
+        f"success rate {rate:.2f}% >= {min_success_rate:g}%, p99 {canary.p99_ms:.0f}ms <= {max_p99_ms}ms",
+    )
+
+
+def analyze(view: ReleaseView, prometheus: Prometheus, at: float) -> Analysis:
+    """Measure canary and GA over the configured window at `at` and judge the canary."""
+    rel = view.release
+    canary = measure(prometheus, view.app.namespace, view.canary_workload, rel.window, at)
+    ga = measure(prometheus, view.app.namespace, view.ga_workload, rel.window, at)
+    verdict, reasons = judge(canary, rel.min_success_rate, rel.max_p99_ms, rel.min_requests)
+    return Analysis(
+        verdict=verdict,
+        reasons=reasons,
+        canary=canary,
+        ga=ga,
+        window=rel.window,
+        at=at,
+        min_success_rate=rel.min_success_rate,
+        max_p99_ms=rel.max_p99_ms,
+        min_requests=rel.min_requests,
+    )
+
+
+def parse_time(value: str | None) -> float:
+    """`--at`: RFC 3339 (2025-01-02T03:04:05Z) or unix seconds; None means now."""
+    if value is None:
+        return datetime.now(UTC).timestamp()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--at {value!r}: expected RFC 3339 (2025-01-02T03:04:05Z) or unix seconds") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"--at {value!r}: give a time zone (Z or +hh:mm)")
+    return parsed.timestamp()
+
+
+def table(result: Analysis) -> str:
+    """The human table of `canary analyze`."""
+    rows = [("", "requests", "success", "p99"), ("-" * 16, "-" * 9, "-" * 8, "-" * 7)]
+    for metrics, label in ((result.canary, "canary"), (result.ga, "ga")):
+        rows.append(
+            (
+                f"{label} ({metrics.workload})"[:40],
+                _count(metrics.requests),
+                _pct(metrics.success_rate),
+                _ms(metrics.p99_ms),
+            )
+        )
+    rows.append(
+        ("threshold", f">={result.min_requests}", f">={result.min_success_rate:g}%", f"<={result.max_p99_ms}ms")
+    )
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{r[0]:<{width}}  {r[1]:>9}  {r[2]:>8}  {r[3]:>8}" for r in rows]
+    when = datetime.fromtimestamp(result.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines.append(f"window {result.window} ending {when}")
+    lines.append(f"verdict: {result.verdict.value.upper()}")
+    lines.extend(f"  - {reason}" for reason in result.reasons)
+    return "\n".join(lines)

@@ -1,0 +1,94 @@
+"""Slack incoming-webhook notifications; the webhook URL is a secret and never comes from plain config."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from stacks.settings import PROJECT
+
+ENV_VAR = "SLACK_WEBHOOK_URL"
+SECRET_KEY = "slackWebhookUrl"
+POST_TIMEOUT_S = 10.0
+PULUMI_TIMEOUT_S = 30
+
+
+class NotifyError(RuntimeError):
+    """The webhook could not be resolved or the post failed."""
+
+
+def webhook_url(repo: Path, stack: str, raw_value: object = None) -> str | None:
+    """$SLACK_WEBHOOK_URL, else the Pulumi secret `slackWebhookUrl` via the pulumi CLI, else None.
+
+    `raw_value` is the key's value in the stack file: a plain (non-`secure:`) value is refused, because a
+    webhook URL in a committed file is a leaked credential.
+    """
+    url = os.environ.get(ENV_VAR, "").strip()
+    if url:
+        return url
+    if raw_value is None:
+        return None
+    if not (isinstance(raw_value, dict) and "secure" in raw_value):
+        raise NotifyError(
+            f"{PROJECT}:{SECRET_KEY} is plain text in the stack file; set it with "
+            f"`pulumi config set --secret {SECRET_KEY} <url>` (and rotate the webhook)"
+        )
+    pulumi = shutil.which("pulumi")
+    if not pulumi:
+        raise NotifyError(f"{SECRET_KEY} is a Pulumi secret but no pulumi CLI is on PATH; set ${ENV_VAR} instead")
+    try:
+        done = subprocess.run(
+            [pulumi, "config", "get", SECRET_KEY, "--stack", stack, "--cwd", str(repo)],
+            capture_output=True,
+            text=True,
+            timeout=PULUMI_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise NotifyError(f"`pulumi config get {SECRET_KEY}` took longer than {PULUMI_TIMEOUT_S}s") from None
+    if done.returncode != 0:
+        raise NotifyError(f"`pulumi config get {SECRET_KEY}` failed: {done.stderr.strip()[:300]}")
+    return done.stdout.strip() or None
+
+
+def payload(text: str) -> dict:
+    """The JSON body Slack incoming webhooks accept: `text` (mrkdwn) is enough for a one-line event."""
+    return {"text": text}
+
+
+def post(url: str, body: dict, timeout: float = POST_TIMEOUT_S) -> None:
+    """POST the payload; raise NotifyError on anything but a 2xx."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        raise NotifyError(f"Slack webhook answered HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise NotifyError(f"Slack webhook unreachable: {getattr(exc, 'reason', exc)}") from None
+
+
+def send(text: str, repo: Path, stack: str, raw_value: object = None, *, dry_run: bool = False) -> bool:
+    """Best-effort notification: print a warning instead of raising; True when posted (or printed in dry run)."""
+    body = payload(text)
+    if dry_run:
+        print(json.dumps(body, indent=2))
+        return True
+    try:
+        url = webhook_url(repo, stack, raw_value)
+        if not url:
+            print(f"notify: no webhook (${ENV_VAR} or secret {SECRET_KEY}); not sent", file=sys.stderr)
+            return False
+        post(url, body)
+    except NotifyError as exc:
+        print(f"warning: notification not sent: {exc}", file=sys.stderr)
+        return False
+    return True
