@@ -1,0 +1,73 @@
+"""PromQL over Istio's standard metrics, per version of the app: the one place these query strings are built.
+
+Shared by the Grafana dashboard and the release tools so that what a person sees and what analysis decides
+on are the same expressions. Every query is `sum by (destination_workload)`, one series per Deployment
+(`<app>-ga`, `<app>-canary`), and reads the server side (`reporter="destination"`) as Flagger does: the
+client side would also count requests that never reached a pod.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+REQUESTS_TOTAL = "istio_requests_total"
+DURATION_BUCKET = "istio_request_duration_milliseconds_bucket"
+BY_WORKLOAD = "destination_workload"
+VERSIONS = ("ga", "canary")
+DEFAULT_WINDOW = "1m"
+# Only 5xx counts against a version; 4xx are the client's fault (Flagger's definition of success).
+SERVER_ERROR = "5.."
+
+_LABEL_VALUE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DURATION = re.compile(r"[1-9][0-9]*(ms|s|m|h|d)")
+
+
+def selector(namespace: str, app: str, versions: Sequence[str] = VERSIONS) -> str:
+    """The label matchers of one app's server-side requests, e.g. `{reporter="destination", ...}`."""
+    # Values are pasted into a query string: accept only DNS labels so nothing can close the quotes.
+    for value in (namespace, app, *versions):
+        if not _LABEL_VALUE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a Kubernetes name (lowercase letters, digits, '-')")
+    if not versions:
+        raise ValueError("at least one version is needed")
+    matchers = [
+        'reporter="destination"',
+        f'destination_workload_namespace="{namespace}"',
+        f'destination_workload=~"{app}-({"|".join(versions)})"',
+    ]
+    return "{" + ", ".join(matchers) + "}"
+
+
+def _window(window: str) -> str:
+    if not _DURATION.fullmatch(window):
+        raise ValueError(f"{window!r} is not a Prometheus duration such as 30s, 1m or 5m")
+    return window
+
+
+def request_rate(namespace: str, app: str, window: str = DEFAULT_WINDOW, versions: Sequence[str] = VERSIONS) -> str:
+    """Requests per second of each version."""
+    return f"sum by ({BY_WORKLOAD}) (rate({REQUESTS_TOTAL}{selector(namespace, app, versions)}[{_window(window)}]))"
+
+
+def request_count(namespace: str, app: str, window: str = DEFAULT_WINDOW, versions: Sequence[str] = VERSIONS) -> str:
+    """Requests each version served within the window (to tell "too little traffic" from "healthy")."""
+    return f"sum by ({BY_WORKLOAD}) (increase({REQUESTS_TOTAL}{selector(namespace, app, versions)}[{_window(window)}]))"
+
+
+def p99_latency(namespace: str, app: str, window: str = DEFAULT_WINDOW, versions: Sequence[str] = VERSIONS) -> str:
+    """99th percentile request duration of each version, in milliseconds."""
+    return (
+        f"histogram_quantile(0.99, sum by (le, {BY_WORKLOAD}) "
+        f"(rate({DURATION_BUCKET}{selector(namespace, app, versions)}[{_window(window)}])))"
+    )
+
+
+def success_rate(namespace: str, app: str, window: str = DEFAULT_WINDOW, versions: Sequence[str] = VERSIONS) -> str:
+    """Percent of each version's requests that were not 5xx; no traffic gives no value, never 100."""
+    window = _window(window)
+    every = selector(namespace, app, versions)
+    ok = every[:-1] + f', response_code!~"{SERVER_ERROR}"' + "}"
+    total = f"sum by ({BY_WORKLOAD}) (rate({REQUESTS_TOTAL}{every}[{window}]))"
+    # A version that answered only 5xx has no non-5xx series at all; `or total * 0` gives it 0 %, not a gap.
+    return f"(sum by ({BY_WORKLOAD}) (rate({REQUESTS_TOTAL}{ok}[{window}])) or {total} * 0) / {total} * 100"
