@@ -132,6 +132,7 @@ class StackFile:
         full = f"{PROJECT}:{key}"
         old = self.config.get(full)
         if isinstance(value, str):
+            value = str(value)  # drop a style picked up from another key (values read back keep theirs)
             # Keep the quoting style a human chose for this key.
             if isinstance(old, DoubleQuotedScalarString):
                 value = DoubleQuotedScalarString(value)
