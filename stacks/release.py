@@ -10,6 +10,7 @@ from components.canary_app import HTTP_PORT, CanaryApp, CanaryAppArgs
 from components.cluster import Cluster, ClusterArgs
 from components.load_generator import LoadGenerator, LoadGeneratorArgs
 from components.mesh import Mesh, MeshArgs
+from components.monitoring import Monitoring, MonitoringArgs
 from stacks.settings import Settings
 
 # Test-only (skipAwait): an API server without kubelets never makes a pod ready, and nothing runs the
@@ -28,6 +29,7 @@ class Release:
     mesh: Mesh
     app: CanaryApp
     load: LoadGenerator | None
+    monitoring: Monitoring | None
 
 
 def skip_await(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
@@ -46,8 +48,8 @@ def skip_await(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransf
 
 def build(settings: Settings) -> Release:
     """Wire the components from validated settings."""
-    if settings.skip_await:
-        pulumi.runtime.register_stack_transformation(skip_await)
+    # Per-component transformations reach every child without global state that outlives one program run.
+    opts = pulumi.ResourceOptions(transformations=[skip_await] if settings.skip_await else [])
     c = settings.cluster
     cluster = Cluster(
         "cluster",
@@ -67,6 +69,7 @@ def build(settings: Settings) -> Release:
             kubeconfig=c.kubeconfig,
             context=c.context,
         ),
+        opts,
     )
     mesh = Mesh(
         "istio",
@@ -76,6 +79,7 @@ def build(settings: Settings) -> Release:
             install=settings.mesh.install,
             gateway_service_type=settings.mesh.gateway_service_type,
         ),
+        opts,
     )
     a = settings.app
     app = CanaryApp(
@@ -94,6 +98,7 @@ def build(settings: Settings) -> Release:
             gateway_selector=mesh.gateway_selector,
             depends_on=tuple(mesh.ready),
         ),
+        opts,
     )
     load = None
     if settings.load.enabled:
@@ -107,8 +112,25 @@ def build(settings: Settings) -> Release:
                 concurrency=settings.load.concurrency,
                 depends_on=(app,),
             ),
+            opts,
         )
-    return Release(cluster=cluster, mesh=mesh, app=app, load=load)
+    monitoring = None
+    if settings.monitoring.enabled:
+        m = settings.monitoring
+        monitoring = Monitoring(
+            "monitoring",
+            MonitoringArgs(
+                provider=cluster.provider,
+                prometheus_chart_version=m.prometheus_chart_version,
+                grafana_chart_version=m.grafana_chart_version,
+                app_namespace=a.namespace,
+                app_name=a.name,
+                # After the mesh: the namespace's injection label means nothing before istiod's webhook exists.
+                depends_on=tuple(mesh.ready),
+            ),
+            opts,
+        )
+    return Release(cluster=cluster, mesh=mesh, app=app, load=load, monitoring=monitoring)
 
 
 def export(release: Release) -> None:
@@ -117,3 +139,6 @@ def export(release: Release) -> None:
     pulumi.export("kubeconfig", release.cluster.kubeconfig)
     pulumi.export("ingressAddress", release.mesh.ingress_address)
     pulumi.export("split", release.app.split)
+    if release.monitoring:
+        pulumi.export("prometheusUrl", release.monitoring.prometheus_url)
+        pulumi.export("grafanaService", f"{release.monitoring.namespace}/{release.monitoring.grafana_service}")

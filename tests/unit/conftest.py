@@ -67,11 +67,29 @@ class Mocks(pulumi.runtime.Mocks):
 
 MOCKS = Mocks()
 pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack=STACK, preview=False)
+DEPENDENCIES: dict[str, list[str]] = {}
+_register = pulumi.runtime.settings.SETTINGS.monitor.RegisterResource
+
+
+def _register_recording_dependencies(request: Any) -> Any:
+    # MockResourceArgs has no dependencies; the monitor request does.
+    DEPENDENCIES[request.name] = [urn.rsplit("::", 1)[-1] for urn in request.dependencies]
+    return _register(request)
+
+
+pulumi.runtime.settings.SETTINGS.monitor.RegisterResource = _register_recording_dependencies
+
+
+def unsecret(value: Any) -> Any:
+    """The plaintext of a value the program marked secret; fails if it is not a secret."""
+    assert isinstance(value, dict) and value.get(pulumi.runtime.rpc._special_sig_key) == pulumi.runtime.rpc._special_secret_sig
+    return value["value"]
 
 
 @pytest.fixture(autouse=True)
 def _fresh_registry() -> Iterator[None]:
     MOCKS.resources.clear()
+    DEPENDENCIES.clear()
     yield
     MOCKS.resources.clear()
 
@@ -99,6 +117,10 @@ class Program:
         assert len(matches) == 1, f"expected one {kind} {name}, found {len(matches)}"
         return matches[0]
 
+    def depends_on(self, name: str) -> list[str]:
+        """Logical names of the resources `name` was registered as depending on."""
+        return DEPENDENCIES[name]
+
     def urns(self) -> list[str]:
         return list(pulumi.runtime.settings.SETTINGS.monitor.resources)
 
@@ -106,6 +128,8 @@ class Program:
 def run_program(project_config: dict[str, Any], gcp: dict[str, Any] | None = None) -> Program:
     """Validate config and build the whole stack under mocks; return what was registered and the outputs."""
     outputs: dict[str, Any] = {}
+    MOCKS.resources.clear()
+    DEPENDENCIES.clear()
 
     @pulumi.runtime.test
     def synth() -> pulumi.Output:

@@ -1,0 +1,132 @@
+"""Every config key is validated in one place; bad values fail with the key, the value and the rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from stacks.settings import ConfigError, parse, parse_weight, schema
+from tests.unit.conftest import GCP, config
+
+BAD_WEIGHTS = ["", "abc", "10.5", "-1", "101", "50%", "1e2", " 10", "0x10", "1_0", True]
+
+
+@pytest.mark.parametrize("weight", [0, 10, 60, 100, "0", "60", "100"])
+def test_valid_weights_become_ints(weight: object) -> None:
+    settings = parse(config(canaryWeight=weight), GCP)
+    assert settings.app.canary_weight == int(weight)
+    assert settings.app.split == {"ga": 100 - int(weight), "canary": int(weight)}
+
+
+@pytest.mark.parametrize("weight", BAD_WEIGHTS)
+def test_bad_weights_are_rejected_with_key_value_and_rule(weight: object) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse(config(canaryWeight=weight), GCP)
+    message = str(error.value)
+    assert "istio-canary:canaryWeight" in message
+    assert repr("true" if weight is True else weight) in message
+    assert "whole number from 0 to 100" in message
+    with pytest.raises(ConfigError):
+        parse_weight(weight)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "rule"),
+    [
+        ("gaVersion", "latest", "released image tag"),
+        ("canaryVersion", "main", "released image tag"),
+        ("canaryVersion", "6.9", "released image tag"),
+        ("publicHost", "podinfo", "DNS name"),
+        ("publicHost", "Podinfo.Example.com", "DNS name"),
+        ("publicHost", "http://podinfo.example.com", "DNS name"),
+        ("publicHost", "-bad.example.com", "DNS name"),
+        ("clusterMode", "eks", "one of gke, existing"),
+        ("releaseChannel", "BETA", "one of RAPID, REGULAR, STABLE"),
+        ("releaseChannel", "regular", "one of RAPID, REGULAR, STABLE"),
+        ("gatewayServiceType", "ExternalName", "one of LoadBalancer, NodePort, ClusterIP"),
+        ("istioVersion", "1.20.0", "Istio release 1.24.0 or newer"),
+        ("istioVersion", "latest", "Istio release"),
+        ("nodeMachineType", "e2-small", "at least 2 dedicated vCPUs"),
+        ("nodeMinCount", "-1", "whole number from 0 to 100"),
+        ("nodeMaxCount", "0", "whole number from 1 to 100"),
+        ("masterCidr", "10.0.0.0/24", "private IPv4 /28"),
+        ("masterCidr", "8.8.8.0/28", "private IPv4 /28"),
+        ("namespace", "Test", "DNS label"),
+        ("appName", "x" * 56, "at most 55"),
+        ("image", "ghcr.io/stefanprodan/podinfo:6.9.0", "without tag"),
+        ("replicas", "0", "whole number from 1 to 20"),
+        ("loadRate", "0", "whole number from 1 to 1000"),
+        ("loadConcurrency", "many", "whole number from 1 to 50"),
+        ("loadGenerator", "yes", "true or false"),
+        ("deletionProtection", "1", "true or false"),
+        ("canarySteps", "[60, 10, 100]", "increasing whole numbers"),
+        ("canarySteps", "[10, 60]", "ends at 100"),
+        ("canarySteps", "[0, 100]", "from 1 to 100"),
+        ("analysisMinSuccessRate", "101", "percentage"),
+        ("analysisMinSuccessRate", "ninety", "percentage"),
+        ("analysisWindow", "5 minutes", "Prometheus duration"),
+        ("canaryTagPolicy", "6.*", "semver:<major>.x"),
+        ("prometheusUrl", "prometheus:9090", "http(s) URL"),
+        ("tlsCredentialName", "Bad_Name", "secret name"),
+    ],
+)
+def test_bad_values_name_key_value_and_rule(key: str, value: str, rule: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse(config(**{key: value}), GCP)
+    message = str(error.value)
+    assert f"istio-canary:{key}: {value!r}" in message
+    assert rule in message
+
+
+def test_every_error_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse(config(canaryWeight="101", gaVersion="latest", clusterMode="eks"), GCP)
+    message = str(error.value)
+    for key in ("canaryWeight", "gaVersion", "clusterMode"):
+        assert f"istio-canary:{key}" in message
+
+
+def test_unknown_keys_are_rejected() -> None:
+    with pytest.raises(ConfigError, match="canaryWeigth: unknown config key"):
+        parse(config(canaryWeigth="10"), GCP)
+
+
+@pytest.mark.parametrize("project", ["", "change-me-gcp-project", "Bad_Project"])
+def test_gke_needs_a_real_gcp_project(project: str) -> None:
+    with pytest.raises(ConfigError, match="gcp:project"):
+        parse(config(), {"project": project, "region": "europe-west1"})
+
+
+def test_existing_mode_needs_no_gcp_project_but_a_real_kubeconfig(tmp_path) -> None:
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    settings = parse({"clusterMode": "existing", "kubeconfig": str(kubeconfig)}, {})
+    assert settings.cluster.mode == "existing"
+    with pytest.raises(ConfigError, match="kubeconfig: .*existing kubeconfig file"):
+        parse({"clusterMode": "existing", "kubeconfig": str(tmp_path / "missing")}, {})
+
+
+def test_location_falls_back_to_gcp_region() -> None:
+    settings = parse({"clusterMode": "gke"}, {"project": "acme-canary-dev", "region": "us-central1"})
+    assert settings.cluster.location == "us-central1"
+
+
+def test_defaults_come_from_the_pulumi_yaml_schema() -> None:
+    settings = parse(config(), GCP)
+    defaults = {key: spec.get("default") for key, spec in schema().items()}
+    assert settings.app.canary_weight == defaults["canaryWeight"]
+    assert settings.mesh.version == defaults["istioVersion"]
+    assert settings.release.steps == tuple(defaults["canarySteps"])
+    assert settings.cluster.release_channel == defaults["releaseChannel"]
+
+
+def test_schema_declares_type_default_and_description_for_every_key() -> None:
+    for key, spec in schema().items():
+        assert spec.get("type") in {"string", "integer", "boolean", "array"}, key
+        assert "default" in spec, key
+        assert spec.get("description"), key
+
+
+def test_settings_are_frozen() -> None:
+    settings = parse(config(), GCP)
+    with pytest.raises(AttributeError):
+        settings.app.canary_weight = 50  # type: ignore[misc]
