@@ -31,6 +31,7 @@ _GCP_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
 _GCP_ZONE = re.compile(r"[a-z]+-[a-z]+[0-9]+-[a-z]")
 _MACHINE_TYPE = re.compile(r"[a-z][a-z0-9]*-[a-z0-9-]+")
 _ISTIO_VERSION = re.compile(r"1\.(\d+)\.(\d+)")
+_CHART_VERSION = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
 _PROM_DURATION = re.compile(r"[1-9][0-9]*(s|m|h|d)")
 _TAG_POLICY = re.compile(r"semver:(0|[1-9]\d*)\.((0|[1-9]\d*)\.)?x|glob:[A-Za-z0-9_.*?-]+")
 
@@ -106,6 +107,15 @@ class LoadSettings:
 
 
 @dataclass(frozen=True)
+class MonitoringSettings:
+    """Prometheus and Grafana, each from a Helm chart pinned to one exact version."""
+
+    enabled: bool
+    prometheus_chart_version: str
+    grafana_chart_version: str
+
+
+@dataclass(frozen=True)
 class ReleaseSettings:
     """What the `canary` command needs: the promotion schedule and analysis thresholds."""
 
@@ -126,7 +136,7 @@ class Settings:
     mesh: MeshSettings
     app: AppSettings
     load: LoadSettings
-    monitoring: bool
+    monitoring: MonitoringSettings
     release: ReleaseSettings
     skip_await: bool
 
@@ -330,6 +340,16 @@ def _app(reader: _Reader) -> AppSettings:
     )
 
 
+def _monitoring(reader: _Reader) -> MonitoringSettings:
+    # An exact version only: a range would let `pulumi up` install a chart nobody reviewed.
+    rule = "an exact chart version such as 25.8.0 (no range, no v prefix)"
+    return MonitoringSettings(
+        enabled=reader.boolean("monitoring"),
+        prometheus_chart_version=reader.matching("prometheusChartVersion", _CHART_VERSION, rule),
+        grafana_chart_version=reader.matching("grafanaChartVersion", _CHART_VERSION, rule),
+    )
+
+
 def _release(reader: _Reader) -> ReleaseSettings:
     prometheus_url = reader.text("prometheusUrl")
     if prometheus_url and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", prometheus_url):
@@ -359,7 +379,7 @@ def parse(project: Mapping[str, Any], gcp: Mapping[str, Any] | None = None) -> S
             rate=reader.integer("loadRate", 1, 1000),
             concurrency=reader.integer("loadConcurrency", 1, 50),
         ),
-        monitoring=reader.boolean("monitoring"),
+        monitoring=_monitoring(reader),
         release=_release(reader),
         skip_await=reader.boolean("skipAwait"),
     )
