@@ -9,7 +9,7 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
 def releases(run) -> dict[str, dict]:
-    return {r.inputs["chart"]: r.inputs for r in run.of_type(RELEASE) if "prometheus" not in r.inputs["chart"]}
+    return {r.inputs["chart"]: r.inputs for r in run.of_type(RELEASE) if r.inputs["namespace"] == ISTIO_NAMESPACE}
 
 
 def test_istio_charts_are_pinned_to_one_version_from_config(program) -> None:
