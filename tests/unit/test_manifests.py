@@ -18,12 +18,21 @@ from cloudcoil.models.istio.security import v1 as security_v1
 from kubernetes_validate.utils import all_versions
 
 from tests.unit.conftest import Registered
-from tests.unit.manifests import api_version_kind, is_object, stack_manifests, whole_numbers, write_manifests
+from tests.unit.manifests import (
+    api_version_kind,
+    is_object,
+    stack_manifests,
+    to_manifest,
+    whole_numbers,
+    write_manifests,
+)
 
 # The GKE REGULAR channel's minor; kubernetes-validate silently falls back to an older schema for a
 # version it lacks, so the test below pins that this one ships.
 KUBERNETES_VERSION = "1.33"
-CORE_KINDS = {("v1", "Namespace"), ("apps/v1", "Deployment"), ("v1", "Service")}
+# Every stack has these; ConfigMap comes with monitoring (the dashboard) and is validated when present.
+REQUIRED_CORE_KINDS = {("v1", "Namespace"), ("apps/v1", "Deployment"), ("v1", "Service")}
+CORE_KINDS = REQUIRED_CORE_KINDS | {("v1", "ConfigMap")}
 ISTIO_MODELS: dict[tuple[str, str], type[pydantic.BaseModel]] = {
     ("networking.istio.io/v1", "VirtualService"): networking_v1.VirtualService,
     ("networking.istio.io/v1", "DestinationRule"): networking_v1.DestinationRule,
@@ -111,8 +120,9 @@ def test_only_objects_the_program_creates_become_manifests(resource: Registered,
     assert is_object(resource) is expected
 
 
-def test_default_stack_has_exactly_the_expected_objects() -> None:
-    names = sorted((m["kind"], m["metadata"].get("namespace", ""), m["metadata"]["name"]) for m in stack_manifests())
+def test_app_stack_has_exactly_the_expected_objects() -> None:
+    manifests = stack_manifests(monitoring=False)
+    names = sorted((m["kind"], m["metadata"].get("namespace", ""), m["metadata"]["name"]) for m in manifests)
     assert names == [
         ("Deployment", "test", "podinfo-canary"),
         ("Deployment", "test", "podinfo-ga"),
@@ -125,6 +135,19 @@ def test_default_stack_has_exactly_the_expected_objects() -> None:
         ("Service", "test", "podinfo"),
         ("VirtualService", "test", "podinfo"),
     ]
+
+
+def test_top_level_fields_other_than_spec_are_kept() -> None:
+    inputs = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dash"}, "data": {"a.json": "{}"}}
+    resource = Registered("kubernetes:core/v1:ConfigMap", "dash", inputs, custom=True, read=False)
+    assert to_manifest(resource) == inputs
+
+
+def test_api_version_input_that_disagrees_with_the_type_is_an_error() -> None:
+    inputs = {"apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway", "metadata": {"name": "gw"}}
+    resource = Registered("kubernetes:networking.istio.io/v1:Gateway", "gw", inputs, custom=True, read=False)
+    with pytest.raises(ValueError, match="disagrees"):
+        to_manifest(resource)
 
 
 def test_manifests_carry_ints_not_mock_floats() -> None:
@@ -155,7 +178,7 @@ def test_every_object_has_a_validator(stack: list[dict[str, Any]]) -> None:
 
 def test_core_objects_pass_strict_schema(stack: list[dict[str, Any]]) -> None:
     core = [m for m in stack if key(m) in CORE_KINDS]
-    assert {key(m) for m in core} == CORE_KINDS
+    assert {key(m) for m in core} >= REQUIRED_CORE_KINDS
     for manifest in core:
         assert validate_core(manifest) == KUBERNETES_VERSION
 
