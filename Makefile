@@ -1,0 +1,60 @@
+# istio-canary — two set-up commands: `make up` (deploy a stack) and `make test` (everything CI runs).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+STACK ?= dev
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TOOLCHAIN_DIR ?= $(or $(ISTIO_CANARY_TOOLCHAIN),$(HOME)/.cache/istio-canary/toolchain)
+export ISTIO_CANARY_TOOLCHAIN := $(TOOLCHAIN_DIR)
+
+.PHONY: help venv up test unit integration engine lint toolchain checkov-venv integration-deps bench local-cluster
+
+help:
+	@echo "make up [STACK=dev|local]  deploy (dev: GKE, needs pulumi + Google credentials; local: no cloud)"
+	@echo "make test                  lint, unit, integration and engine tests (what CI runs)"
+	@echo "make bench                 print benchmark numbers"
+	@echo "make toolchain             build pulumi, plugins, kube-apiserver, etcd from Go modules (cached)"
+
+# The venv is rebuilt only when a requirements file or pyproject changes.
+$(VENV)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.stamp
+
+up: venv
+	@scripts/up.sh "$(STACK)"
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+checkov-venv:
+	scripts/install-checkov.sh
+
+integration-deps:
+	scripts/install-integration-deps.sh
+
+toolchain:
+	toolchain/build.sh
+
+unit: venv checkov-venv
+	$(PY) -m pytest tests/unit
+
+integration: venv integration-deps
+	$(PY) -m pytest tests/integration
+
+engine: venv toolchain
+	. "$(TOOLCHAIN_DIR)/env.sh" && $(PY) -m pytest tests/engine
+
+# One pytest run over every suite so the closing line counts them all.
+test: venv lint checkov-venv integration-deps toolchain
+	. "$(TOOLCHAIN_DIR)/env.sh" && $(PY) -m pytest tests
+
+local-cluster: venv toolchain
+	. "$(TOOLCHAIN_DIR)/env.sh" && $(PY) -m toolchain.controlplane up --dir "$(TOOLCHAIN_DIR)/../local-cluster"
+
+bench: venv integration-deps toolchain
+	. "$(TOOLCHAIN_DIR)/env.sh" && for b in bench/bench_*.py; do echo "== $$b"; $(PY) "$$b" || exit 1; done

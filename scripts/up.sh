@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make up STACK=<stack>`: check what the stack needs, then `pulumi up`. Stops early with what to install or set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+stack="${1:-dev}"
+
+fail() { printf 'make up: %s\n' "$*" >&2; exit 1; }
+
+if [ "$stack" = "local" ]; then
+  exec scripts/up-local.sh
+fi
+
+command -v pulumi >/dev/null 2>&1 || fail "no Pulumi CLI on PATH. Install it (https://www.pulumi.com/docs/install/) \
+or build it from Go modules with 'make toolchain' and '. ~/.cache/istio-canary/toolchain/env.sh'."
+
+[ -f "Pulumi.$stack.yaml" ] || fail "no Pulumi.$stack.yaml; stacks in this repo: $(ls Pulumi.*.yaml | sed 's/Pulumi.\(.*\).yaml/\1/' | grep -v '^yaml$' | tr '\n' ' ')"
+
+if grep -q 'clusterMode: existing' "Pulumi.$stack.yaml"; then
+  exec pulumi up --stack "$stack"
+fi
+
+# GKE stacks: Google credentials, the kubeconfig auth plugin, and a real project id.
+adc="${CLOUDSDK_CONFIG:-$HOME/.config/gcloud}/application_default_credentials.json"
+if [ -z "${GOOGLE_APPLICATION_CREDENTIALS:-}" ] && [ -z "${GOOGLE_CREDENTIALS:-}" ] && [ ! -f "$adc" ]; then
+  fail "no Google credentials. Run 'gcloud auth application-default login', or set GOOGLE_APPLICATION_CREDENTIALS \
+to a service-account key file (CI uses workload identity federation)."
+fi
+command -v gke-gcloud-auth-plugin >/dev/null 2>&1 || fail "gke-gcloud-auth-plugin not on PATH; the kubeconfig \
+this stack builds uses it. Run 'gcloud components install gke-gcloud-auth-plugin'."
+if grep -q 'gcp:project: change-me' "Pulumi.$stack.yaml"; then
+  fail "gcp:project in Pulumi.$stack.yaml is still the placeholder. Run 'pulumi config set gcp:project <your-project-id> --stack $stack'."
+fi
+exec pulumi up --stack "$stack"
