@@ -126,18 +126,19 @@ def cmd_status(args: argparse.Namespace) -> int:
                         "weight": app.canary_weight,
                     },
                     "steps": list(rel.steps),
+                    "next": next_action(ctx.view),
                     "analysis": result.to_json() if result else None,
                 },
                 indent=2,
             )
         )
         return EXIT_OK
-    nxt = _next_step(app.canary_weight, rel.steps)
+    nxt = next_action(ctx.view)
     print(f"stack {ctx.stack_name} ({ctx.stack.path.name}): {app.image} in namespace {app.namespace}")
     print(f"  ga      {ctx.view.ga_workload:<24} {app.ga_version:<12} {app.split['ga']:>3}%")
     print(f"  canary  {ctx.view.canary_workload:<24} {app.canary_version:<12} {app.canary_weight:>3}%")
     steps = " -> ".join(str(s) for s in rel.steps)
-    print(f"  steps   0 -> {steps}; next: {nxt if nxt is not None else 'finish' if app.canary_weight == 100 else '?'}")
+    print(f"  steps   0 -> {steps}; next: {nxt['to'] if nxt['action'] == 'promote' else nxt['action']}")
     print(f"  gate    success >= {rel.min_success_rate:g}%, p99 <= {rel.max_p99_ms}ms, >= {rel.min_requests} requests")
     if result:
         print()
@@ -164,6 +165,19 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def _next_step(weight: int, steps: Sequence[int]) -> int | None:
     return next((step for step in steps if step > weight), None)
+
+
+def next_action(view: ReleaseView) -> dict[str, object]:
+    """What `canary promote` would do next: promote (to a weight), finish, none, or refuse an unknown step."""
+    app, steps = view.app, view.release.steps
+    weight = app.canary_weight
+    if weight not in (0, *steps):
+        return {"action": "unknown-step", "to": None}
+    if weight == 100:
+        return {"action": "finish", "to": 0}
+    if weight == 0 and app.canary_version == app.ga_version:
+        return {"action": "none", "to": None}
+    return {"action": "promote", "to": _next_step(weight, steps)}
 
 
 def _gate(args: argparse.Namespace, ctx: Context) -> tuple[Analysis | None, Prometheus | None]:
