@@ -1,0 +1,229 @@
+"""The GitHub workflows: valid against GitHub's schema (offline), and doing what the release flow needs.
+
+preview.yml posts the diff of a pull request; up.yml applies main; both queue on one group per stack.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / ".github" / "workflows"
+CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
+PULUMI_ACTION = "pulumi/actions@"
+# A major tag (v6) or a full commit sha; never a branch that moves under us.
+PINNED = re.compile(r"[^@\s]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})")
+PROGRAM_FILES = [
+    "__main__.py",
+    "Pulumi.yaml",
+    "Pulumi.dev.yaml",
+    "requirements.txt",
+    "stacks/settings.py",
+    "components/canary_app.py",
+]
+NOT_PROGRAM_FILES = ["README.md", "tests/unit/test_settings.py", "rollout/cli.py"]
+
+
+def workflow_files() -> list[Path]:
+    return sorted([*WORKFLOWS.glob("*.yml"), *WORKFLOWS.glob("*.yaml")])
+
+
+def load(path: Path) -> dict[str, Any]:
+    workflow = yaml.safe_load(path.read_text())
+    # YAML 1.1 reads the bare key `on` as the boolean True.
+    if True in workflow:
+        workflow["on"] = workflow.pop(True)
+    return workflow
+
+
+def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+
+
+def pulumi_steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for step in steps(workflow) if step.get("uses", "").startswith(PULUMI_ACTION)]
+
+
+def the_pulumi_step(workflow: dict[str, Any]) -> dict[str, Any]:
+    found = pulumi_steps(workflow)
+    assert len(found) == 1, f"expected one {PULUMI_ACTION} step, found {len(found)}"
+    return found[0]["with"]
+
+
+def index_of(workflow: dict[str, Any], predicate: Any) -> int:
+    matches = [i for i, step in enumerate(steps(workflow)) if predicate(step)]
+    assert matches, "step not found"
+    return matches[0]
+
+
+def github_glob(pattern: str) -> re.Pattern[str]:
+    """GitHub's path filter: `**` crosses directories, `*` does not."""
+    parts = [re.escape(part).replace(r"\*", "[^/]*") for part in pattern.split("**")]
+    return re.compile(".*".join(parts))
+
+
+def triggered(paths: list[str], changed: str) -> bool:
+    return any(github_glob(pattern).fullmatch(changed) for pattern in paths)
+
+
+def check_schema(*files: Path) -> subprocess.CompletedProcess[str]:
+    command = [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.github-workflows", *map(str, files)]
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def preview() -> dict[str, Any]:
+    return load(WORKFLOWS / "preview.yml")
+
+
+@pytest.fixture(scope="module")
+def up() -> dict[str, Any]:
+    return load(WORKFLOWS / "up.yml")
+
+
+# --- every workflow in the folder ---------------------------------------------------------------------
+
+
+def test_the_release_workflows_exist() -> None:
+    assert {"preview.yml", "up.yml"} <= {path.name for path in workflow_files()}
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_workflow_matches_github_schema(path: Path) -> None:
+    result = check_schema(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schema_check_rejects_a_broken_workflow(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    # `runs-on` misspelled and a step with neither `run` nor `uses`.
+    broken.write_text("on: push\njobs:\n  x:\n    runs_on: ubuntu-latest\n    steps:\n      - name: nothing\n")
+    result = check_schema(broken)
+    assert result.returncode == 1
+    assert "'runs-on' is a required property" in result.stdout
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_actions_are_pinned_to_a_major_or_a_sha(path: Path) -> None:
+    for step in steps(load(path)):
+        if "uses" in step and not step["uses"].startswith("./"):
+            assert PINNED.fullmatch(step["uses"]), f"{path.name}: {step['uses']} is not pinned"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_a_workflow_running_pulumi_queues_on_its_stack(path: Path) -> None:
+    workflow = load(path)
+    for step in pulumi_steps(workflow):
+        if "command" not in step.get("with", {}):
+            continue  # installs the CLI only
+        stack = step["with"]["stack-name"]
+        groups = [workflow.get("concurrency")] + [job.get("concurrency") for job in workflow["jobs"].values()]
+        declared = [group for group in groups if group]
+        assert {"group": f"pulumi-{stack}", "cancel-in-progress": False} in declared, f"{path.name}: {declared}"
+
+
+# --- preview on pull requests -------------------------------------------------------------------------
+
+
+def test_preview_runs_on_pull_requests_to_main_only(preview: dict[str, Any]) -> None:
+    assert set(preview["on"]) == {"pull_request"}
+    assert preview["on"]["pull_request"]["branches"] == ["main"]
+
+
+@pytest.mark.parametrize("changed", PROGRAM_FILES)
+def test_preview_runs_when_the_program_changes(preview: dict[str, Any], changed: str) -> None:
+    assert triggered(preview["on"]["pull_request"]["paths"], changed)
+
+
+@pytest.mark.parametrize("changed", NOT_PROGRAM_FILES)
+def test_preview_skips_changes_outside_the_program(preview: dict[str, Any], changed: str) -> None:
+    assert not triggered(preview["on"]["pull_request"]["paths"], changed)
+
+
+def test_preview_comments_the_diff_on_the_pull_request(preview: dict[str, Any]) -> None:
+    pulumi = the_pulumi_step(preview)
+    assert pulumi["command"] == "preview"
+    assert pulumi["stack-name"] == "dev"
+    assert pulumi["comment-on-pr"] is True
+    assert pulumi["diff"] is True
+    assert preview["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
+
+
+# --- up on main ---------------------------------------------------------------------------------------
+
+
+def test_up_runs_on_push_to_main(up: dict[str, Any]) -> None:
+    assert set(up["on"]) <= {"push", "workflow_dispatch"}
+    assert up["on"]["push"]["branches"] == ["main"]
+    pulumi = the_pulumi_step(up)
+    assert pulumi["command"] == "up"
+    assert pulumi["stack-name"] == "dev"
+
+
+@pytest.mark.parametrize("changed", PROGRAM_FILES)
+def test_up_runs_when_the_program_changes_on_main(up: dict[str, Any], changed: str) -> None:
+    assert triggered(up["on"]["push"]["paths"], changed)
+
+
+def test_up_deploys_through_the_dev_environment_without_pr_rights(up: dict[str, Any]) -> None:
+    (job,) = up["jobs"].values()
+    assert job["environment"] == "dev"
+    assert up["permissions"] == {"contents": "read", "id-token": "write"}
+
+
+# --- what both need to reach Google and the backend ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["preview.yml", "up.yml"])
+def test_pulumi_runs_with_google_credentials_and_its_own_venv(name: str) -> None:
+    workflow = load(WORKFLOWS / name)
+    auth = index_of(workflow, lambda s: s.get("uses", "").startswith("google-github-actions/auth@"))
+    gcloud = index_of(workflow, lambda s: s.get("uses", "").startswith("google-github-actions/setup-gcloud@"))
+    deps = index_of(workflow, lambda s: "-r requirements.txt" in s.get("run", "") and ".venv" in s.get("run", ""))
+    pulumi = index_of(workflow, lambda s: s.get("uses", "").startswith(PULUMI_ACTION))
+    assert max(auth, gcloud, deps) < pulumi
+    auth_with = steps(workflow)[auth]["with"]
+    # Workload identity federation: no long-lived key in the repo's secrets.
+    assert auth_with == {
+        "workload_identity_provider": "${{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER }}",
+        "service_account": "${{ vars.GCP_SERVICE_ACCOUNT }}",
+    }
+    assert steps(workflow)[gcloud]["with"]["install_components"] == "gke-gcloud-auth-plugin"
+
+
+@pytest.mark.parametrize("name", ["preview.yml", "up.yml"])
+def test_pulumi_logs_in_to_the_configured_backend(name: str) -> None:
+    step = pulumi_steps(load(WORKFLOWS / name))[0]
+    assert step["with"]["cloud-url"] == "${{ vars.PULUMI_CLOUD_URL }}"
+    assert step["env"] == {
+        "PULUMI_ACCESS_TOKEN": "${{ secrets.PULUMI_ACCESS_TOKEN }}",
+        "PULUMI_CONFIG_PASSPHRASE": "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}",
+    }
+
+
+@pytest.mark.parametrize("name", ["preview.yml", "up.yml"])
+def test_ci_uses_the_pulumi_cli_the_toolchain_builds(name: str) -> None:
+    go_mod = (ROOT / "toolchain" / "pulumi" / "go.mod").read_text()
+    pinned = re.search(r"github\.com/pulumi/pulumi/pkg/v3 v(\S+)", go_mod)
+    assert pinned, "toolchain/pulumi/go.mod no longer pins the CLI"
+    assert str(the_pulumi_step(load(WORKFLOWS / name))["pulumi-version"]) == pinned.group(1)
+
+
+# --- CI entry point -----------------------------------------------------------------------------------
+
+
+def test_ci_entry_point_runs_make_test() -> None:
+    script = ROOT / ".ci" / "run"
+    assert os.access(script, os.X_OK), ".ci/run must be executable"
+    lines = [line.strip() for line in script.read_text().splitlines()]
+    assert lines[0].startswith("#!")
+    assert "set -euo pipefail" in lines
+    assert "make test" in [line for line in lines if not line.startswith("#")]
