@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.unit.conftest import config, run_program  # noqa: E402  (sets the mocks once)
+from tests.unit.conftest import config, run_program
 
 RUNS = 20
 
@@ -31,6 +31,7 @@ def main() -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
+        check=False,
     )
     print(f"unit_suite_wall_s {time.perf_counter() - start:.1f}")
     print(f"unit_suite_exit_code {result.returncode}")

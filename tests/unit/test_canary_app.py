@@ -98,7 +98,7 @@ def test_containers_run_restricted(program) -> None:
     assert {"/data", "/tmp"} <= mounts
     assert {v["name"] for v in spec["volumes"]} == {m["name"] for m in container["volumeMounts"]}
     assert all("emptyDir" in v for v in spec["volumes"])
-    assert f"--data-path=/data" in container["command"]
+    assert "--data-path=/data" in container["command"]
     assert spec["automountServiceAccountToken"] is False
 
 

@@ -1,0 +1,31 @@
+"""The README stays true: its config table is the schema, and its set-up commands exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from scripts.config_table import table
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def test_config_table_matches_the_schema() -> None:
+    match = re.search(r"<!-- config-table[^>]*-->\n(.*?)\n<!-- /config-table -->", README, re.DOTALL)
+    assert match, "README lost its config table markers"
+    assert match.group(1) == table(), "README config table is stale: paste the output of scripts/config_table.py"
+
+
+def test_quick_start_has_exactly_two_setup_commands_and_they_exist() -> None:
+    quick_start = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", quick_start, re.DOTALL)
+    assert block
+    commands = [line.split("#")[0].strip() for line in block.group(1).splitlines() if line.strip()]
+    assert commands == ["make up", "make test"]
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^up:", makefile, re.MULTILINE) and re.search(r"^test:", makefile, re.MULTILINE)
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
