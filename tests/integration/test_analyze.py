@@ -148,6 +148,7 @@ def test_status_with_live_metrics(tmp_path, capsys, prom):
     assert data["canary"] == {"workload": "podinfo-canary", "version": "6.9.0", "weight": 60}
     assert data["ga"]["weight"] == 40
     assert data["analysis"]["verdict"] == "pass"
+    assert data["next"] == {"action": "promote", "to": 100}
     text = canary(capsys, "status", "-C", directory).out
     assert "6.9.0" in text and "60%" in text and "next: 100" in text
 
