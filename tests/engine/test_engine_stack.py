@@ -1,0 +1,318 @@
+"""One `local` stack through the life of a canary, with the real Pulumi CLI against a local API server.
+
+The tests run in file order and share one stack: create -> weight step -> canary tag bump -> git revert of a
+promotion -> invalid weights -> API server crash mid-up -> destroy. Each test states the stack it leaves.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import threading
+import time
+
+from tests.engine.conftest import (
+    NAMESPACE,
+    STACK,
+    Kube,
+    Project,
+    Step,
+    changes,
+    kill_apiserver,
+    namespace_objects,
+    obj,
+    resource_versions,
+    restart_apiserver,
+    stack_objects,
+    steps,
+)
+from toolchain.controlplane import LocalControlPlane
+
+IMAGE = "ghcr.io/stefanprodan/podinfo"
+VS_TYPE = "kubernetes:networking.istio.io/v1:VirtualService"
+DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
+# Everything the `local` stack creates, as (kind, metadata.name).
+EXPECTED = {
+    ("Namespace", NAMESPACE),
+    ("Deployment", "podinfo-ga"),
+    ("Deployment", "podinfo-canary"),
+    ("Deployment", "podinfo-load"),
+    ("Service", "podinfo"),
+    ("DestinationRule", "podinfo"),
+    ("VirtualService", "podinfo"),
+    ("Gateway", "podinfo-gateway"),
+    ("PeerAuthentication", "default"),
+}
+
+
+def split(kube: Kube) -> dict[str, int]:
+    """The VirtualService's weights on the API server, by subset."""
+    vs = obj(kube, "VirtualService", "podinfo")
+    assert vs is not None, "VirtualService podinfo not on the API server"
+    return {r["destination"]["subset"]: r.get("weight", 0) for r in vs["spec"]["http"][0]["route"]}
+
+
+def image(kube: Kube, name: str) -> str:
+    """The container image of a Deployment on the API server."""
+    deployment = obj(kube, "Deployment", name)
+    assert deployment is not None, f"Deployment {name} not on the API server"
+    return deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def pending_operations(project: Project) -> list[dict]:
+    """The stack state's pending operations (what an interrupted engine leaves behind)."""
+    return project.export()["deployment"].get("pending_operations") or []
+
+
+def assert_converged(project: Project, kube: Kube) -> None:
+    """State and API server agree: no pending operations, no orphaned or missing object."""
+    assert pending_operations(project) == []
+    assert namespace_objects(kube) == stack_objects(project.export()) == EXPECTED - {("Namespace", NAMESPACE)}
+
+
+def test_preview_of_fresh_stack_lists_every_resource(project: Project, kube: Kube) -> None:
+    """A fresh stack's preview creates exactly the app's objects and touches nothing on the server."""
+    _, preview = project.preview()
+    found = steps(preview)
+    assert {s.op for s in found} == {"create"}, found
+    assert {(s.kind, s.name) for s in found} == EXPECTED
+    assert len(found) == len(EXPECTED), "a resource is registered twice"
+    assert obj(kube, "Namespace", NAMESPACE) is None, "preview must not create anything"
+
+
+def test_up_creates_objects_on_the_api_server(project: Project, kube: Kube) -> None:
+    """`pulumi up` creates the app; read every object back from the API server."""
+    project.up()
+
+    namespace = obj(kube, "Namespace", NAMESPACE)
+    assert namespace is not None
+    assert namespace["metadata"]["labels"]["istio-injection"] == "enabled"
+    assert namespace["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"  # the test-only transform
+
+    assert image(kube, "podinfo-ga") == f"{IMAGE}:6.8.0"
+    assert image(kube, "podinfo-canary") == f"{IMAGE}:6.9.0"
+    for subset in ("ga", "canary"):
+        deployment = obj(kube, "Deployment", f"podinfo-{subset}")
+        assert deployment is not None
+        assert deployment["spec"]["selector"]["matchLabels"] == {"app": "podinfo", "release": subset}
+        assert deployment["spec"]["replicas"] == 2
+    load = obj(kube, "Deployment", "podinfo-load")
+    assert load is not None
+    assert load["spec"]["template"]["spec"]["containers"][0]["command"][-1] == "http://podinfo.test:9898/version"
+
+    service = obj(kube, "Service", "podinfo")
+    assert service is not None
+    assert service["spec"]["selector"] == {"app": "podinfo"}
+    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("http", 9898)]
+
+    rule = obj(kube, "DestinationRule", "podinfo")
+    assert rule is not None
+    assert rule["spec"]["host"] == "podinfo.test.svc.cluster.local"
+    assert rule["spec"]["subsets"] == [
+        {"name": "ga", "labels": {"release": "ga"}},
+        {"name": "canary", "labels": {"release": "canary"}},
+    ]
+    assert split(kube) == {"ga": 100, "canary": 0}
+    gateway = obj(kube, "Gateway", "podinfo-gateway")
+    assert gateway is not None
+    assert gateway["spec"]["selector"] == {"istio": "ingressgateway"}
+    assert [s["port"]["number"] for s in gateway["spec"]["servers"]] == [80]
+    peer = obj(kube, "PeerAuthentication", "default")
+    assert peer is not None and peer["spec"]["mtls"]["mode"] == "STRICT"
+    assert_converged(project, kube)
+
+
+def test_weight_change_updates_only_the_virtualservice(project: Project, kube: Kube) -> None:
+    """`pulumi config set canaryWeight 60`: the preview is one in-place update; up gives 40/60."""
+    before = resource_versions(kube)
+    project.config_set("canaryWeight", "60")
+    _, preview = project.preview()
+    assert changes(preview) == [Step("update", VS_TYPE, "podinfo")]
+    summary = preview["changeSummary"]
+    assert summary.get("update") == 1 and not {"create", "delete", "replace"} & set(summary), summary
+
+    project.up()
+    assert split(kube) == {"ga": 40, "canary": 60}
+    after = resource_versions(kube)
+    assert {key for key in before if before[key] != after.get(key)} == {("VirtualService", "podinfo")}
+
+
+def test_canary_tag_bump_updates_one_deployment_in_place(project: Project, kube: Kube) -> None:
+    """`pulumi config set canaryVersion 6.9.1`: one Deployment updated in place, not replaced."""
+    uid = obj(kube, "Deployment", "podinfo-canary")["metadata"]["uid"]  # type: ignore[index]
+    project.config_set("canaryVersion", "6.9.1")
+    _, preview = project.preview()
+    assert changes(preview) == [Step("update", DEPLOYMENT_TYPE, "podinfo-canary")]
+
+    project.up()
+    assert image(kube, "podinfo-canary") == f"{IMAGE}:6.9.1"
+    assert image(kube, "podinfo-ga") == f"{IMAGE}:6.8.0"
+    assert obj(kube, "Deployment", "podinfo-canary")["metadata"]["uid"] == uid  # type: ignore[index]
+
+
+def test_git_revert_of_a_promotion_is_its_exact_inverse(project: Project, kube: Kube) -> None:
+    """Commit a promotion to 100, up, `git revert` it: the preview undoes exactly that, up restores 40/60."""
+    project.git("commit", "-q", "-m", "canary 6.9.1 at 60%", "--", f"Pulumi.{STACK}.yaml")
+    project.config_set("canaryWeight", "100")
+    project.git("commit", "-q", "-m", "promote canary to 100%", "--", f"Pulumi.{STACK}.yaml")
+    _, forward = project.preview()
+    project.up()
+    assert split(kube) == {"ga": 0, "canary": 100}
+
+    project.git("revert", "--no-edit", "HEAD")
+    assert project.git("status", "--porcelain").stdout == ""
+    _, back = project.preview()
+    assert changes(back) == changes(forward) == [Step("update", VS_TYPE, "podinfo")]
+    fwd = next(s for s in forward["steps"] if s["op"] == "update")
+    rev = next(s for s in back["steps"] if s["op"] == "update")
+    assert rev["newState"]["inputs"]["spec"] == fwd["oldState"]["inputs"]["spec"]
+    assert rev["oldState"]["inputs"]["spec"] == fwd["newState"]["inputs"]["spec"]
+
+    project.up()
+    assert split(kube) == {"ga": 40, "canary": 60}
+
+
+def test_invalid_weight_fails_naming_the_key_and_changes_nothing(project: Project, kube: Kube) -> None:
+    """canaryWeight 101 and abc: preview and up fail naming canaryWeight; no object's resourceVersion moves."""
+    before = resource_versions(kube)
+    try:
+        project.config_set("canaryWeight", "101")
+        run, _ = project.preview(check=False)
+        assert run.returncode != 0
+        # The program's ConfigError from stacks/settings.py, verbatim.
+        assert "istio-canary:canaryWeight: '101' is not allowed; expected a whole number from 0 to 100" in run.output
+        up = project.up(check=False)
+        assert up.returncode != 0 and "canaryWeight" in up.output
+
+        project.config_set("canaryWeight", "abc")
+        run, _ = project.preview(check=False)
+        assert run.returncode != 0
+        # Pulumi.yaml types canaryWeight as integer, so the engine rejects it before the program runs.
+        print(f"canaryWeight=abc -> {[line for line in run.output.splitlines() if 'canaryWeight' in line]}")
+        assert "canaryWeight" in run.output
+        assert "must be of type 'integer'" in run.output
+    finally:
+        project.git("checkout", "--", f"Pulumi.{STACK}.yaml")
+    assert resource_versions(kube) == before
+    assert split(kube) == {"ga": 40, "canary": 60}
+
+
+def _up_killing_apiserver(project: Project, plane: LocalControlPlane) -> tuple[int, list[dict], str, list[str]]:
+    """Run `pulumi up --json --parallel 1` and SIGKILL kube-apiserver once the first object step finished.
+
+    --parallel 1 makes the engine apply one object at a time, so the crash lands between steps and the rest
+    of the change is still to do. Returns (exit code, engine events, what triggered the kill, the killed argv).
+    """
+    argv = ["pulumi", "up", "--yes", "--skip-preview", "--json", "--parallel", "1", "--stack", STACK]
+    proc = subprocess.Popen(
+        argv, cwd=project.root, env=project.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    events: list[dict] = []
+    trigger = ""
+    killed = None
+    deadline = time.monotonic() + 60  # kill after this bounded delay if no object step finishes first
+    try:
+        while not trigger and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            events.extend(_event(line))
+            done = events[-1].get("resOutputsEvent", {}).get("metadata", {}) if events else {}
+            if done.get("type", "").startswith("kubernetes:") and done.get("op") == "update":
+                trigger = f"after {done['urn'].rsplit('::', 1)[-1]} was updated"
+        if not trigger and proc.poll() is None:
+            trigger = "after the bounded delay"
+        if trigger:
+            killed = kill_apiserver(plane)
+        code = proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    while (line := lines.get(timeout=5)) is not None:
+        events.extend(_event(line))
+    assert killed is not None, "up finished before the API server could be killed"
+    return code, events, trigger, killed
+
+
+def _event(line: str) -> list[dict]:
+    """An engine event from one line of `--json` output ([] for anything else)."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return []
+    return [event] if isinstance(event, dict) else []
+
+
+def test_apiserver_crash_mid_up_converges_on_rerun(
+    project: Project, kube: Kube, control_plane: LocalControlPlane
+) -> None:
+    """SIGKILL kube-apiserver during an up touching four objects, restart it, rerun up: the stack converges."""
+    change = {"canaryWeight": "10", "gaVersion": "6.9.1", "loadRate": "10", "tlsCredentialName": "podinfo-tls"}
+    for key, value in change.items():
+        project.config_set(key, value)
+
+    code, events, trigger, killed = _up_killing_apiserver(project, control_plane)
+    updated = [
+        e["resOutputsEvent"]["metadata"]["urn"].rsplit("::", 1)[-1]
+        for e in events
+        if e.get("resOutputsEvent", {}).get("metadata", {}).get("op") == "update"
+    ]
+    errors = [
+        e["diagnosticEvent"]["message"].strip()
+        for e in events
+        if e.get("diagnosticEvent", {}).get("severity") == "error"
+    ]
+    print(f"crash: SIGKILL {trigger}; up exited {code}; updated before the crash: {updated}")
+    print("crash: errors: " + " | ".join(m[:300] for m in errors))
+    assert code != 0, "up succeeded although the API server died in the middle"
+    assert len(updated) < len(change), "every step finished before the crash: nothing was interrupted"
+
+    pending = pending_operations(project)
+    print(f"crash: pending_operations after the failed up: {pending}")
+    restart_apiserver(control_plane, killed, kube)
+    print(f"crash: after restart the server shows split {split(kube)}, ga image {image(kube, 'podinfo-ga')}")
+
+    # The recovery a user runs: plain `pulumi up` again (no lock is left by a failed, not killed, engine).
+    rerun = project.up()
+    print(f"crash: rerun up took {rerun.seconds:.1f}s")
+    assert split(kube) == {"ga": 90, "canary": 10}
+    assert image(kube, "podinfo-ga") == f"{IMAGE}:6.9.1"
+    load = obj(kube, "Deployment", "podinfo-load")
+    assert load is not None and load["spec"]["template"]["spec"]["containers"][0]["command"][6] == "10"
+    gateway = obj(kube, "Gateway", "podinfo-gateway")
+    assert gateway is not None and [s["port"]["number"] for s in gateway["spec"]["servers"]] == [80, 443]
+    assert_converged(project, kube)
+    _, preview = project.preview()
+    assert changes(preview) == [], "the stack did not converge: a preview after the rerun still has changes"
+
+
+def test_destroy_removes_what_up_created(project: Project, kube: Kube, control_plane: LocalControlPlane) -> None:
+    """`pulumi destroy`: every object is deleted; the bare API server leaves the namespace Terminating."""
+    project.pulumi("destroy", "--yes", "--skip-preview")
+    assert namespace_objects(kube) == set()
+    assert project.export()["deployment"].get("resources") in (None, [])
+
+    # Finalizing a namespace is kube-controller-manager's job, which does not run here: the API server only
+    # marks it for deletion, and skipAwait keeps the provider from waiting for it to go.
+    namespace = obj(kube, "Namespace", NAMESPACE)
+    assert namespace is not None
+    assert namespace["metadata"].get("deletionTimestamp")
+    assert namespace["status"]["phase"] == "Terminating"
+    assert namespace["spec"]["finalizers"] == ["kubernetes"]
+    # The namespace controller's last step (the namespace is empty) completes the delete.
+    assert control_plane.finalize_terminating_namespaces() == [NAMESPACE]
+    assert obj(kube, "Namespace", NAMESPACE) is None
