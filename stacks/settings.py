@@ -215,7 +215,7 @@ def _dns_name(value: str, *, wildcard: bool = False) -> bool:
 
 
 def _steps(reader: _Reader) -> tuple[int, ...]:
-    value = reader.raw.get("canarySteps", schema()["canarySteps"]["default"])
+    value = original = reader.raw.get("canarySteps", schema()["canarySteps"]["default"])
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -223,17 +223,17 @@ def _steps(reader: _Reader) -> tuple[int, ...]:
             pass
     allowed = "a list of increasing whole numbers from 1 to 100 that ends at 100, e.g. [10, 60, 100]"
     if not isinstance(value, list) or not value:
-        reader.fail("canarySteps", value, allowed)
+        reader.fail("canarySteps", original, allowed)
         return (100,)
     steps = []
     for item in value:
         text = str(item) if not isinstance(item, bool) else "x"
         if not _INT.fullmatch(text) or not 1 <= int(text) <= 100:
-            reader.fail("canarySteps", value, allowed)
+            reader.fail("canarySteps", original, allowed)
             return (100,)
         steps.append(int(text))
     if steps != sorted(set(steps)) or steps[-1] != 100:
-        reader.fail("canarySteps", value, allowed)
+        reader.fail("canarySteps", original, allowed)
     return tuple(steps)
 
 
@@ -304,7 +304,7 @@ def _mesh(reader: _Reader) -> MeshSettings:
     version = reader.text("istioVersion")
     match = _ISTIO_VERSION.fullmatch(version)
     if not match or int(match.group(1)) < MIN_ISTIO_MINOR:
-        reader.fail("istioVersion", version, f"an Istio release 1.{MIN_ISTIO_MINOR}.0 or newer, e.g. 1.28.1")
+        reader.fail("istioVersion", version, f"an Istio release 1.{MIN_ISTIO_MINOR}.0 or newer, e.g. 1.30.4")
     return MeshSettings(
         install=reader.boolean("installMesh"),
         version=version,
