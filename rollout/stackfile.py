@@ -7,6 +7,8 @@ are the Pulumi program's business and are checked by `pulumi preview`, not by a 
 from __future__ import annotations
 
 import io
+import itertools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,11 +57,35 @@ class ReleaseView:
         return f"{self.app.name}-canary"
 
 
-def _yaml() -> YAML:
+_KEY_LINE = re.compile(r"( *)[^\s#-][^#]*:\s*(#.*)?$")  # a key whose value is on the following lines
+_ITEM_LINE = re.compile(r"( *)- ")
+
+
+def _indents(text: str) -> tuple[int, int]:
+    """(mapping indent, dash offset) the file already uses; Pulumi writes 2 and 2, people also write 2 and 0."""
+    mapping: int | None = None
+    offset: int | None = None
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    for parent, child in itertools.pairwise(lines):
+        key = _KEY_LINE.match(parent)
+        if not key:
+            continue
+        depth = len(key.group(1))
+        child_depth = len(child) - len(child.lstrip(" "))
+        item = _ITEM_LINE.match(child)
+        if item and offset is None:
+            offset = max(child_depth - depth, 0)
+        elif not item and child_depth > depth and mapping is None:
+            mapping = child_depth - depth
+    return mapping or 2, 2 if offset is None else offset
+
+
+def _yaml(text: str = "") -> YAML:
     yaml = YAML()  # round-trip mode: comments, key order and quoting survive a load/dump
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap a long value or comment
-    yaml.indent(mapping=2, sequence=4, offset=2)
+    mapping, offset = _indents(text)
+    yaml.indent(mapping=mapping, sequence=offset + 2, offset=offset)
     return yaml
 
 
@@ -85,7 +111,7 @@ class StackFile:
         except FileNotFoundError:
             raise ConfigError(f"{path}: stack file not found (is --stack right? is -C the repository?)") from None
         try:
-            self.doc = _yaml().load(self.original)
+            self.doc = _yaml(self.original).load(self.original)
         except YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from None
         if self.doc is None:
@@ -143,7 +169,7 @@ class StackFile:
     def render(self) -> str:
         """The file text as it would be written now."""
         out = io.StringIO()
-        _yaml().dump(self.doc, out)
+        _yaml(self.original).dump(self.doc, out)
         return out.getvalue()
 
     def save(self) -> bool:
