@@ -320,7 +320,7 @@ def _app(reader: _Reader) -> AppSettings:
     # The longest derived name is <app>-gateway; it must stay a valid label.
     if not (len(name) <= 55 and _DNS_LABEL.fullmatch(name)):
         reader.fail("appName", name, "a DNS label of at most 55 characters")
-    tag_rule = "a released image tag such as 6.9.0 (not latest, not a branch)"
+    tag_rule = "a released image tag such as 6.15.0 (not latest, not a branch)"
     public_host = reader.text("publicHost")
     if not _dns_name(public_host, wildcard=True):
         reader.fail("publicHost", public_host, "a DNS name such as podinfo.example.com")
