@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TOOLCHAIN_DIR ?= $(or $(ISTIO_CANARY_TOOLCHAIN),$(HOME)/.cache/istio-canary/toolchain)
 export ISTIO_CANARY_TOOLCHAIN := $(TOOLCHAIN_DIR)
 
-.PHONY: help venv up test unit integration engine lint toolchain checkov-venv integration-deps bench local-cluster
+.PHONY: help venv up test unit integration engine lint toolchain checkov-venv integration-deps bench local-cluster manifests
 
 help:
 	@echo "make up [STACK=dev|local]  deploy (dev: GKE, needs pulumi + Google credentials; local: no cloud)"
@@ -32,7 +32,11 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 checkov-venv:
-	scripts/install-checkov.sh
+	PYTHON=$(PYTHON) scripts/install-checkov.sh
+
+# The Kubernetes objects of a mock run as YAML, e.g. for `checkov -d build/manifests`.
+manifests: venv
+	$(PY) scripts/dump_manifests.py build/manifests
 
 integration-deps:
 	scripts/install-integration-deps.sh
