@@ -14,8 +14,13 @@ def table() -> str:
     """Markdown table: key, type, default, description."""
     rows = ["| key | type | default | description |", "|---|---|---|---|"]
     for key, spec in schema().items():
-        default = spec.get("default")
-        shown = "`" + (str(default).lower() if isinstance(default, bool) else str(default)) + "`" if default != "" else "(empty)"
+        default = spec.get("default", "")
+        if spec.get("secret"):
+            shown = "(secret, unset)"
+        elif default == "":
+            shown = "(empty)"
+        else:
+            shown = "`" + (str(default).lower() if isinstance(default, bool) else str(default)) + "`"
         rows.append(f"| `{key}` | {spec['type']} | {shown} | {spec['description'].replace('|', '/')} |")
     return "\n".join(rows)
 
