@@ -55,6 +55,14 @@ def request_count(namespace: str, app: str, window: str = DEFAULT_WINDOW, versio
     return f"sum by ({BY_WORKLOAD}) (increase({REQUESTS_TOTAL}{selector(namespace, app, versions)}[{_window(window)}]))"
 
 
+def server_error_count(
+    namespace: str, app: str, window: str = DEFAULT_WINDOW, versions: Sequence[str] = VERSIONS
+) -> str:
+    """5xx responses each version served within the window."""
+    failed = selector(namespace, app, versions)[:-1] + f', response_code=~"{SERVER_ERROR}"' + "}"
+    return f"sum by ({BY_WORKLOAD}) (increase({REQUESTS_TOTAL}{failed}[{_window(window)}]))"
+
+
 def p99_latency(namespace: str, app: str, window: str = DEFAULT_WINDOW, versions: Sequence[str] = VERSIONS) -> str:
     """99th percentile request duration of each version, in milliseconds."""
     return (

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import Enum
 
+from components import promql
 from rollout.stackfile import ReleaseView
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -140,29 +141,20 @@ def _error_text(exc: urllib.error.HTTPError) -> str:
         return exc.reason
 
 
-def _selector(namespace: str, workload: str, extra: str = "") -> str:
-    return (
-        f'reporter="destination",destination_workload_namespace="{namespace}",destination_workload="{workload}"{extra}'
-    )
-
-
-def queries(namespace: str, workload: str, window: str) -> dict[str, str]:
-    """The three PromQL queries for one workload: request count, 5xx count and p99 latency over `window`."""
-    every = _selector(namespace, workload)
-    server_errors = _selector(namespace, workload, ',response_code=~"5.."')
+def queries(namespace: str, app: str, version: str, window: str) -> dict[str, str]:
+    """Request count, 5xx count and p99 latency of one version over `window`: the dashboard's own PromQL."""
+    versions = (version,)
     return {
-        "requests": f"sum(increase(istio_requests_total{{{every}}}[{window}]))",
-        "errors": f"sum(increase(istio_requests_total{{{server_errors}}}[{window}]))",
-        "p99_ms": (
-            f"histogram_quantile(0.99, sum by (le) (rate(istio_request_duration_milliseconds_bucket{{{every}}}[{window}])))"
-        ),
+        "requests": promql.request_count(namespace, app, window, versions),
+        "errors": promql.server_error_count(namespace, app, window, versions),
+        "p99_ms": promql.p99_latency(namespace, app, window, versions),
     }
 
 
-def measure(prometheus: Prometheus, namespace: str, workload: str, window: str, at: float) -> WorkloadMetrics:
-    """Run the queries for one workload."""
-    values = {name: prometheus.query(q, at) for name, q in queries(namespace, workload, window).items()}
-    return WorkloadMetrics(workload=workload, **values)
+def measure(prometheus: Prometheus, namespace: str, app: str, version: str, window: str, at: float) -> WorkloadMetrics:
+    """Run the queries for one version (`ga` or `canary`) of the app."""
+    values = {name: prometheus.query(q, at) for name, q in queries(namespace, app, version, window).items()}
+    return WorkloadMetrics(workload=f"{app}-{version}", **values)
 
 
 def judge(
@@ -190,8 +182,8 @@ def judge(
 def analyze(view: ReleaseView, prometheus: Prometheus, at: float) -> Analysis:
     """Measure canary and GA over the configured window at `at` and judge the canary."""
     rel = view.release
-    canary = measure(prometheus, view.app.namespace, view.canary_workload, rel.window, at)
-    ga = measure(prometheus, view.app.namespace, view.ga_workload, rel.window, at)
+    canary = measure(prometheus, view.app.namespace, view.app.name, "canary", rel.window, at)
+    ga = measure(prometheus, view.app.namespace, view.app.name, "ga", rel.window, at)
     verdict, reasons = judge(canary, rel.min_success_rate, rel.max_p99_ms, rel.min_requests)
     return Analysis(
         verdict=verdict,
