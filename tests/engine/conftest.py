@@ -223,7 +223,7 @@ class Project:
         (root / ".gitignore").write_text("__pycache__/\n*.pyc\n")
         project = cls(root, env)
         project.git("init", "-q", "-b", "main")
-        project.pulumi("stack", "init", STACK)
+        project.run(["pulumi", "stack", "init", STACK, "--non-interactive"])
         project.config_set("kubeconfig", kubeconfig)
         project.git("add", "-A")
         project.git("commit", "-q", "-m", "local stack: engine-test control plane")
