@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pulumi
 
@@ -50,27 +50,8 @@ def build(settings: Settings) -> Release:
     """Wire the components from validated settings."""
     # Per-component transformations reach every child without global state that outlives one program run.
     opts = pulumi.ResourceOptions(transformations=[skip_await] if settings.skip_await else [])
-    c = settings.cluster
-    cluster = Cluster(
-        "cluster",
-        ClusterArgs(
-            mode=c.mode,
-            name=c.name,
-            project=c.project,
-            location=c.location,
-            release_channel=c.release_channel,
-            machine_type=c.machine_type,
-            min_nodes=c.min_nodes,
-            max_nodes=c.max_nodes,
-            disk_size_gb=c.disk_size_gb,
-            private_nodes=c.private_nodes,
-            master_cidr=c.master_cidr,
-            deletion_protection=c.deletion_protection,
-            kubeconfig=c.kubeconfig,
-            context=c.context,
-        ),
-        opts,
-    )
+    # Settings and component args share field names, so a renamed field fails here, loudly.
+    cluster = Cluster("cluster", ClusterArgs(**asdict(settings.cluster)), opts)
     mesh = Mesh(
         "istio",
         MeshArgs(
@@ -86,17 +67,9 @@ def build(settings: Settings) -> Release:
         a.name,
         CanaryAppArgs(
             provider=cluster.provider,
-            namespace=a.namespace,
-            name=a.name,
-            image=a.image,
-            ga_version=a.ga_version,
-            canary_version=a.canary_version,
-            canary_weight=a.canary_weight,
-            replicas=a.replicas,
-            public_host=a.public_host,
-            tls_credential_name=a.tls_credential_name,
             gateway_selector=mesh.gateway_selector,
             depends_on=tuple(mesh.ready),
+            **asdict(a),
         ),
         opts,
     )
