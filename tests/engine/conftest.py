@@ -88,9 +88,18 @@ class Kube:
     def __init__(self, plane: LocalControlPlane) -> None:
         self.plane = plane
 
-    def get(self, path: str) -> dict | None:
-        """GET an object; None on 404, AssertionError on any other failure."""
-        status, body = self.plane.request("GET", path)
+    def get(self, path: str, retry_for: float = 30) -> dict | None:
+        """GET an object; None on 404, AssertionError on any other failure.
+
+        429 is retried (bounded) as client-go does: after a restart the API server answers /readyz while a
+        custom resource's storage is still "(re)initializing".
+        """
+        deadline = time.monotonic() + retry_for
+        while True:
+            status, body = self.plane.request("GET", path)
+            if status != 429 or time.monotonic() > deadline:
+                break
+            time.sleep(float((body.get("details") or {}).get("retryAfterSeconds", 1)) if isinstance(body, dict) else 1)
         if status == 404:
             return None
         assert status == 200, f"GET {path}: {status} {body}"

@@ -1,16 +1,20 @@
 """One `local` stack through the life of a canary, with the real Pulumi CLI against a local API server.
 
 The tests run in file order and share one stack: create -> weight step -> canary tag bump -> git revert of a
-promotion -> invalid weights -> API server crash mid-up -> destroy. Each test states the stack it leaves.
+promotion -> invalid weights -> API server crash mid-up -> engine killed mid-step -> destroy. Each test states the stack it leaves.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import queue
+import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from tests.engine.conftest import (
     NAMESPACE,
@@ -198,15 +202,32 @@ def test_invalid_weight_fails_naming_the_key_and_changes_nothing(project: Projec
     assert split(kube) == {"ga": 40, "canary": 60}
 
 
-def _up_killing_apiserver(project: Project, plane: LocalControlPlane) -> tuple[int, list[dict], str, list[str]]:
-    """Run `pulumi up --json --parallel 1` and SIGKILL kube-apiserver once the first object step finished.
+def _name(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
 
-    --parallel 1 makes the engine apply one object at a time, so the crash lands between steps and the rest
-    of the change is still to do. Returns (exit code, engine events, what triggered the kill, the killed argv).
+
+def _object_step(event: dict, kind: str) -> str:
+    """The Pulumi name of a Kubernetes object whose update `kind` event this is ("" otherwise)."""
+    meta = event.get(kind, {}).get("metadata", {})
+    return _name(meta["urn"]) if meta.get("type", "").startswith("kubernetes:") and meta.get("op") == "update" else ""
+
+
+def _up_and_crash(project: Project, when: Callable[[dict], bool], crash: Callable[[subprocess.Popen], None]) -> Crash:
+    """Run `pulumi up --json --parallel 1` and call `crash(proc)` at the first engine event `when` accepts.
+
+    --parallel 1 makes the engine apply one object at a time, so the crash lands between or inside steps with
+    the rest of the change still to do. The CLI runs in its own process group (the engine-kill test kills
+    the group: CLI, language host and provider, as a killed CI runner would).
     """
     argv = ["pulumi", "up", "--yes", "--skip-preview", "--json", "--parallel", "1", "--stack", STACK]
     proc = subprocess.Popen(
-        argv, cwd=project.root, env=project.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        argv,
+        cwd=project.root,
+        env=project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -217,35 +238,52 @@ def _up_killing_apiserver(project: Project, plane: LocalControlPlane) -> tuple[i
         lines.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
-    events: list[dict] = []
-    trigger = ""
-    killed = None
-    deadline = time.monotonic() + 60  # kill after this bounded delay if no object step finishes first
+    crash_ = Crash()
+    deadline = time.monotonic() + 120  # bounded: no event accepted by then fails the test
     try:
-        while not trigger and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             try:
                 line = lines.get(timeout=0.5)
             except queue.Empty:
                 continue
             if line is None:
                 break
-            events.extend(_event(line))
-            done = events[-1].get("resOutputsEvent", {}).get("metadata", {}) if events else {}
-            if done.get("type", "").startswith("kubernetes:") and done.get("op") == "update":
-                trigger = f"after {done['urn'].rsplit('::', 1)[-1]} was updated"
-        if not trigger and proc.poll() is None:
-            trigger = "after the bounded delay"
-        if trigger:
-            killed = kill_apiserver(plane)
-        code = proc.wait(timeout=600)
+            crash_.events.extend(_event(line))
+            if crash_.events and when(crash_.events[-1]):
+                crash_.at = crash_.events[-1]
+                crash(proc)
+                break
+        crash_.code = proc.wait(timeout=600)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(30)
-    while (line := lines.get(timeout=5)) is not None:
-        events.extend(_event(line))
-    assert killed is not None, "up finished before the API server could be killed"
-    return code, events, trigger, killed
+    while (line := lines.get(timeout=10)) is not None:
+        crash_.events.extend(_event(line))
+    assert crash_.at is not None, "up finished before the crash could be injected"
+    return crash_
+
+
+@dataclass
+class Crash:
+    """What happened to an `up` that was crashed."""
+
+    code: int | None = None
+    at: dict | None = None
+    events: list[dict] = field(default_factory=list)
+
+    @property
+    def updated(self) -> list[str]:
+        """Objects whose update finished."""
+        return [name for e in self.events if (name := _object_step(e, "resOutputsEvent"))]
+
+    @property
+    def errors(self) -> list[str]:
+        return [
+            e["diagnosticEvent"]["message"].strip()
+            for e in self.events
+            if e.get("diagnosticEvent", {}).get("severity") == "error"
+        ]
 
 
 def _event(line: str) -> list[dict]:
@@ -264,33 +302,28 @@ def test_apiserver_crash_mid_up_converges_on_rerun(
     change = {"canaryWeight": "10", "gaVersion": "6.9.1", "loadRate": "10", "tlsCredentialName": "podinfo-tls"}
     for key, value in change.items():
         project.config_set(key, value)
+    argv: list[str] = []
 
-    code, events, trigger, killed = _up_killing_apiserver(project, control_plane)
-    updated = [
-        e["resOutputsEvent"]["metadata"]["urn"].rsplit("::", 1)[-1]
-        for e in events
-        if e.get("resOutputsEvent", {}).get("metadata", {}).get("op") == "update"
-    ]
-    errors = [
-        e["diagnosticEvent"]["message"].strip()
-        for e in events
-        if e.get("diagnosticEvent", {}).get("severity") == "error"
-    ]
-    print(f"crash: SIGKILL {trigger}; up exited {code}; updated before the crash: {updated}")
-    print("crash: errors: " + " | ".join(m[:300] for m in errors))
-    assert code != 0, "up succeeded although the API server died in the middle"
-    assert len(updated) < len(change), "every step finished before the crash: nothing was interrupted"
+    def crash(_: subprocess.Popen) -> None:
+        argv.extend(kill_apiserver(control_plane))
 
-    pending = pending_operations(project)
-    print(f"crash: pending_operations after the failed up: {pending}")
-    restart_apiserver(control_plane, killed, kube)
-    print(f"crash: after restart the server shows split {split(kube)}, ga image {image(kube, 'podinfo-ga')}")
+    # The crash lands after the first object update finished: the rest of the change fails to connect.
+    crashed = _up_and_crash(project, lambda e: bool(_object_step(e, "resOutputsEvent")), crash)
+    print(f"apiserver crash: SIGKILL after {crashed.updated[:1]}; up exited {crashed.code}")
+    print("apiserver crash: errors: " + " | ".join(m[:240] for m in crashed.errors))
+    assert crashed.code == 1, "up must fail when the API server dies in the middle"
+    assert crashed.updated == ["podinfo-ga"]
+    assert any("connection refused" in m for m in crashed.errors)
+    # The engine failed the step cleanly: nothing pending, no lock left behind.
+    assert pending_operations(project) == []
+    restart_apiserver(control_plane, argv, kube)
+    assert image(kube, "podinfo-ga") == f"{IMAGE}:6.9.1"  # the step that finished before the crash
+    assert split(kube) == {"ga": 40, "canary": 60}  # the step that did not
 
-    # The recovery a user runs: plain `pulumi up` again (no lock is left by a failed, not killed, engine).
+    # The recovery: plain `pulumi up` again; no refresh or cancel is needed.
     rerun = project.up()
-    print(f"crash: rerun up took {rerun.seconds:.1f}s")
+    print(f"apiserver crash: rerun up took {rerun.seconds:.1f}s")
     assert split(kube) == {"ga": 90, "canary": 10}
-    assert image(kube, "podinfo-ga") == f"{IMAGE}:6.9.1"
     load = obj(kube, "Deployment", "podinfo-load")
     assert load is not None and load["spec"]["template"]["spec"]["containers"][0]["command"][6] == "10"
     gateway = obj(kube, "Gateway", "podinfo-gateway")
@@ -298,6 +331,53 @@ def test_apiserver_crash_mid_up_converges_on_rerun(
     assert_converged(project, kube)
     _, preview = project.preview()
     assert changes(preview) == [], "the stack did not converge: a preview after the rerun still has changes"
+
+
+def test_engine_killed_mid_step_leaves_lock_and_pending_operation(
+    project: Project, kube: Kube, control_plane: LocalControlPlane
+) -> None:
+    """SIGKILL the CLI while a step is in flight: `pulumi cancel` clears the lock, `up` clears the pending op."""
+    for key, value in {"canaryWeight": "20", "loadRate": "20", "gaVersion": "6.9.2"}.items():
+        project.config_set(key, value)
+    apiserver = control_plane.apiserver
+    assert apiserver is not None
+
+    def crash(proc: subprocess.Popen) -> None:
+        # Freeze the API server so the step's request hangs, then kill the engine mid-request.
+        apiserver.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(3)
+            os.killpg(proc.pid, signal.SIGKILL)
+        finally:
+            apiserver.send_signal(signal.SIGCONT)
+
+    started: list[str] = []
+
+    def second_update_starts(event: dict) -> bool:
+        # One update finished, the next in flight: the engine has persisted a pending operation for it.
+        if name := _object_step(event, "resourcePreEvent"):
+            started.append(name)
+        return len(started) == 2
+
+    crashed = _up_and_crash(project, second_update_starts, crash)
+    in_flight = started[-1]
+    ops = [(op["type"], _name(op["resource"]["urn"])) for op in pending_operations(project)]
+    print(f"engine kill: in flight {in_flight}; exit {crashed.code}; pending operations {ops}")
+    assert crashed.code == -signal.SIGKILL
+    assert crashed.updated == ["podinfo-ga"] and in_flight == "podinfo-virtualservice"
+    assert ops == [("updating", in_flight)]
+
+    locked = project.up(check=False)
+    assert locked.returncode != 0 and "currently locked" in locked.output and "pulumi cancel" in locked.output
+    project.pulumi("cancel", "--yes")
+    rerun = project.up()
+    # The engine warns about the pending update and applies the change again (an update is idempotent).
+    assert "1 pending operations from previous deployment" in rerun.output
+    assert split(kube) == {"ga": 80, "canary": 20}
+    assert image(kube, "podinfo-ga") == f"{IMAGE}:6.9.2"
+    assert_converged(project, kube)
+    _, preview = project.preview()
+    assert changes(preview) == []
 
 
 def test_destroy_removes_what_up_created(project: Project, kube: Kube, control_plane: LocalControlPlane) -> None:
