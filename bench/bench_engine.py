@@ -26,21 +26,14 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # After the sys.path line, so the script runs from anywhere.
-from tests.engine.conftest import (
-    NAMESPACE,
-    KubeClient,
-    Project,
-    ToolchainMissing,
-    cli_env,
-    register_crds,
-    toolchain,
-)
+from tests.engine.conftest import NAMESPACE, Kube, Project, cli_env, toolchain
+from toolchain.controlplane import ISTIO_CRDS, ControlPlaneError, LocalControlPlane
 
 VS_PATH = f"/apis/networking.istio.io/v1/namespaces/{NAMESPACE}/virtualservices/podinfo"
 DRY_RUNS_PER_ROUND = 5
 
 
-def vs_manifest(kube: KubeClient, weight: int) -> str:
+def vs_manifest(kube: Kube, weight: int) -> str:
     """The VirtualService as the program renders it for `weight`, built from the live object's spec."""
     live = kube.get(VS_PATH)
     assert live is not None, "VirtualService podinfo missing"
@@ -57,10 +50,10 @@ def vs_manifest(kube: KubeClient, weight: int) -> str:
     )
 
 
-def dry_run_apply(kube: KubeClient, manifest: str) -> float:
+def dry_run_apply(kube: Kube, manifest: str) -> float:
     """Seconds for one server-side dry-run apply of the manifest (force: the fields belong to Pulumi's manager)."""
     start = time.perf_counter()
-    status, body = kube.request(
+    status, body = kube.plane.request(
         "PATCH",
         f"{VS_PATH}?dryRun=All&fieldManager=bench&force=true",
         manifest,
@@ -78,15 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         bins = toolchain()
-        from toolchain.controlplane import LocalControlPlane
-    except (ToolchainMissing, ImportError) as err:
-        print(f"bench_engine: {err} (run make toolchain)", file=sys.stderr)
+    except ControlPlaneError as err:
+        print(f"bench_engine: {err}", file=sys.stderr)
         return 2
 
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp, LocalControlPlane(Path(tmp) / "cp") as plane:
-        kube = KubeClient(plane.kubeconfig_path)
-        kube.ready()
-        register_crds(kube)
+        plane.apply_crds(ISTIO_CRDS)
+        kube = Kube(plane)
         kubeconfig = str(plane.kubeconfig_path)
         project = Project.create(Path(tmp) / "project", cli_env(bins, Path(tmp), kubeconfig), kubeconfig)
         first_up = project.up().seconds
