@@ -10,8 +10,10 @@
 #   3. State: a file backend in $LOCAL_DIR/state unless PULUMI_BACKEND_URL is set. The passphrase comes
 #      from PULUMI_CONFIG_PASSPHRASE (pulumi asks when it is unset); `pulumi stack init` writes an
 #      encryptionsalt into Pulumi.local.yaml the first time.
-#   4. `pulumi refresh` (a restarted local control plane starts from an empty etcd, so the state must
-#      forget what is gone), then `pulumi up --stack local` with any arguments given to this script.
+#   4. `pulumi refresh --run-program`: a restarted local control plane starts from an empty etcd with new
+#      certificates and port, so the state must forget what is gone; --run-program makes the refresh use
+#      the provider config the program computes now (plain refresh uses the stale kubeconfig in the state
+#      and fails with "unreachable cluster"). Then `pulumi up --stack local` with this script's arguments.
 #
 # Env: ISTIO_CANARY_TOOLCHAIN (toolchain cache), ISTIO_CANARY_LOCAL_DIR (control plane + state),
 #      PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE.
@@ -83,5 +85,5 @@ fi
 pulumi stack select --create "$STACK" >/dev/null
 
 # --- 4. refresh, then up -------------------------------------------------------------------------
-pulumi refresh --stack "$STACK" --yes --skip-preview
+pulumi refresh --stack "$STACK" --run-program --yes --skip-preview
 exec pulumi up --stack "$STACK" "$@"
