@@ -329,6 +329,31 @@ def stack_objects(export: dict) -> set[tuple[str, str]]:
 
 # --- fixtures ---------------------------------------------------------------------------------------
 
+# test_engine_* modules are one stack's story in file order: after the first failure the shared stack is in
+# an unknown state, so later scenarios fail at once, naming it, instead of adding errors of their own.
+_FIRST_FAILURE: dict[Path, str] = {}
+
+
+def _is_scenario(item: pytest.Item) -> bool:
+    return item.path.name.startswith("test_engine_")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """Remember the first failed scenario of each test_engine_* module."""
+    report = yield
+    if report.failed and _is_scenario(item):
+        _FIRST_FAILURE.setdefault(item.path, item.name)
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _scenarios_in_order(request: pytest.FixtureRequest) -> None:
+    """Fail (never skip) a scenario whose stack an earlier scenario left broken."""
+    first = _FIRST_FAILURE.get(request.node.path)
+    if first and _is_scenario(request.node):
+        pytest.fail(f"not run: the shared `local` stack is in an unknown state since {first} failed", pytrace=False)
+
 
 @pytest.fixture(scope="session")
 def bins() -> dict[str, Path]:
