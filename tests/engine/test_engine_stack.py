@@ -1,7 +1,7 @@
 """One `local` stack through the life of a canary, with the real Pulumi CLI against a local API server.
 
 The tests run in file order and share one stack: create -> weight step -> canary tag bump -> git revert of a
-promotion -> invalid weights -> API server crash mid-up -> engine killed mid-step -> destroy. Each test states the stack it leaves.
+promotion -> invalid weights -> API server crash mid-up -> engine killed mid-step -> destroy.
 """
 
 from __future__ import annotations
@@ -62,6 +62,11 @@ def image(kube: Kube, name: str) -> str:
     deployment = obj(kube, "Deployment", name)
     assert deployment is not None, f"Deployment {name} not on the API server"
     return deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def errors(preview: dict) -> list[str]:
+    """The error diagnostics of a `--json` preview."""
+    return [d["message"] for d in preview.get("diagnostics", []) if d.get("severity") == "error"]
 
 
 def pending_operations(project: Project) -> list[dict]:
@@ -145,6 +150,7 @@ def test_weight_change_updates_only_the_virtualservice(project: Project, kube: K
 def test_canary_tag_bump_updates_one_deployment_in_place(project: Project, kube: Kube) -> None:
     """`pulumi config set canaryVersion 6.9.1`: one Deployment updated in place, not replaced."""
     uid = obj(kube, "Deployment", "podinfo-canary")["metadata"]["uid"]  # type: ignore[index]
+    before = resource_versions(kube)
     project.config_set("canaryVersion", "6.9.1")
     _, preview = project.preview()
     assert changes(preview) == [Step("update", DEPLOYMENT_TYPE, "podinfo-canary")]
@@ -153,6 +159,8 @@ def test_canary_tag_bump_updates_one_deployment_in_place(project: Project, kube:
     assert image(kube, "podinfo-canary") == f"{IMAGE}:6.9.1"
     assert image(kube, "podinfo-ga") == f"{IMAGE}:6.8.0"
     assert obj(kube, "Deployment", "podinfo-canary")["metadata"]["uid"] == uid  # type: ignore[index]
+    after = resource_versions(kube)
+    assert {key for key in before if before[key] != after.get(key)} == {("Deployment", "podinfo-canary")}
 
 
 def test_git_revert_of_a_promotion_is_its_exact_inverse(project: Project, kube: Kube) -> None:
@@ -182,20 +190,25 @@ def test_invalid_weight_fails_naming_the_key_and_changes_nothing(project: Projec
     before = resource_versions(kube)
     try:
         project.config_set("canaryWeight", "101")
-        run, _ = project.preview(check=False)
+        run, preview = project.preview(check=False)
         assert run.returncode != 0
-        # The program's ConfigError from stacks/settings.py, verbatim.
-        assert "istio-canary:canaryWeight: '101' is not allowed; expected a whole number from 0 to 100" in run.output
+        # The program's ConfigError from stacks/settings.py, verbatim, as the engine's error diagnostic.
+        assert any(
+            "stacks.settings.ConfigError: invalid stack config:\n"
+            "  istio-canary:canaryWeight: '101' is not allowed; expected a whole number from 0 to 100" in message
+            for message in errors(preview)
+        ), errors(preview)
         up = project.up(check=False)
-        assert up.returncode != 0 and "canaryWeight" in up.output
+        assert up.returncode != 0 and "istio-canary:canaryWeight: '101' is not allowed" in up.output
 
         project.config_set("canaryWeight", "abc")
         run, _ = project.preview(check=False)
         assert run.returncode != 0
-        # Pulumi.yaml types canaryWeight as integer, so the engine rejects it before the program runs.
-        print(f"canaryWeight=abc -> {[line for line in run.output.splitlines() if 'canaryWeight' in line]}")
-        assert "canaryWeight" in run.output
-        assert "must be of type 'integer'" in run.output
+        # Pulumi.yaml types canaryWeight as integer: the engine rejects it before the program runs (no JSON).
+        assert (
+            "error: validating stack config: "
+            "Stack 'local' with configuration key 'canaryWeight' must be of type 'integer'" in run.output
+        )
     finally:
         project.git("checkout", "--", f"Pulumi.{STACK}.yaml")
     assert resource_versions(kube) == before
