@@ -131,6 +131,14 @@ build_language_python() {
         install -m 0755 "$sdkdir/python/cmd/pulumi-language-python-exec" "$out/pulumi-language-python-exec"
     fi
     PATH_DIRS+=("$out")
+    # The engine treats language hosts as "bundled" plugins: one found on PATH but not next to the
+    # `pulumi` binary draws a warning on every run. Link it next to our pulumi (the host finds the
+    # exec shim next to its resolved executable).
+    local pdir="$CACHE/pulumi-$v"
+    if [ -x "$pdir/pulumi" ]; then
+        ln -sfn "$out/pulumi-language-python" "$pdir/pulumi-language-python"
+        ln -sfn "$out/pulumi-language-python-exec" "$pdir/pulumi-language-python-exec"
+    fi
 }
 
 # --- pulumi-kubernetes provider --------------------------------------------------
