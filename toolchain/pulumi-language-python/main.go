@@ -269,7 +269,11 @@ func (h *pythonHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulum
 	args = append(args, program)
 	args = append(args, req.GetArgs()...)
 
-	config, err := json.Marshal(req.GetConfig())
+	configMap := req.GetConfig()
+	if configMap == nil {
+		configMap = map[string]string{} // "null" would crash the shim's set_all_config
+	}
+	config, err := json.Marshal(configMap)
 	if err != nil {
 		return nil, err
 	}
