@@ -31,6 +31,11 @@ die() { log "ERROR: $*"; exit 1; }
 
 command -v go >/dev/null || die "go not found on PATH (need Go >= 1.26)"
 mkdir -p "$CACHE"
+# One build at a time per cache (e.g. two `make test` at once); the second then finds everything fresh.
+if command -v flock >/dev/null; then
+    exec 9>"$CACHE/.lock"
+    flock -n 9 || { log "another toolchain build holds $CACHE/.lock; waiting for it"; flock 9; }
+fi
 
 # modver <wrapper-dir> <module-path>: the version that wrapper's go.mod pins.
 modver() {
