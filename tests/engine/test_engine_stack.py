@@ -1,7 +1,8 @@
 """One `local` stack through the life of a canary, with the real Pulumi CLI against a local API server.
 
 The tests run in file order and share one stack: create -> weight step -> canary tag bump -> git revert of a
-promotion -> invalid weights -> API server crash mid-up -> engine killed mid-step -> destroy.
+promotion -> invalid weights -> API server crash mid-up -> engine killed mid-update -> engine killed mid-create
+-> destroy.
 """
 
 from __future__ import annotations
@@ -346,17 +347,13 @@ def test_apiserver_crash_mid_up_converges_on_rerun(
     assert changes(preview) == [], "the stack did not converge: a preview after the rerun still has changes"
 
 
-def test_engine_killed_mid_step_leaves_lock_and_pending_operation(
-    project: Project, kube: Kube, control_plane: LocalControlPlane
-) -> None:
-    """SIGKILL the CLI while a step is in flight: `pulumi cancel` clears the lock, `up` clears the pending op."""
-    for key, value in {"canaryWeight": "20", "loadRate": "20", "gaVersion": "6.9.2"}.items():
-        project.config_set(key, value)
-    apiserver = control_plane.apiserver
+def _freeze_and_kill_engine(plane: LocalControlPlane) -> Callable[[subprocess.Popen], None]:
+    """A crash: freeze kube-apiserver (SIGSTOP) so the step's request hangs, SIGKILL the CLI's process group
+    (CLI, language host, provider), then let the API server run again."""
+    apiserver = plane.apiserver
     assert apiserver is not None
 
     def crash(proc: subprocess.Popen) -> None:
-        # Freeze the API server so the step's request hangs, then kill the engine mid-request.
         apiserver.send_signal(signal.SIGSTOP)
         try:
             time.sleep(3)
@@ -364,6 +361,20 @@ def test_engine_killed_mid_step_leaves_lock_and_pending_operation(
         finally:
             apiserver.send_signal(signal.SIGCONT)
 
+    return crash
+
+
+def _pending(project: Project) -> list[tuple[str, str]]:
+    """(operation, Pulumi name) of each pending operation in the state."""
+    return [(op["type"], _name(op["resource"]["urn"])) for op in pending_operations(project)]
+
+
+def test_engine_killed_mid_step_leaves_lock_and_pending_operation(
+    project: Project, kube: Kube, control_plane: LocalControlPlane
+) -> None:
+    """SIGKILL the CLI while a step is in flight: `pulumi cancel` clears the lock, `up` clears the pending op."""
+    for key, value in {"canaryWeight": "20", "loadRate": "20", "gaVersion": "6.9.2"}.items():
+        project.config_set(key, value)
     started: list[str] = []
 
     def second_update_starts(event: dict) -> bool:
@@ -372,9 +383,9 @@ def test_engine_killed_mid_step_leaves_lock_and_pending_operation(
             started.append(name)
         return len(started) == 2
 
-    crashed = _up_and_crash(project, second_update_starts, crash)
+    crashed = _up_and_crash(project, second_update_starts, _freeze_and_kill_engine(control_plane))
     in_flight = started[-1]
-    ops = [(op["type"], _name(op["resource"]["urn"])) for op in pending_operations(project)]
+    ops = _pending(project)
     print(f"engine kill: in flight {in_flight}; exit {crashed.code}; pending operations {ops}")
     assert crashed.code == -signal.SIGKILL
     assert crashed.updated == ["podinfo-ga"] and in_flight == "podinfo-virtualservice"
@@ -388,6 +399,41 @@ def test_engine_killed_mid_step_leaves_lock_and_pending_operation(
     assert "1 pending operations from previous deployment" in rerun.output
     assert split(kube) == {"ga": 80, "canary": 20}
     assert image(kube, "podinfo-ga") == f"{IMAGE}:6.9.2"
+    assert_converged(project, kube)
+    _, preview = project.preview()
+    assert changes(preview) == []
+
+
+def test_engine_killed_mid_create_needs_clear_pending_creates(
+    project: Project, kube: Kube, control_plane: LocalControlPlane
+) -> None:
+    """SIGKILL the CLI while a create is in flight: `up` converges but keeps the pending create until
+    `pulumi refresh --clear-pending-creates`."""
+    project.config_set("loadGenerator", "false")
+    project.up()
+    assert obj(kube, "Deployment", "podinfo-load") is None
+    project.config_set("loadGenerator", "true")
+
+    def create_starts(event: dict) -> bool:
+        meta = event.get("resourcePreEvent", {}).get("metadata", {})
+        return meta.get("type", "").startswith("kubernetes:") and meta.get("op") == "create"
+
+    crashed = _up_and_crash(project, create_starts, _freeze_and_kill_engine(control_plane))
+    assert crashed.code == -signal.SIGKILL
+    assert _pending(project) == [("creating", "podinfo-load")]
+    # Whether the frozen API server still got the request (and created the object) depends on timing.
+    print(
+        f"create kill: podinfo-load on the server after the kill: {obj(kube, 'Deployment', 'podinfo-load') is not None}"
+    )
+
+    project.pulumi("cancel", "--yes")
+    rerun = project.up()
+    assert "1 pending operations from previous deployment" in rerun.output
+    assert obj(kube, "Deployment", "podinfo-load") is not None
+    # The create is done, yet the engine keeps the pending create (and warns on every up) ...
+    assert _pending(project) == [("creating", "podinfo-load")]
+    # ... until it is cleared explicitly; a pending update, by contrast, is cleared by the next up.
+    project.pulumi("refresh", "--clear-pending-creates", "--yes", "--skip-preview")
     assert_converged(project, kube)
     _, preview = project.preview()
     assert changes(preview) == []
