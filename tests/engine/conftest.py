@@ -291,29 +291,20 @@ class Step:
         return self.type.rsplit(":", 1)[-1]
 
 
+def _step(step: dict) -> Step:
+    state = step.get("newState") or step.get("oldState") or {}
+    metadata = (state.get("inputs") or {}).get("metadata") or {}
+    return Step(step["op"], state.get("type", ""), metadata.get("name") or step["urn"].rsplit("::", 1)[-1])
+
+
 def steps(preview: dict) -> list[Step]:
     """The preview's steps for Kubernetes objects (not providers, components or the stack), same included."""
-    found = []
-    for step in preview.get("steps", []):
-        state = step.get("newState") or step.get("oldState") or {}
-        typ = state.get("type", "")
-        if not typ.startswith("kubernetes:") or typ.startswith("pulumi:providers:"):
-            continue
-        metadata = (state.get("inputs") or {}).get("metadata") or {}
-        found.append(Step(step["op"], typ, metadata.get("name") or step["urn"].rsplit("::", 1)[-1]))
-    return found
+    return [s for s in map(_step, preview.get("steps", [])) if s.type.startswith("kubernetes:")]
 
 
 def changes(preview: dict) -> list[Step]:
     """Every step of the preview that is not `same`, for any resource (providers and the stack included)."""
-    found = []
-    for step in preview.get("steps", []):
-        if step["op"] == "same":
-            continue
-        state = step.get("newState") or step.get("oldState") or {}
-        metadata = (state.get("inputs") or {}).get("metadata") or {}
-        found.append(Step(step["op"], state.get("type", ""), metadata.get("name") or step["urn"].rsplit("::", 1)[-1]))
-    return found
+    return [s for s in map(_step, preview.get("steps", [])) if s.op != "same"]
 
 
 def stack_objects(export: dict) -> set[tuple[str, str]]:
@@ -321,7 +312,7 @@ def stack_objects(export: dict) -> set[tuple[str, str]]:
     found = set()
     for res in export["deployment"].get("resources", []):
         typ = res["type"]
-        if not typ.startswith("kubernetes:") or typ.startswith("pulumi:") or typ.endswith(":Namespace"):
+        if not typ.startswith("kubernetes:") or typ.endswith(":Namespace"):
             continue
         found.add((typ.rsplit(":", 1)[-1], res["outputs"]["metadata"]["name"]))
     return found
