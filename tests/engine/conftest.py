@@ -269,9 +269,9 @@ class Project:
         except ValueError:
             return run, {}
 
-    def up(self, *extra: str, check: bool = True) -> Run:
+    def up(self, check: bool = True) -> Run:
         """`pulumi up --yes --skip-preview`."""
-        return self.pulumi("up", "--yes", "--skip-preview", *extra, check=check)
+        return self.pulumi("up", "--yes", "--skip-preview", check=check)
 
     def export(self) -> dict:
         """`pulumi stack export` as JSON."""
