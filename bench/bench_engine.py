@@ -7,7 +7,8 @@ canaryWeight and measures
   - `pulumi preview` wall time,
   - a server-side dry-run apply of the same VirtualService (PATCH ?dryRun=All, application/apply-patch+yaml)
     against the same API server, the cheapest possible "what would change" for one object,
-  - `pulumi up` wall time for the change.
+  - `pulumi up` wall time for the change,
+  - `pulumi preview` again with nothing to change (the engine's fixed cost).
 Prints numbers only (a table and one JSON line); no thresholds, no asserts. Needs `make toolchain`.
 """
 
@@ -89,21 +90,26 @@ def main(argv: list[str] | None = None) -> int:
             manifest = vs_manifest(kube, weight)
             dry = statistics.median(dry_run_apply(kube, manifest) for _ in range(DRY_RUNS_PER_ROUND))
             up = project.up().seconds
-            rows.append({"weight": weight, "preview_s": preview, "dry_run_apply_s": dry, "up_s": up})
+            # The same command with nothing to change: the engine's fixed cost (CLI, program, provider).
+            idle = project.pulumi("preview").seconds
+            rows.append(
+                {"weight": weight, "preview_s": preview, "dry_run_apply_s": dry, "up_s": up, "idle_preview_s": idle}
+            )
 
     print(f"first up (creates the stack): {first_up:.2f}s")
-    print(f"{'weight':>6} {'preview s':>10} {'dry-run s':>10} {'ratio':>8} {'up s':>8}")
+    print(f"{'weight':>6} {'preview s':>10} {'dry-run s':>10} {'ratio':>8} {'up s':>8} {'no-op preview s':>16}")
     for row in rows:
         ratio = row["preview_s"] / row["dry_run_apply_s"]
         print(
             f"{row['weight']:>6} {row['preview_s']:>10.2f} {row['dry_run_apply_s']:>10.4f} {ratio:>8.0f} "
-            f"{row['up_s']:>8.2f}"
+            f"{row['up_s']:>8.2f} {row['idle_preview_s']:>16.2f}"
         )
     summary = {
         "first_up_s": round(first_up, 3),
         "preview_s_median": round(statistics.median(r["preview_s"] for r in rows), 3),
         "dry_run_apply_s_median": round(statistics.median(r["dry_run_apply_s"] for r in rows), 5),
         "up_s_median": round(statistics.median(r["up_s"] for r in rows), 3),
+        "noop_preview_s_median": round(statistics.median(r["idle_preview_s"] for r in rows), 3),
     }
     summary["preview_to_dry_run_ratio"] = round(summary["preview_s_median"] / summary["dry_run_apply_s_median"], 1)
     print(json.dumps(summary))
