@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tests.engine.conftest import (
     NAMESPACE,
@@ -230,18 +231,11 @@ def _up_and_crash(project: Project, when: Callable[[dict], bool], crash: Callabl
     """Run `pulumi up --json --parallel 1` and call `crash(proc)` at the first engine event `when` accepts.
 
     --parallel 1 makes the engine apply one object at a time, so the crash lands between or inside steps with
-    the rest of the change still to do. The CLI runs in its own process group (the engine-kill test kills
-    the group: CLI, language host and provider, as a killed CI runner would).
+    the rest of the change still to do.
     """
     argv = ["pulumi", "up", "--yes", "--skip-preview", "--json", "--parallel", "1", "--stack", STACK]
     proc = subprocess.Popen(
-        argv,
-        cwd=project.root,
-        env=project.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+        argv, cwd=project.root, env=project.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -270,7 +264,7 @@ def _up_and_crash(project: Project, when: Callable[[dict], bool], crash: Callabl
         crash_.code = proc.wait(timeout=600)
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _kill_tree(proc)
             proc.wait(30)
     while (line := lines.get(timeout=10)) is not None:
         crash_.events.extend(_event(line))
@@ -352,8 +346,8 @@ def test_apiserver_crash_mid_up_converges_on_rerun(
 
 
 def _freeze_and_kill_engine(plane: LocalControlPlane) -> Callable[[subprocess.Popen], None]:
-    """A crash: freeze kube-apiserver (SIGSTOP) so the step's request hangs, SIGKILL the CLI's process group
-    (CLI, language host, provider), then let the API server run again."""
+    """A crash: freeze kube-apiserver (SIGSTOP) so the step's request hangs, SIGKILL the CLI with its
+    plugins, then let the API server run again."""
     apiserver = plane.apiserver
     assert apiserver is not None
 
@@ -361,11 +355,37 @@ def _freeze_and_kill_engine(plane: LocalControlPlane) -> Callable[[subprocess.Po
         apiserver.send_signal(signal.SIGSTOP)
         try:
             time.sleep(3)
-            os.killpg(proc.pid, signal.SIGKILL)
+            _kill_tree(proc)
         finally:
             apiserver.send_signal(signal.SIGCONT)
 
     return crash
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the CLI and every process under it, as a killed CI job would lose them all.
+
+    Plugins (language host, program, provider) run in process groups of their own, so killing the CLI's
+    group would leave them running; they are found through /proc instead.
+    """
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process went away while we looked
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = [], [proc.pid]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(30)
 
 
 def _pending(project: Project) -> list[tuple[str, str]]:
