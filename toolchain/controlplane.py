@@ -345,6 +345,32 @@ class LocalControlPlane:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def kill_apiserver(self) -> None:
+        """SIGKILL kube-apiserver (a crash, not a graceful stop) and reap it; etcd keeps running."""
+        if self.apiserver is None or self.apiserver.poll() is not None:
+            raise ControlPlaneError("kube-apiserver is not running")
+        self.apiserver.kill()
+        self.apiserver.wait(self.stop_timeout)
+
+    def restart_apiserver(self, *, crash: bool = True) -> None:
+        """Stop kube-apiserver (SIGKILL if `crash`, else SIGTERM) if it runs, start it again with the same
+        command line (same etcd, port, certificates) and wait for /readyz. stop() stops the new process."""
+        if self.apiserver is None:
+            raise ControlPlaneError("the control plane was never started")
+        if self.apiserver.poll() is None:
+            if crash:
+                self.kill_apiserver()
+            else:
+                self.apiserver.terminate()
+                try:
+                    self.apiserver.wait(self.stop_timeout)
+                except subprocess.TimeoutExpired:
+                    self.apiserver.kill()
+                    self.apiserver.wait(self.stop_timeout)
+        argv = [str(a) for a in self.apiserver.args]
+        self.apiserver = self._spawn("kube-apiserver", argv)
+        self._wait("kube-apiserver", self.apiserver, self._apiserver_ready, self.ready_timeout)
+
     @property
     def pids(self) -> list[int]:
         """PIDs of the running processes (etcd, kube-apiserver)."""
@@ -353,7 +379,9 @@ class LocalControlPlane:
     # -- helpers --
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
-        log = open(self.workdir / "logs" / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
+        if name in self._logs:  # a restart: keep the earlier output
+            self._logs[name].close()
+        log = open(self.workdir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         self._logs[name] = log
         return subprocess.Popen(
             argv,

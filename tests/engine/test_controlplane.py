@@ -83,3 +83,19 @@ def test_failed_start_stops_etcd(binaries: dict[str, str], tmp_path: Path) -> No
     with pytest.raises(ControlPlaneError, match="kube-apiserver exited"):
         plane.start()
     assert plane.etcd is None and plane.apiserver is None
+
+
+def test_restart_apiserver_keeps_data(binaries: dict[str, str], tmp_path: Path) -> None:
+    """A crashed kube-apiserver comes back on the same port and etcd; objects survive; stop() stops it."""
+    with LocalControlPlane(tmp_path / "cp", etcd=binaries["etcd"], kube_apiserver=binaries["kube-apiserver"]) as cp:
+        status, body = cp.request("POST", "/api/v1/namespaces", {"metadata": {"name": "survivor"}})
+        assert status == 201, body
+        old_pid, server = cp.apiserver.pid, cp.server
+        cp.kill_apiserver()
+        with pytest.raises(OSError):
+            cp.request("GET", "/readyz", timeout=2)
+        cp.restart_apiserver()
+        assert cp.apiserver.pid != old_pid and cp.server == server
+        assert cp.request("GET", "/api/v1/namespaces/survivor")[0] == 200
+        pids = cp.pids
+    assert all(gone(p) for p in pids)
