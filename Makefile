@@ -25,8 +25,9 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(VENV)/.stamp
 
-up: venv
-	@scripts/up.sh "$(STACK)"
+# UP_ARGS goes to `pulumi up`, e.g. make up STACK=local UP_ARGS=--yes
+up: venv $(if $(filter local,$(STACK)),toolchain)
+	@scripts/up.sh "$(STACK)" $(UP_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -9,6 +9,7 @@ from pathlib import Path
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
+import yaml
 
 # What GKE nodes need for logging, monitoring and pulling images, and nothing more; the default
 # compute service account has project Editor.
@@ -95,7 +96,9 @@ class Cluster(pulumi.ComponentResource):
     def _existing(self, args: ClusterArgs) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
         path = Path(args.kubeconfig or _default_kubeconfig()).expanduser()
         text = path.read_text() if path.is_file() else ""
-        return pulumi.Output.from_input(args.context or "current-context"), pulumi.Output.secret(text)
+        # The "cluster name" of an existing cluster is the kube context the provider uses.
+        context = args.context or str((yaml.safe_load(text) or {}).get("current-context") or "")
+        return pulumi.Output.from_input(context), pulumi.Output.secret(text)
 
     def _gke(self, name: str, args: ClusterArgs) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
         child = pulumi.ResourceOptions(parent=self)

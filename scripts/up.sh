@@ -3,11 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stack="${1:-dev}"
+shift || true  # the rest goes to `pulumi up`
 
 fail() { printf 'make up: %s\n' "$*" >&2; exit 1; }
 
 if [ "$stack" = "local" ]; then
-  exec scripts/up-local.sh
+  exec scripts/up-local.sh "$@"
 fi
 
 command -v pulumi >/dev/null 2>&1 || fail "no Pulumi CLI on PATH. Install it (https://www.pulumi.com/docs/install/) \
@@ -16,7 +17,7 @@ or build it from Go modules with 'make toolchain' and '. ~/.cache/istio-canary/t
 [ -f "Pulumi.$stack.yaml" ] || fail "no Pulumi.$stack.yaml; stacks in this repo: $(ls Pulumi.*.yaml | sed 's/Pulumi.\(.*\).yaml/\1/' | grep -v '^yaml$' | tr '\n' ' ')"
 
 if grep -q 'clusterMode: existing' "Pulumi.$stack.yaml"; then
-  exec pulumi up --stack "$stack"
+  exec pulumi up --stack "$stack" "$@"
 fi
 
 # GKE stacks: Google credentials, the kubeconfig auth plugin, and a real project id.
@@ -30,4 +31,4 @@ this stack builds uses it. Run 'gcloud components install gke-gcloud-auth-plugin
 if grep -q 'gcp:project: change-me' "Pulumi.$stack.yaml"; then
   fail "gcp:project in Pulumi.$stack.yaml is still the placeholder. Run 'pulumi config set gcp:project <your-project-id> --stack $stack'."
 fi
-exec pulumi up --stack "$stack"
+exec pulumi up --stack "$stack" "$@"

@@ -87,6 +87,8 @@ def test_existing_mode_creates_no_cloud_resources(program, tmp_path) -> None:
     assert [r for r in run.resources if r.typ.startswith("gcp:")] == []
     (provider,) = run.of_type("pulumi:providers:kubernetes")
     assert unsecret(provider.inputs["kubeconfig"]) == kubeconfig.read_text()
+    assert run.outputs["cluster"] == "kind-istio"
+    assert program(gcp={}, clusterMode="existing", kubeconfig=str(kubeconfig)).outputs["cluster"] == "kind"
     assert provider.inputs["context"] == "kind-istio"
 
 

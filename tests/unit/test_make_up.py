@@ -53,5 +53,5 @@ def test_with_credentials_but_placeholder_project_it_says_which_key(tmp_path: Pa
 
 def test_makefile_up_target_runs_the_guard() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    assert '@scripts/up.sh "$(STACK)"' in makefile
+    assert '@scripts/up.sh "$(STACK)" $(UP_ARGS)' in makefile
     assert os.access(ROOT / "scripts" / "up.sh", os.X_OK)
