@@ -87,18 +87,21 @@ class Cluster(pulumi.ComponentResource):
             raise ValueError(f"unknown cluster mode {args.mode!r}")
         self.provider = k8s.Provider(
             f"{name}-k8s",
-            kubeconfig=self.kubeconfig.apply(lambda text: text or None),
+            # Empty (existing mode without a path) means the provider's own default: $KUBECONFIG or ~/.kube/config.
+            kubeconfig=self.kubeconfig.apply(lambda value: value or None),
             context=args.context or None,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"clusterName": self.cluster_name, "kubeconfig": self.kubeconfig})
 
     def _existing(self, args: ClusterArgs) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        # Only the path goes to the provider and the state, never the file's contents: the file holds every
+        # credential of the user, and a refreshed token elsewhere in it must not show up as a provider diff.
         path = Path(args.kubeconfig or _default_kubeconfig()).expanduser()
         text = path.read_text() if path.is_file() else ""
         # The "cluster name" of an existing cluster is the kube context the provider uses.
         context = args.context or str((yaml.safe_load(text) or {}).get("current-context") or "")
-        return pulumi.Output.from_input(context), pulumi.Output.secret(text)
+        return pulumi.Output.from_input(context), pulumi.Output.secret(args.kubeconfig)
 
     def _gke(self, name: str, args: ClusterArgs) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
         child = pulumi.ResourceOptions(parent=self)
@@ -173,6 +176,25 @@ class Cluster(pulumi.ComponentResource):
             opts=child,
         )
         if args.private_nodes:
+            # Nodes without public IPs still pull podinfo (ghcr.io) and Istio (docker.io) images: Cloud NAT.
+            router = gcp.compute.Router(
+                f"{name}-router",
+                name=f"{args.name}-router",
+                project=args.project,
+                region=_region(args.location),
+                network=cluster.network,
+                opts=child,
+            )
+            gcp.compute.RouterNat(
+                f"{name}-nat",
+                name=f"{args.name}-nat",
+                project=args.project,
+                region=router.region,
+                router=router.name,
+                nat_ip_allocate_option="AUTO_ONLY",
+                source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
+                opts=child,
+            )
             # Private clusters only open 443/10250 from the control plane; istiod's injection and
             # validation webhooks listen on 15017.
             gcp.compute.Firewall(
@@ -190,6 +212,12 @@ class Cluster(pulumi.ComponentResource):
             cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate
         ).apply(lambda parts: gke_kubeconfig(*parts))
         return cluster.name, pulumi.Output.secret(kubeconfig)
+
+
+def _region(location: str) -> str:
+    """europe-west1-b -> europe-west1; a region stays as it is."""
+    parts = location.split("-")
+    return "-".join(parts[:2]) if len(parts) == 3 else location
 
 
 def _default_kubeconfig() -> str:

@@ -52,7 +52,11 @@ class LoadGenerator(pulumi.ComponentResource):
                 "replicas": 1,
                 "selector": {"matchLabels": labels},
                 "template": {
-                    "metadata": {"labels": labels},
+                    "metadata": {
+                        "labels": labels,
+                        # hey starts sending at once; without this its first requests race Envoy's startup and fail.
+                        "annotations": {"proxy.istio.io/config": '{"holdApplicationUntilProxyStarts": true}'},
+                    },
                     "spec": {
                         "automountServiceAccountToken": False,
                         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},

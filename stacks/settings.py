@@ -18,12 +18,15 @@ from typing import Any
 
 import yaml
 
+from components.names import DNS_LABEL as _DNS_LABEL
+from components.names import DURATION as _PROM_DURATION
+
 PROJECT = "istio-canary"
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
 
 _INT = re.compile(r"0|[1-9][0-9]*")
-_SEMVER_TAG = re.compile(r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?")
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+# An image tag MAJOR.MINOR.PATCH, optional leading v; a `-suffix` marks a pre-release.
+SEMVER_TAG = re.compile(r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?")
 _IMAGE_REPO = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9-]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+")
 _GKE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
 _GCP_PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
@@ -32,7 +35,8 @@ _GCP_ZONE = re.compile(r"[a-z]+-[a-z]+[0-9]+-[a-z]")
 _MACHINE_TYPE = re.compile(r"[a-z][a-z0-9]*-[a-z0-9-]+")
 _ISTIO_VERSION = re.compile(r"1\.(\d+)\.(\d+)")
 _CHART_VERSION = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
-_PROM_DURATION = re.compile(r"[1-9][0-9]*(s|m|h|d)")
+PROMETHEUS_URL_RULE = "an http(s) URL such as http://127.0.0.1:9090, or empty"
+PROMETHEUS_URL = re.compile(r"https?://[^\s/]+(/\S*)?")
 _TAG_POLICY = re.compile(r"semver:(0|[1-9]\d*)\.((0|[1-9]\d*)\.)?x|glob:[A-Za-z0-9_.*?-]+")
 
 CLUSTER_MODES = ("gke", "existing")
@@ -42,6 +46,9 @@ GATEWAY_SERVICE_TYPES = ("LoadBalancer", "NodePort", "ClusterIP")
 TOO_SMALL_MACHINES = ("f1-micro", "g1-small", "e2-micro", "e2-small", "e2-medium")
 MIN_ISTIO_MINOR = 24  # base chart templates its CRDs and v1 networking APIs are served
 PLACEHOLDER_PREFIX = "change-me"
+# Stack keys the engine must not require in every stack, so they are not in Pulumi.yaml: the Slack webhook is
+# a secret only `canary notify` reads.
+UNDECLARED_KEYS = ("slackWebhookUrl",)
 
 
 class ConfigError(ValueError):
@@ -151,7 +158,7 @@ class _Reader:
     """Reads raw values with schema defaults and collects every error instead of stopping at the first."""
 
     def __init__(self, raw: Mapping[str, Any]) -> None:
-        unknown = sorted(set(raw) - set(schema()))
+        unknown = sorted(set(raw) - set(schema()) - set(UNDECLARED_KEYS))
         self.errors = [f"{PROJECT}:{k}: unknown config key (known keys are in Pulumi.yaml)" for k in unknown]
         self.raw = raw
 
@@ -191,6 +198,14 @@ class _Reader:
         if (value or not optional) and not pattern.fullmatch(value):
             self.fail(key, value, allowed)
         return value
+
+
+def parse_semver(tag: str) -> tuple[int, int, int, str] | None:
+    """(major, minor, patch, pre-release suffix or "") of a version tag such as v6.9.1-rc.1; None otherwise."""
+    match = SEMVER_TAG.fullmatch(tag)
+    if not match:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3)), (match.group(4) or "")[1:]
 
 
 def parse_weight(value: Any) -> int:
@@ -331,8 +346,8 @@ def _app(reader: _Reader) -> AppSettings:
         namespace=namespace,
         name=name,
         image=reader.matching("image", _IMAGE_REPO, "an image repository without tag, e.g. ghcr.io/stefanprodan/podinfo"),
-        ga_version=reader.matching("gaVersion", _SEMVER_TAG, tag_rule),
-        canary_version=reader.matching("canaryVersion", _SEMVER_TAG, tag_rule),
+        ga_version=reader.matching("gaVersion", SEMVER_TAG, tag_rule),
+        canary_version=reader.matching("canaryVersion", SEMVER_TAG, tag_rule),
         canary_weight=reader.integer("canaryWeight", 0, 100),
         replicas=reader.integer("replicas", 1, 20),
         public_host=public_host,
@@ -352,8 +367,8 @@ def _monitoring(reader: _Reader) -> MonitoringSettings:
 
 def _release(reader: _Reader) -> ReleaseSettings:
     prometheus_url = reader.text("prometheusUrl")
-    if prometheus_url and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", prometheus_url):
-        reader.fail("prometheusUrl", prometheus_url, "an http(s) URL such as http://127.0.0.1:9090, or empty")
+    if prometheus_url and not PROMETHEUS_URL.fullmatch(prometheus_url):
+        reader.fail("prometheusUrl", prometheus_url, PROMETHEUS_URL_RULE)
     return ReleaseSettings(
         steps=_steps(reader),
         min_success_rate=_success_rate(reader),
@@ -389,12 +404,17 @@ def parse(project: Mapping[str, Any], gcp: Mapping[str, Any] | None = None) -> S
 
 
 def load() -> Settings:
-    """Read the current stack's config through pulumi.Config and validate it."""
+    """Read the current stack's config through pulumi.Config and validate it, typos included."""
     import pulumi
+    from pulumi.runtime import config as runtime_config
 
+    # pulumi.Config only answers for keys it is asked about; a misspelled key in the stack file (canaryWeigth)
+    # would be silently ignored, so ask for every key the engine handed over as well.
+    handed_over = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env() or {})
+    stack_keys = {key.split(":", 1)[1] for key in handed_over if key.startswith(f"{PROJECT}:")}
     project_config = pulumi.Config()
     gcp_config = pulumi.Config("gcp")
-    raw = {key: project_config.get(key) for key in schema()}
+    raw = {key: project_config.get(key) for key in (set(schema()) | stack_keys) - set(UNDECLARED_KEYS)}
     return parse(
         {k: v for k, v in raw.items() if v is not None},
         {"project": gcp_config.get("project"), "region": gcp_config.get("region")},

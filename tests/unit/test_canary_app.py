@@ -56,7 +56,9 @@ def test_namespace_is_labelled_for_sidecar_injection(program) -> None:
 
 def test_subsets_select_exactly_one_deployment_each_and_service_selects_both(program) -> None:
     run = program()
-    deployments = [r for r in run.kind("Deployment") if r.k8s_name.startswith("podinfo-") and "load" not in r.k8s_name]
+    # Every Deployment in the namespace, the load generator included: the Service must not select it.
+    deployments = [r for r in run.kind("Deployment") if r.inputs["metadata"]["namespace"] == "test"]
+    assert len(deployments) == 3
     pod_labels = {d.k8s_name: d.inputs["spec"]["template"]["metadata"]["labels"] for d in deployments}
     subsets = run.one("DestinationRule", "podinfo").inputs["spec"]["subsets"]
     assert {s["name"] for s in subsets} == {"ga", "canary"}

@@ -61,10 +61,24 @@ def test_private_nodes_open_istiod_webhook_port_from_the_control_plane(program) 
     assert firewall.inputs["targetTags"] == [NODE_TAG]
     (pool,) = run.of_type(POOL)
     assert NODE_TAG in pool.inputs["nodeConfig"]["tags"]
+    # Without public IPs the nodes reach ghcr.io and docker.io only through Cloud NAT.
+    (router,) = run.of_type("gcp:compute/router:Router")
+    assert router.inputs["region"] == "europe-west1"
+    (nat,) = run.of_type("gcp:compute/routerNat:RouterNat")
+    assert nat.inputs["router"] == router.inputs["name"]
+    assert nat.inputs["natIpAllocateOption"] == "AUTO_ONLY"
+    assert nat.inputs["sourceSubnetworkIpRangesToNat"] == "ALL_SUBNETWORKS_ALL_IP_RANGES"
 
 
-def test_public_nodes_get_no_firewall_rule(program) -> None:
-    assert program().of_type("gcp:compute/firewall:Firewall") == []
+def test_a_zonal_private_cluster_puts_its_nat_in_the_zone_s_region(program) -> None:
+    (router,) = program(privateNodes="true", clusterLocation="europe-west1-b").of_type("gcp:compute/router:Router")
+    assert router.inputs["region"] == "europe-west1"
+
+
+def test_public_nodes_get_no_firewall_rule_and_no_nat(program) -> None:
+    run = program()
+    assert run.of_type("gcp:compute/firewall:Firewall") == []
+    assert run.of_type("gcp:compute/routerNat:RouterNat") == []
 
 
 def test_kubeconfig_uses_the_gke_auth_plugin_and_one_provider_serves_every_room(program) -> None:
@@ -86,7 +100,8 @@ def test_existing_mode_creates_no_cloud_resources(program, tmp_path) -> None:
     run = program(gcp={}, clusterMode="existing", kubeconfig=str(kubeconfig), kubeContext="kind-istio")
     assert [r for r in run.resources if r.typ.startswith("gcp:")] == []
     (provider,) = run.of_type("pulumi:providers:kubernetes")
-    assert unsecret(provider.inputs["kubeconfig"]) == kubeconfig.read_text()
+    # The path, not the file's credentials, goes into the provider and the state.
+    assert unsecret(provider.inputs["kubeconfig"]) == str(kubeconfig)
     assert run.outputs["cluster"] == "kind-istio"
     assert program(gcp={}, clusterMode="existing", kubeconfig=str(kubeconfig)).outputs["cluster"] == "kind"
     assert provider.inputs["context"] == "kind-istio"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import runpy
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,20 @@ def test_load_reads_stack_config_through_pulumi_config(stack_config) -> None:
     assert loaded.app.canary_weight == 60
     assert loaded.cluster.project == "acme-canary-dev"
     assert loaded.cluster.location == "us-east1"
+
+
+def test_load_rejects_a_misspelled_key_in_the_stack(stack_config) -> None:
+    stack_config |= {"istio-canary:canaryWeigth": "60", "gcp:project": "acme-canary-dev", "gcp:region": "us-east1"}
+    apply(stack_config)
+    with pytest.raises(settings.ConfigError, match="istio-canary:canaryWeigth: unknown config key"):
+        settings.load()
+
+
+def test_load_accepts_the_undeclared_slack_secret_without_reading_it(stack_config) -> None:
+    stack_config |= {"istio-canary:slackWebhookUrl": "https://hooks.example/x", "gcp:project": "acme-canary-dev"}
+    stack_config["gcp:region"] = "us-east1"
+    apply(stack_config)
+    assert settings.load().app.canary_weight == 0
 
 
 def test_main_validates_before_registering_anything(stack_config) -> None:
@@ -98,6 +113,8 @@ def test_load_generator_runs_the_seed_command_with_configured_rate() -> None:
     assert container["command"] == ["hey", "-n", "1000000", "-c", "3", "-q", "7", "http://podinfo.test:9898/version"]
     assert not container["image"].endswith(":latest")
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    annotations = deployment.inputs["spec"]["template"]["metadata"]["annotations"]
+    assert json.loads(annotations["proxy.istio.io/config"]) == {"holdApplicationUntilProxyStarts": True}
 
 
 def test_load_generator_can_be_switched_off() -> None:
