@@ -217,6 +217,22 @@ def test_invalid_weight_fails_naming_the_key_and_changes_nothing(project: Projec
     assert split(kube) == {"ga": 40, "canary": 60}
 
 
+def test_misspelled_key_fails_instead_of_being_ignored(project: Project, kube: Kube) -> None:
+    """`config set canaryWeigth 100` is not silently a no-op: the program names the unknown key; nothing moves."""
+    before = resource_versions(kube)
+    try:
+        project.config_set("canaryWeigth", "100")
+        run, preview = project.preview(check=False)
+        assert run.returncode != 0
+        assert any("istio-canary:canaryWeigth: unknown config key" in message for message in errors(preview)), errors(
+            preview
+        )
+    finally:
+        project.git("checkout", "--", f"Pulumi.{STACK}.yaml")
+    assert resource_versions(kube) == before
+    assert split(kube) == {"ga": 40, "canary": 60}
+
+
 def _name(urn: str) -> str:
     return urn.rsplit("::", 1)[-1]
 
