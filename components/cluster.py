@@ -39,6 +39,7 @@ class ClusterArgs:
     disk_size_gb: int = 50
     private_nodes: bool = False
     master_cidr: str = "172.16.0.32/28"
+    master_authorized_networks: tuple[str, ...] = ()
     deletion_protection: bool = False
     kubeconfig: str = ""
     context: str = ""
@@ -146,6 +147,16 @@ class Cluster(pulumi.ComponentResource):
             ),
             enable_shielded_nodes=True,
             private_cluster_config=private,
+            master_authorized_networks_config=gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
+                cidr_blocks=[
+                    gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(
+                        cidr_block=cidr, display_name=f"authorized-{index}"
+                    )
+                    for index, cidr in enumerate(args.master_authorized_networks)
+                ]
+            )
+            if args.master_authorized_networks
+            else None,
             deletion_protection=args.deletion_protection,
             opts=child,
         )

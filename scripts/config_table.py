@@ -1,7 +1,8 @@
-"""Prints the README's config reference table from the Pulumi.yaml schema (so the two cannot drift)."""
+"""Prints the README's config reference table from the Pulumi.yaml schema; `--write` updates README.md in place."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -23,5 +24,18 @@ def table() -> str:
     return "\n".join(rows)
 
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+MARKED = re.compile(r"(<!-- config-table[^>]*-->\n)(.*?)(\n<!-- /config-table -->)", re.DOTALL)
+
+
+def readme_table(text: str) -> str | None:
+    """The table between the README's config-table markers, or None without markers."""
+    match = MARKED.search(text)
+    return match.group(2) if match else None
+
+
 if __name__ == "__main__":
-    print(table())
+    if sys.argv[1:] == ["--write"]:
+        README.write_text(MARKED.sub(lambda m: m.group(1) + table() + m.group(3), README.read_text()))
+    else:
+        print(table())

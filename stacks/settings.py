@@ -70,6 +70,7 @@ class ClusterSettings:
     disk_size_gb: int
     private_nodes: bool
     master_cidr: str
+    master_authorized_networks: tuple[str, ...]
     deletion_protection: bool
     kubeconfig: str
     context: str
@@ -187,6 +188,16 @@ class _Reader:
             return False
         return value == "true"
 
+    def array(self, key: str) -> Any:
+        """A list from YAML (the stack file) or JSON text (pulumi.Config); anything else is returned as is."""
+        value = self.raw.get(key, schema()[key]["default"])
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                return value
+        return value
+
     def choice(self, key: str, allowed: tuple[str, ...]) -> str:
         value = self.text(key)
         if value not in allowed:
@@ -230,12 +241,8 @@ def _dns_name(value: str, *, wildcard: bool = False) -> bool:
 
 
 def _steps(reader: _Reader) -> tuple[int, ...]:
-    value = original = reader.raw.get("canarySteps", schema()["canarySteps"]["default"])
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            pass
+    original = reader.raw.get("canarySteps", schema()["canarySteps"]["default"])
+    value = reader.array("canarySteps")
     allowed = "a list of increasing whole numbers from 1 to 100 that ends at 100, e.g. [10, 60, 100]"
     if not isinstance(value, list) or not value:
         reader.fail("canarySteps", original, allowed)
@@ -294,6 +301,15 @@ def _cluster(reader: _Reader, gcp: Mapping[str, Any]) -> ClusterSettings:
             raise ValueError
     except ValueError:
         reader.fail("masterCidr", master_cidr, "a private IPv4 /28 such as 172.16.0.32/28")
+    networks = reader.array("masterAuthorizedNetworks")
+    allowed = "a list of IPv4 CIDRs allowed to reach the control plane, e.g. [\"203.0.113.0/24\"], or []"
+    try:
+        if not isinstance(networks, list) or not all(isinstance(n, str) for n in networks):
+            raise ValueError
+        authorized = tuple(str(ipaddress.IPv4Network(n)) for n in networks)
+    except ValueError:
+        reader.fail("masterAuthorizedNetworks", reader.raw.get("masterAuthorizedNetworks"), allowed)
+        authorized = ()
     kubeconfig = reader.text("kubeconfig")
     if mode == "existing" and kubeconfig and not Path(kubeconfig).expanduser().is_file():
         reader.fail("kubeconfig", kubeconfig, "the path of an existing kubeconfig file, or empty")
@@ -309,6 +325,7 @@ def _cluster(reader: _Reader, gcp: Mapping[str, Any]) -> ClusterSettings:
         disk_size_gb=reader.integer("nodeDiskSizeGb", 20, 65536),
         private_nodes=reader.boolean("privateNodes"),
         master_cidr=master_cidr,
+        master_authorized_networks=authorized,
         deletion_protection=reader.boolean("deletionProtection"),
         kubeconfig=kubeconfig,
         context=reader.text("kubeContext"),

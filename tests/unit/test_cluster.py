@@ -75,6 +75,18 @@ def test_a_zonal_private_cluster_puts_its_nat_in_the_zone_s_region(program) -> N
     assert router.inputs["region"] == "europe-west1"
 
 
+def test_master_authorized_networks_limit_who_reaches_the_control_plane(program) -> None:
+    (open_cluster,) = program().of_type(CLUSTER)
+    assert "masterAuthorizedNetworksConfig" not in open_cluster.inputs
+    (cluster,) = program(masterAuthorizedNetworks='["203.0.113.0/24", "198.51.100.7/32"]').of_type(CLUSTER)
+    assert cluster.inputs["masterAuthorizedNetworksConfig"] == {
+        "cidrBlocks": [
+            {"cidrBlock": "203.0.113.0/24", "displayName": "authorized-0"},
+            {"cidrBlock": "198.51.100.7/32", "displayName": "authorized-1"},
+        ]
+    }
+
+
 def test_public_nodes_get_no_firewall_rule_and_no_nat(program) -> None:
     run = program()
     assert run.of_type("gcp:compute/firewall:Firewall") == []

@@ -5,16 +5,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from scripts.config_table import table
+from scripts.config_table import readme_table, table
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 
 def test_config_table_matches_the_schema() -> None:
-    match = re.search(r"<!-- config-table[^>]*-->\n(.*?)\n<!-- /config-table -->", README, re.DOTALL)
-    assert match, "README lost its config table markers"
-    assert match.group(1) == table(), "README config table is stale: paste the output of scripts/config_table.py"
+    current = readme_table(README)
+    assert current is not None, "README lost its config table markers"
+    assert current == table(), "README config table is stale: run .venv/bin/python scripts/config_table.py --write"
 
 
 def test_quick_start_has_exactly_two_setup_commands_and_they_exist() -> None:
