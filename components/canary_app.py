@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.names import SUBSETS, workload
+
 HTTP_PORT = 9898
 # The podinfo image runs as the named user "app"; Kubernetes can only prove non-root with a number.
 RUN_AS_USER = 10001
@@ -62,7 +64,7 @@ class CanaryApp(pulumi.ComponentResource):
         self.namespace = args.namespace
         self.service_name = args.name
         self.gateway_name = f"{args.name}-gateway"
-        self.deployment_names = {subset: f"{args.name}-{subset}" for subset in ("ga", "canary")}
+        self.deployment_names = {subset: workload(args.name, subset) for subset in SUBSETS}
         self.split = {"ga": 100 - args.canary_weight, "canary": args.canary_weight}
         base = pulumi.ResourceOptions(parent=self, provider=args.provider)
         namespace = k8s.core.v1.Namespace(

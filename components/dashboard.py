@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from components import promql
+from components.names import workload
 
 # The Grafana datasource the dashboard queries; the Monitoring component provisions it with this uid.
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
@@ -16,7 +17,7 @@ PANEL_HEIGHT = 9
 def _panel(panel_id: int, title: str, expr: str, unit: str, app: str, extra_defaults: dict | None = None) -> dict:
     overrides = [
         {
-            "matcher": {"id": "byName", "options": f"{app}-{version}"},
+            "matcher": {"id": "byName", "options": workload(app, version)},
             "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": colour}}],
         }
         for version, colour in VERSION_COLOURS.items()

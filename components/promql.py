@@ -8,39 +8,37 @@ client side would also count requests that never reached a pod.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+
+from components.names import DNS_LABEL, DURATION, SUBSETS, workload
 
 REQUESTS_TOTAL = "istio_requests_total"
 DURATION_BUCKET = "istio_request_duration_milliseconds_bucket"
 BY_WORKLOAD = "destination_workload"
-VERSIONS = ("ga", "canary")
+VERSIONS = SUBSETS
 DEFAULT_WINDOW = "1m"
 # Only 5xx counts against a version; 4xx are the client's fault (Flagger's definition of success).
 SERVER_ERROR = "5.."
-
-_LABEL_VALUE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DURATION = re.compile(r"[1-9][0-9]*(ms|s|m|h|d)")
 
 
 def selector(namespace: str, app: str, versions: Sequence[str] = VERSIONS) -> str:
     """The label matchers of one app's server-side requests, e.g. `{reporter="destination", ...}`."""
     # Values are pasted into a query string: accept only DNS labels so nothing can close the quotes.
     for value in (namespace, app, *versions):
-        if not _LABEL_VALUE.fullmatch(value):
+        if not DNS_LABEL.fullmatch(value):
             raise ValueError(f"{value!r} is not a Kubernetes name (lowercase letters, digits, '-')")
     if not versions:
         raise ValueError("at least one version is needed")
     matchers = [
         'reporter="destination"',
         f'destination_workload_namespace="{namespace}"',
-        f'destination_workload=~"{app}-({"|".join(versions)})"',
+        f'destination_workload=~"{workload(app, "(" + "|".join(versions) + ")")}"',
     ]
     return "{" + ", ".join(matchers) + "}"
 
 
 def _window(window: str) -> str:
-    if not _DURATION.fullmatch(window):
+    if not DURATION.fullmatch(window):
         raise ValueError(f"{window!r} is not a Prometheus duration such as 30s, 1m or 5m")
     return window
 

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Iterable
 
-# A released tag: MAJOR.MINOR.PATCH, optional leading v; a `-suffix` marks a pre-release.
-_VERSION = re.compile(r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?")
+from stacks.settings import parse_semver
+
+# (major, minor, patch, is_release): 6.9.0 < 6.9.1-rc.1 < 6.9.1, as semver orders them.
+Order = tuple[int, int, int, bool]
+
+
+def order_of(tag: str) -> Order | None:
+    """The sort key of any version tag, pre-releases included; None for non-version tags (latest, main-abc)."""
+    parsed = parse_semver(tag)
+    if parsed is None:
+        return None
+    major, minor, patch, pre = parsed
+    return major, minor, patch, not pre
 
 
 def version_of(tag: str) -> tuple[int, int, int] | None:
     """(major, minor, patch) of a release tag; None for pre-releases, builds and non-version tags."""
-    match = _VERSION.fullmatch(tag)
-    if not match or match.group(4):
+    order = order_of(tag)
+    if order is None or not order[3]:
         return None
-    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+    return order[:3]
 
 
 def matches(policy: str, tag: str) -> bool:
@@ -33,15 +43,15 @@ def matches(policy: str, tag: str) -> bool:
 
 
 def newest(policy: str, tags: Iterable[str], current: str) -> str | None:
-    """The highest release tag matching `policy` that is newer than `current`, or None."""
-    floor = version_of(current) or (-1, -1, -1)
-    best: tuple[tuple[int, int, int], bool, str] | None = None
+    """The highest release tag matching `policy` that is newer than `current` (a release or a pre-release)."""
+    floor = order_of(current) or (-1, -1, -1, False)
+    best: tuple[Order, bool, str] | None = None
     for tag in tags:
-        version = version_of(tag)
-        if version is None or version <= floor or not matches(policy, tag):
+        order = order_of(tag)
+        if order is None or order <= floor or not matches(policy, tag):
             continue
         # Same version as `6.9.1` and `v6.9.1`: prefer the spelling without the v, like the current tags.
-        key = (version, not tag.startswith("v"), tag)
+        key = (order, not tag.startswith("v"), tag)
         if best is None or key > best:
             best = key
     return best[2] if best else None

@@ -1,0 +1,20 @@
+"""Names and primitive value rules shared by the components, stacks/settings.py and the release tools.
+
+Components never import stacks/, so the rules both need live here (stacks may import components).
+"""
+
+from __future__ import annotations
+
+import re
+
+# A Kubernetes name that is also safe to paste inside a PromQL string: a DNS label (RFC 1123).
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+# A Prometheus range duration for rate()/increase() windows. No `ms`: a window shorter than a scrape
+# interval holds no two samples, so rate() over it is always empty.
+DURATION = re.compile(r"[1-9][0-9]*(s|m|h|d)")
+SUBSETS = ("ga", "canary")
+
+
+def workload(app: str, subset: str) -> str:
+    """The Deployment (and Istio `destination_workload`) name of one subset, e.g. `podinfo-canary`."""
+    return f"{app}-{subset}"
