@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import urllib.error
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from enum import Enum
 
 from components import promql
+from components.names import workload
 from rollout.stackfile import ReleaseView
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -100,9 +102,10 @@ class Prometheus:
     def query(self, promql: str, at: float) -> float | None:
         """Evaluate an instant query at `at` (unix seconds); the single value, or None for an empty/NaN result."""
         params = urllib.parse.urlencode({"query": promql, "time": f"{at:.3f}", "timeout": f"{self.timeout:g}s"})
-        url = f"{self.url}/api/v1/query?{params}"
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout) as response:
+            # Built inside the try: a malformed base URL (http://[::1) raises ValueError here, not later.
+            request = urllib.request.Request(f"{self.url}/api/v1/query?{params}")
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 body = response.read()
         except urllib.error.HTTPError as exc:
             raise PrometheusError(f"Prometheus at {self.url} answered HTTP {exc.code}: {_error_text(exc)}") from None
@@ -113,6 +116,10 @@ class Prometheus:
             if isinstance(reason, TimeoutError):
                 raise PrometheusError(f"Prometheus at {self.url} did not answer within {self.timeout:g}s") from None
             raise PrometheusError(f"Prometheus at {self.url} is unreachable: {reason}") from None
+        except http.client.HTTPException as exc:  # bad status line, truncated body: not an HTTP server we know
+            raise PrometheusError(f"Prometheus at {self.url} sent a broken HTTP answer ({exc!r})") from None
+        except ValueError as exc:  # malformed URL, e.g. an unclosed IPv6 bracket
+            raise PrometheusError(f"Prometheus URL {self.url!r} is malformed: {exc}") from None
         try:
             data = json.loads(body)
             if data.get("status") != "success":
@@ -154,7 +161,7 @@ def queries(namespace: str, app: str, version: str, window: str) -> dict[str, st
 def measure(prometheus: Prometheus, namespace: str, app: str, version: str, window: str, at: float) -> WorkloadMetrics:
     """Run the queries for one version (`ga` or `canary`) of the app."""
     values = {name: prometheus.query(q, at) for name, q in queries(namespace, app, version, window).items()}
-    return WorkloadMetrics(workload=f"{app}-{version}", **values)
+    return WorkloadMetrics(workload=workload(app, version), **values)
 
 
 def judge(

@@ -14,13 +14,23 @@ from rollout import analysis, gitops, notify, tags
 from rollout.analysis import Analysis, Prometheus, PrometheusError, Verdict
 from rollout.registry import Registry, RegistryError, parse_image
 from rollout.stackfile import ReleaseView, StackFile
-from stacks.settings import ConfigError
+from stacks.settings import PROJECT, PROMETHEUS_URL, PROMETHEUS_URL_RULE, ConfigError
 
 EXIT_OK = 0
 EXIT_FAIL = 1  # analysis failed (and so promote refused)
 EXIT_INCONCLUSIVE = 2  # not enough data, or nothing to do now
 EXIT_UNAVAILABLE = 3  # Prometheus / registry / webhook unreachable, slow or erroring
 EXIT_REFUSED = 4  # bad input or config, dirty tree, unknown step, git failure
+EXIT_INTERNAL = 5  # a bug: an unexpected exception (never read as a verdict)
+
+EXIT_CODES_HELP = """exit codes:
+  0  pass / done
+  1  analysis failed (promote refused)
+  2  inconclusive (too little traffic, no data) or nothing to do now
+  3  Prometheus, the registry or the webhook is unreachable, too slow or answered garbage
+  4  bad input: invalid config or option, dirty tree, unknown step, rolled-back version, git failure
+  5  internal error (a bug in canary; the message names the exception)
+"""
 
 VERDICT_EXIT = {Verdict.PASS: EXIT_OK, Verdict.FAIL: EXIT_FAIL, Verdict.INCONCLUSIVE: EXIT_INCONCLUSIVE}
 
@@ -43,7 +53,7 @@ class Context:
     view: ReleaseView
 
 
-def _load(args: argparse.Namespace, *, need_git: bool) -> Context:
+def _load(args: argparse.Namespace, *, need_git: bool, for_rollback: bool = False) -> Context:
     start = Path(args.repo).resolve()
     try:
         repo = gitops.toplevel(start)
@@ -54,14 +64,25 @@ def _load(args: argparse.Namespace, *, need_git: bool) -> Context:
     if need_git:
         gitops.require_clean(repo)
     stack = StackFile.for_stack(repo, args.stack)
-    return Context(repo=repo, stack_name=args.stack, stack=stack, view=stack.view())
+    if for_rollback:
+        view, args.invalid_weight = stack.rollback_view()
+    else:
+        view = stack.view()
+    return Context(repo=repo, stack_name=args.stack, stack=stack, view=view)
 
 
 def _prometheus(args: argparse.Namespace, view: ReleaseView, *, required: bool) -> Prometheus | None:
-    url = args.prometheus or os.environ.get("PROMETHEUS_URL") or view.release.prometheus_url
+    for source, url in (("--prometheus", args.prometheus), ("$PROMETHEUS_URL", os.environ.get("PROMETHEUS_URL"))):
+        if url:
+            # The same rule as the prometheusUrl config key (stacks/settings.py).
+            if not PROMETHEUS_URL.fullmatch(url):
+                raise Refused(f"{source} {url!r} is not allowed; expected {PROMETHEUS_URL_RULE}")
+            break
+    else:
+        url = view.release.prometheus_url  # validated with the stack file
     if not url:
         if required:
-            raise Refused("no Prometheus URL: pass --prometheus, set $PROMETHEUS_URL or istio-canary:prometheusUrl")
+            raise Refused(f"no Prometheus URL: pass --prometheus, set $PROMETHEUS_URL or {PROJECT}:prometheusUrl")
         return None
     return Prometheus(url, timeout=args.timeout)
 
@@ -74,9 +95,16 @@ def _at(args: argparse.Namespace) -> float:
 
 
 def _commit(ctx: Context, subject: str, body: str) -> str:
+    before = ctx.stack.original
     if not ctx.stack.save():
         raise Refused(f"{ctx.stack.path.name} would not change; nothing to commit")
-    commit_id = gitops.commit(ctx.repo, ctx.stack.path, f"{subject}\n\n{body}".rstrip() + "\n")
+    try:
+        commit_id = gitops.commit(ctx.repo, ctx.stack.path, f"{subject}\n\n{body}".rstrip() + "\n")
+    except gitops.GitError as exc:
+        # Leave the tree as it was: a modified, staged stack file would make every later run "dirty".
+        ctx.stack.path.write_text(before)
+        ctx.stack.original = before
+        raise Refused(f"{exc}\n{ctx.stack.path.name} is restored; nothing was committed for this step") from None
     print(f"committed {commit_id[:12]}: {subject}")
     return commit_id
 
@@ -86,7 +114,11 @@ def _push(ctx: Context, args: argparse.Namespace, commit_ids: Sequence[str]) -> 
         try:
             gitops.push(ctx.repo, args.remote, commit_id)
         except gitops.GitError as exc:
-            raise Refused(f"committed locally, but the push failed: {exc}") from None
+            raise Refused(
+                f"the push to {args.remote} failed: {exc}\n"
+                f"The local commit {commit_id[:12]} exists (HEAD is {gitops.head(ctx.repo)[:12]}): push it yourself "
+                f"(git push {args.remote} HEAD) or drop it (git reset --hard {commit_id[:12]}~1)."
+            ) from None
         print(f"pushed {commit_id[:12]} to {args.remote}")
 
 
@@ -96,7 +128,9 @@ def _notify(ctx: Context, args: argparse.Namespace, text: str) -> None:
     notify.send(text, ctx.repo, ctx.stack_name, ctx.stack.raw(notify.SECRET_KEY))
 
 
-def _evidence(result: Analysis | None, prometheus: Prometheus | None) -> str:
+def _evidence(result: Analysis | None, prometheus: Prometheus | None, unavailable: str = "") -> str:
+    if unavailable:
+        return f"Analysis unavailable: {unavailable}"
     if result is None:
         return "No analysis recorded."
     source = f" from {prometheus.url}" if prometheus else ""
@@ -111,7 +145,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     ctx = _load(args, need_git=False)
     app, rel = ctx.view.app, ctx.view.release
     prometheus = _prometheus(args, ctx.view, required=False)
-    result = analysis.analyze(ctx.view, prometheus, _at(args)) if prometheus else None
+    at = _at(args)
+    nxt = next_action(ctx.view, _rolled_back(ctx, required=False))
+    result, error = None, None
+    if prometheus:
+        try:
+            result = analysis.analyze(ctx.view, prometheus, at)
+        except PrometheusError as exc:  # the config part is still worth printing; the exit code says 3
+            error = str(exc)
+    code = EXIT_UNAVAILABLE if error else EXIT_OK
     if args.json:
         print(
             json.dumps(
@@ -126,14 +168,13 @@ def cmd_status(args: argparse.Namespace) -> int:
                         "weight": app.canary_weight,
                     },
                     "steps": list(rel.steps),
-                    "next": next_action(ctx.view),
-                    "analysis": result.to_json() if result else None,
+                    "next": nxt,
+                    "analysis": result.to_json() if result else ({"error": error} if error else None),
                 },
                 indent=2,
             )
         )
-        return EXIT_OK
-    nxt = next_action(ctx.view)
+        return code
     print(f"stack {ctx.stack_name} ({ctx.stack.path.name}): {app.image} in namespace {app.namespace}")
     print(f"  ga      {ctx.view.ga_workload:<24} {app.ga_version:<12} {app.split['ga']:>3}%")
     print(f"  canary  {ctx.view.canary_workload:<24} {app.canary_version:<12} {app.canary_weight:>3}%")
@@ -143,7 +184,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if result:
         print()
         print(analysis.table(result))
-    return EXIT_OK
+    if error:
+        print(f"  analysis unavailable: {error}")
+    return code
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -167,37 +210,72 @@ def _next_step(weight: int, steps: Sequence[int]) -> int | None:
     return next((step for step in steps if step > weight), None)
 
 
-def next_action(view: ReleaseView) -> dict[str, object]:
-    """What `canary promote` would do next: promote (to a weight), finish, none, or refuse an unknown step."""
+def _known_step(weight: int, steps: Sequence[int]) -> bool:
+    """A weight `canary promote` can move from: 0 or one of canarySteps (a hand-edited 30 is not)."""
+    return weight == 0 or weight in steps
+
+
+def _rolled_back(ctx: Context, *, required: bool) -> str | None:
+    """The rollback commit subject when the current canaryVersion was rolled back at weight 0, else None."""
+    app = ctx.view.app
+    if app.canary_weight != 0 or app.canary_version == app.ga_version:
+        return None
+    try:
+        return gitops.rolled_back(
+            ctx.repo, ctx.stack.path, ctx.view.canary_workload, app.canary_version, f"{PROJECT}:canaryVersion:"
+        )
+    except gitops.GitError:
+        if required:
+            raise
+        return None  # `status` outside a git repository: no history to read
+
+
+def next_action(view: ReleaseView, rolled_back: str | None = None) -> dict[str, object]:
+    """What `canary promote` would do next: promote (to a weight), finish, none, rolled-back (refused without
+    --force), or unknown-step (refused)."""
     app, steps = view.app, view.release.steps
     weight = app.canary_weight
-    if weight not in (0, *steps):
+    if not _known_step(weight, steps):
         return {"action": "unknown-step", "to": None}
     if weight == 100:
         return {"action": "finish", "to": 0}
     if weight == 0 and app.canary_version == app.ga_version:
         return {"action": "none", "to": None}
+    if weight == 0 and rolled_back:
+        return {"action": "rolled-back", "to": None}
     return {"action": "promote", "to": _next_step(weight, steps)}
 
 
-def _gate(args: argparse.Namespace, ctx: Context) -> tuple[Analysis | None, Prometheus | None]:
+@dataclass
+class Gate:
+    """What the analysis before a traffic step said: a result, or why there is none."""
+
+    result: Analysis | None = None
+    prometheus: Prometheus | None = None
+    unavailable: str = ""  # the Prometheus error when --force went ahead without an analysis
+
+    def evidence(self) -> str:
+        return _evidence(self.result, self.prometheus, self.unavailable)
+
+
+def _gate(args: argparse.Namespace, ctx: Context) -> Gate:
     """Run the analysis that must pass before traffic moves; --force records it but does not obey it."""
     prometheus = _prometheus(args, ctx.view, required=not args.force)
     if prometheus is None:
-        return None, None
+        return Gate()
     try:
         result = analysis.analyze(ctx.view, prometheus, _at(args))
     except PrometheusError as exc:
         if not args.force:
             raise
         print(f"warning: --force: no analysis ({exc})", file=sys.stderr)
-        return None, prometheus
+        return Gate(prometheus=prometheus, unavailable=str(exc))
     print(analysis.table(result))
     if result.verdict is not Verdict.PASS and not args.force:
         raise Refused(
             f"analysis is {result.verdict.value}; not promoting (use --force to override)", VERDICT_EXIT[result.verdict]
         )
-    return result, prometheus
+    return Gate(result=result, prometheus=prometheus)
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
@@ -205,7 +283,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     ctx = _load(args, need_git=True)
     app, steps = ctx.view.app, ctx.view.release.steps
     weight = app.canary_weight
-    if weight not in (0, *steps):
+    if not _known_step(weight, steps):
         raise Refused(
             f"canaryWeight {weight} is not 0 or a step of canarySteps {list(steps)}; set it by hand or roll back"
         )
@@ -217,22 +295,31 @@ def cmd_promote(args: argparse.Namespace) -> int:
         return _finish(args, ctx)
     if args.finish:
         raise Refused(f"--finish needs the canary at 100%, it is at {weight}%")
+    rolled_back = _rolled_back(ctx, required=True)
+    if rolled_back and not args.force:
+        # At 0% the first step needs no analysis, so without this a rolled-back version would go straight
+        # back to live traffic. A newer tag from watch-images (a new canaryVersion) clears it.
+        raise Refused(
+            f"{app.canary_version} was rolled back ({rolled_back!r}); not promoting it again. "
+            "Wait for a newer tag (canary watch-images) or use --force"
+        )
     target = _next_step(weight, steps)
     assert target is not None  # weight < 100 and steps end at 100
     canary = ctx.view.canary_workload
     if weight == 0 and not args.force:
         # At 0% the canary has no traffic, so there is nothing to analyze: the first step is the smallest
         # exposure and every later step is gated.
-        result, prometheus = None, None
+        gate = Gate()
         why = "first step; no analysis possible at 0%"
     else:
-        result, prometheus = _gate(args, ctx)
-        why = result.summary() if result else "no analysis"
+        gate = _gate(args, ctx)
+        why = gate.result.summary() if gate.result else "no analysis"
         if args.force:
-            why = f"FORCED, analysis {result.verdict.value if result else 'unavailable'}: {why}"
+            why = f"FORCED, analysis {gate.result.verdict.value if gate.result else 'unavailable'}: {why}"
     ctx.stack.set("canaryWeight", target)
     subject = f"canary: promote {canary} {app.canary_version} to {target}% ({why})"
-    body = f"{_evidence(result, prometheus)}\n\nRevert this commit to return to {weight}%."
+    forced = f"Promoted with --force although {app.canary_version} was rolled back: {rolled_back}\n\n"
+    body = f"{forced if rolled_back else ''}{gate.evidence()}\n\nRevert this commit to return to {weight}%."
     commit_id = _commit(ctx, subject, body)
     if args.push:
         _push(ctx, args, [commit_id])
@@ -243,8 +330,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def _finish(args: argparse.Namespace, ctx: Context) -> int:
     """Two commits: GA takes the canary's version while the canary holds 100%, then the weight goes to 0."""
     app = ctx.view.app
-    result, prometheus = _gate(args, ctx)
-    evidence = _evidence(result, prometheus)
+    evidence = _gate(args, ctx).evidence()
     commits = []
     if app.ga_version != app.canary_version:
         ctx.stack.set("gaVersion", app.canary_version)
@@ -256,12 +342,18 @@ def _finish(args: argparse.Namespace, ctx: Context) -> int:
                 + evidence,
             )
         )
+        if args.one_commit:
+            if args.push:
+                _push(ctx, args, commits)
+            print("--one-commit: step 2/2 is left for the next run")
+            return EXIT_OK
     ctx.stack.set("canaryWeight", 0)
     commits.append(
         _commit(
             ctx,
             f"canary: finish {app.name} {app.canary_version} (2/2): traffic back to {ctx.view.ga_workload}, canary 0%",
-            f"{ctx.view.ga_workload} runs {app.canary_version} now; {ctx.view.canary_workload} is idle until the next tag.",
+            f"{ctx.view.ga_workload} runs {app.canary_version} now; {ctx.view.canary_workload} is idle until the next "
+            f"tag.\n\n{evidence}",
         )
     )
     if args.push:
@@ -272,25 +364,29 @@ def _finish(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Send all traffic back to GA; the commit carries the analysis that justified it when one can be had."""
-    ctx = _load(args, need_git=True)
+    ctx = _load(args, need_git=True, for_rollback=True)
     app = ctx.view.app
-    if app.canary_weight == 0:
+    invalid = args.invalid_weight
+    if app.canary_weight == 0 and invalid is None:
         print(f"canary weight is already 0% in {ctx.stack.path.name}; nothing to roll back")
         return EXIT_OK
+    if invalid is not None:
+        print(f"warning: canaryWeight {invalid!r} is invalid; rolling back to 0 anyway", file=sys.stderr)
+    previous = f"{app.canary_weight}%" if invalid is None else f"invalid weight {invalid!r}"
     prometheus = _prometheus(args, ctx.view, required=False)
     result = None
     note = ""
+    if invalid is not None:
+        note = f"The previous canaryWeight {invalid!r} was invalid (not a whole number from 0 to 100).\n\n"
     if prometheus:
         try:
             result = analysis.analyze(ctx.view, prometheus, _at(args))
         except PrometheusError as exc:  # evidence is nice to have; a rollback never waits for it
-            note = f"Analysis unavailable: {exc}\n\n"
+            note += f"Analysis unavailable: {exc}\n\n"
             print(f"warning: {exc}", file=sys.stderr)
     why = result.summary() if result else "no analysis"
     ctx.stack.set("canaryWeight", 0)
-    subject = (
-        f"canary: roll back {ctx.view.canary_workload} {app.canary_version} from {app.canary_weight}% to 0% ({why})"
-    )
+    subject = f"canary: roll back {ctx.view.canary_workload} {app.canary_version} from {previous} to 0% ({why})"
     reason = f"Reason: {args.reason}\n\n" if args.reason else ""
     commit_id = _commit(ctx, subject, f"{reason}{note}{_evidence(result, prometheus)}")
     if args.push:
@@ -340,6 +436,8 @@ def cmd_notify(args: argparse.Namespace) -> int:
         return EXIT_OK
     try:
         url = notify.webhook_url(ctx.repo, ctx.stack_name, ctx.stack.raw(notify.SECRET_KEY))
+        if url:
+            notify.check_url(url)
     except notify.NotifyError as exc:
         raise Refused(str(exc)) from None
     if not url:
@@ -363,6 +461,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_REFUSED, f"{self.prog}: error: {message}\n")
 
 
+def _seconds(value: str) -> float:
+    """--timeout: a number of seconds above 0 (0 would make every request fail at once)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r}: must be a number of seconds above 0")
+    return seconds
+
+
+def _command(
+    sub: argparse._SubParsersAction, name: str, func, help_text: str, parents: list
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows its description and the exit codes."""
+    parser = sub.add_parser(
+        name,
+        parents=parents,
+        help=help_text,
+        description=(func.__doc__ or help_text).strip(),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(func=func)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of `canary`."""
     common = argparse.ArgumentParser(add_help=False)
@@ -372,44 +497,45 @@ def build_parser() -> argparse.ArgumentParser:
     metrics = argparse.ArgumentParser(add_help=False)
     metrics.add_argument("--prometheus", help="Prometheus base URL (default: $PROMETHEUS_URL, then prometheusUrl)")
     metrics.add_argument("--at", help="evaluate queries at this time: RFC 3339 or unix seconds (default: now)")
-    metrics.add_argument("--timeout", type=float, default=analysis.DEFAULT_TIMEOUT_S, help="seconds per request")
+    metrics.add_argument("--timeout", type=_seconds, default=analysis.DEFAULT_TIMEOUT_S, help="seconds per request")
 
     git = argparse.ArgumentParser(add_help=False)
     git.add_argument("--push", action="store_true", help="push the commit(s) to --remote")
     git.add_argument("--remote", default="origin", help="remote to push to (default: origin)")
     git.add_argument("--no-notify", action="store_true", help="do not post to Slack")
 
-    parser = _Parser(prog="canary", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(
+        prog="canary", description=__doc__, epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("status", parents=[common, metrics], help="weights and versions (+ live metrics)")
+    p = _command(sub, "status", cmd_status, "weights and versions (+ live metrics)", [common, metrics])
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("analyze", parents=[common, metrics], help="judge the canary from Istio metrics")
+    p = _command(sub, "analyze", cmd_analyze, "judge the canary from Istio metrics", [common, metrics])
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("promote", parents=[common, metrics, git], help="next traffic step after a passing analysis")
+    p = _command(sub, "promote", cmd_promote, "next traffic step after a passing analysis", [common, metrics, git])
     p.add_argument("--force", action="store_true", help="promote whatever the analysis says")
     p.add_argument("--finish", action="store_true", help="at 100%%: make the canary version GA, weight back to 0")
-    p.set_defaults(func=cmd_promote)
+    p.add_argument(
+        "--one-commit",
+        action="store_true",
+        help="with --finish: make only the next of the two commits (one pull request per commit)",
+    )
 
-    p = sub.add_parser("rollback", parents=[common, metrics, git], help="canary weight to 0")
+    p = _command(sub, "rollback", cmd_rollback, "canary weight to 0", [common, metrics, git])
     p.add_argument("--reason", help="why, for the commit message and Slack")
-    p.set_defaults(func=cmd_rollback)
 
-    p = sub.add_parser("watch-images", parents=[common, git], help="bump canaryVersion to the newest allowed tag")
+    p = _command(sub, "watch-images", cmd_watch_images, "bump canaryVersion to the newest allowed tag", [common, git])
     p.add_argument("--registry-url", help="registry base URL instead of the image's host (http only for 127.0.0.1)")
     p.add_argument("--page-size", type=int, default=None, help="tags per page to request (n=)")
-    p.add_argument("--timeout", type=float, default=15.0, help="seconds per request")
+    p.add_argument("--timeout", type=_seconds, default=15.0, help="seconds per request")
     p.add_argument("--dry-run", action="store_true", help="only print what would be picked")
-    p.set_defaults(func=cmd_watch_images)
 
-    p = sub.add_parser("notify", parents=[common], help="post a message to the Slack webhook")
+    p = _command(sub, "notify", cmd_notify, "post a message to the Slack webhook", [common])
     p.add_argument("--text", help="message (default: the current release state)")
     p.add_argument("--dry-run", action="store_true", help="print the JSON payload instead of posting")
-    p.set_defaults(func=cmd_notify)
     return parser
 
 
@@ -427,6 +553,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PrometheusError, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except Exception as exc:  # noqa: BLE001 - exit 1 would read as "analysis failed" and trigger a rollback
+        print(f"internal error (a bug in canary): {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

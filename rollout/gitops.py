@@ -38,16 +38,50 @@ def require_clean(repo: Path) -> None:
     """
     status = _git(repo, "status", "--porcelain", "--untracked-files=no").splitlines()
     if status:
-        listed = "\n  ".join(status[:10])
-        raise GitError(f"working tree has uncommitted changes; commit or stash them first:\n  {listed}")
+        # Porcelain lines are `XY path` with a blank X or Y; strip them so every line has the same indent.
+        listed = "".join(f"\n    {line[:2].strip():<2} {line[3:]}" for line in status[:10])
+        raise GitError(f"working tree has uncommitted changes; commit or stash them first:{listed}")
+
+
+def _relative(repo: Path, path: Path) -> str:
+    return str(path.resolve().relative_to(repo.resolve()))
 
 
 def commit(repo: Path, path: Path, message: str) -> str:
-    """Commit exactly one file with `message`; return the new commit id."""
-    relative = str(path.resolve().relative_to(repo.resolve()))
+    """Commit exactly one file with `message`; return the new commit id.
+
+    When `git commit` fails (no identity, a hook said no) the file is unstaged again, so the index is as
+    before; restoring the file's content is the caller's business (it knows the previous text).
+    """
+    relative = _relative(repo, path)
     _git(repo, "add", "--", relative)
-    _git(repo, "commit", "--quiet", "-m", message, "--", relative)
+    try:
+        _git(repo, "commit", "--quiet", "-m", message, "--", relative)
+    except GitError:
+        try:
+            _git(repo, "reset", "--quiet", "--", relative)
+        except GitError:  # the first error is the one to report
+            pass
+        raise
     return head(repo)
+
+
+def rolled_back(repo: Path, path: Path, workload: str, version: str, version_key: str) -> str | None:
+    """The subject of a `canary: roll back <workload> <version> ...` commit of `path` made since the line
+    `version_key` (e.g. `istio-canary:canaryVersion:`) last changed; None when there is none.
+
+    Walks the file's history newest first and stops at the commit that set the version, so a rollback of
+    the same version number in an earlier release does not count.
+    """
+    log = _git(repo, "log", "--no-color", "--format=%x00%s", "-p", "-U0", "--", _relative(repo, path))
+    prefix = f"canary: roll back {workload} {version} "
+    for entry in log.split("\0")[1:]:
+        subject, _, diff = entry.partition("\n")
+        if subject.startswith(prefix):
+            return subject
+        if any(line.startswith("+") and version_key in line for line in diff.splitlines()):
+            return None
+    return None
 
 
 def head(repo: Path) -> str:

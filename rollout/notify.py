@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -46,6 +48,7 @@ def webhook_url(repo: Path, stack: str, raw_value: object = None) -> str | None:
         done = subprocess.run(
             [pulumi, "config", "get", SECRET_KEY, "--stack", stack, "--cwd", str(repo)],
             capture_output=True,
+            stdin=subprocess.DEVNULL,  # a passphrase prompt must fail at once, not wait for a keyboard
             text=True,
             timeout=PULUMI_TIMEOUT_S,
             check=False,
@@ -62,18 +65,31 @@ def payload(text: str) -> dict:
     return {"text": text}
 
 
+def check_url(url: str) -> None:
+    """A webhook is an http(s) URL with a host; anything else (a missing scheme, file:) is refused."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        # The URL is a credential: name the problem, never echo the value.
+        raise NotifyError(f"the Slack webhook URL is not an http(s) URL (starts with {url[:8]!r}...)")
+
+
 def post(url: str, body: dict, timeout: float = POST_TIMEOUT_S) -> None:
-    """POST the payload; raise NotifyError on anything but a 2xx."""
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
+    """POST the payload; raise NotifyError on a bad URL or anything but a 2xx."""
     try:
+        check_url(url)
+        request = urllib.request.Request(
+            url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
     except urllib.error.HTTPError as exc:
         raise NotifyError(f"Slack webhook answered HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise NotifyError(f"Slack webhook unreachable: {getattr(exc, 'reason', exc)}") from None
+    except http.client.HTTPException as exc:
+        raise NotifyError(f"Slack webhook sent a broken HTTP answer ({type(exc).__name__})") from None
+    except ValueError as exc:  # urllib's own URL checks (e.g. an unclosed IPv6 bracket)
+        raise NotifyError(f"the Slack webhook URL is malformed: {exc}") from None
 
 
 def send(text: str, repo: Path, stack: str, raw_value: object = None, *, dry_run: bool = False) -> bool:
@@ -90,5 +106,8 @@ def send(text: str, repo: Path, stack: str, raw_value: object = None, *, dry_run
         post(url, body)
     except NotifyError as exc:
         print(f"warning: notification not sent: {exc}", file=sys.stderr)
+        return False
+    except Exception as exc:  # noqa: BLE001 - a notice must never fail the rollback or promote it reports
+        print(f"warning: notification not sent: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
         return False
     return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import re
@@ -89,8 +90,8 @@ class Registry:
         self._opener = urllib.request.build_opener(_NoRedirect)
 
     def _open(self, url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-        request = urllib.request.Request(url, headers={"Accept": "application/json", **headers})
         try:
+            request = urllib.request.Request(url, headers={"Accept": "application/json", **headers})
             with self._opener.open(request, timeout=self.timeout) as response:
                 return response.status, dict(response.headers.items()), response.read()
         except urllib.error.HTTPError as exc:
@@ -101,6 +102,10 @@ class Registry:
             raise RegistryError(f"{url}: unreachable: {exc.reason}") from None
         except OSError as exc:
             raise RegistryError(f"{url}: {exc}") from None
+        except http.client.HTTPException as exc:  # bad status line, truncated body
+            raise RegistryError(f"{url}: broken HTTP answer ({exc!r})") from None
+        except ValueError as exc:  # malformed URL (a bad realm or Link target)
+            raise RegistryError(f"{url}: malformed URL: {exc}") from None
 
     def _fetch_token(self, challenge: str, name: str) -> str:
         scheme, params = parse_challenge(challenge)
@@ -156,8 +161,10 @@ class Registry:
         for _ in range(self.max_pages):
             seen.add(url)
             data, headers = self._get_json(url, name)
-            page = data.get("tags")
-            if page is None:
+            if "tags" not in data:  # a 200 without the key is not an answer of the tags API
+                raise RegistryError(f"{url}: malformed answer, no `tags` key: {str(data)[:200]}")
+            page = data["tags"]
+            if page is None:  # distribution answers `"tags": null` for a repository without tags
                 page = []
             if not isinstance(page, list) or not all(isinstance(tag, str) for tag in page):
                 raise RegistryError(f"{url}: malformed tags list: {str(page)[:200]}")

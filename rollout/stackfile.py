@@ -18,7 +18,8 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
-from stacks.settings import PROJECT, AppSettings, ConfigError, ReleaseSettings, parse
+from components.names import workload
+from stacks.settings import PROJECT, AppSettings, ConfigError, ReleaseSettings, parse, parse_weight
 
 # The keys the release tool reads (app identity, versions, weight, schedule, thresholds). Everything
 # else in the stack file is passed over: a bad gcp:project must not block an emergency rollback.
@@ -49,12 +50,12 @@ class ReleaseView:
     @property
     def ga_workload(self) -> str:
         """Name of the GA Deployment (the Istio `destination_workload` label)."""
-        return f"{self.app.name}-ga"
+        return workload(self.app.name, "ga")
 
     @property
     def canary_workload(self) -> str:
         """Name of the canary Deployment."""
-        return f"{self.app.name}-canary"
+        return workload(self.app.name, "canary")
 
 
 _KEY_LINE = re.compile(r"( *)[^\s#-][^#]*:\s*(#.*)?$")  # a key whose value is on the following lines
@@ -152,6 +153,27 @@ class StackFile:
             return validate(self.values())
         except ConfigError as exc:
             raise ConfigError(f"{self.path.name}: {exc}") from None
+
+    def rollback_view(self) -> tuple[ReleaseView, Any]:
+        """The view for `canary rollback`: (view, None), or (view at weight 0, the invalid raw weight) when
+        canaryWeight is the only bad value. Setting the weight to 0 is always safe, so a hand-edited 150
+        must not block it; every other key is still validated.
+        """
+        try:
+            return self.view(), None
+        except ConfigError as error:
+            values = self.values()
+            bad_weight = values.get("canaryWeight")
+            try:
+                parse_weight(bad_weight)
+                raise error from None  # the weight is fine: something else is wrong
+            except ConfigError:
+                pass
+            values["canaryWeight"] = 0
+            try:
+                return validate(values), bad_weight
+            except ConfigError as exc:
+                raise ConfigError(f"{self.path.name}: {exc}") from None
 
     def set(self, key: str, value: int | str) -> None:
         """Set a project key like `pulumi config set` (ints written bare); a new key goes at the end."""

@@ -28,7 +28,7 @@ config:
     - 10
     - 60
     - 100
-  istio-canary:analysisWindow: 5m
+  istio-canary:analysisWindow: {window}
   # The traffic step: 0 -> 10 -> 60 -> 100.
   # Change it with `canary promote`; roll back with `git revert` or `canary rollback`.
   istio-canary:canaryWeight: {weight}
@@ -37,10 +37,15 @@ config:
 
 
 def stack_text(
-    namespace: str = "healthy", weight: object = 0, ga: str = "6.8.0", canary: str = "6.9.0", policy: str = "semver:6.x"
+    namespace: str = "healthy",
+    weight: object = 0,
+    ga: str = "6.8.0",
+    canary: str = "6.9.0",
+    policy: str = "semver:6.x",
+    window: str = "5m",
 ) -> str:
     """The test stack file with the given values."""
-    return STACK_TEMPLATE.format(namespace=namespace, weight=weight, ga=ga, canary=canary, policy=policy)
+    return STACK_TEMPLATE.format(namespace=namespace, weight=weight, ga=ga, canary=canary, policy=policy, window=window)
 
 
 def git(repo: Path, *args: str) -> str:

@@ -101,16 +101,18 @@ def running(command: list[str], ready_url: str, log: Path) -> Iterator[subproces
 
 @dataclass(frozen=True)
 class Traffic:
-    """Steady traffic of one workload: requests per second, share of 503s, latency as (bucket le, share)."""
+    """Steady traffic of one workload: requests per second, share of 503s and of 404s, latency as (le, share)."""
 
     rps: float
     error_share: float = 0.0
+    client_error_share: float = 0.0
     latency: tuple[tuple[float, float], ...] = ((25, 0.5), (100, 0.45), (250, 0.05))
 
 
 HEALTHY = Traffic(rps=10)
 SLOW = Traffic(rps=10, latency=((250, 0.8), (1000, 0.2)))
 ERRORS = Traffic(rps=10, error_share=0.05)
+CLIENT_ERRORS = Traffic(rps=10, client_error_share=0.2)  # 404s are the client's fault: still a healthy canary
 LOW = Traffic(rps=0.1)  # 30 requests in 5m: below analysisMinRequests (100)
 
 
@@ -128,6 +130,7 @@ SCENARIOS = (
     Scenario("healthy", HEALTHY),
     Scenario("errors", ERRORS),
     Scenario("slow", SLOW),
+    Scenario("client-errors", CLIENT_ERRORS),
     Scenario("idle", None),
     Scenario("low", LOW),
 )
@@ -149,7 +152,12 @@ def _labels(reporter: str, namespace: str, workload: str, code: str, le: str | N
 def _series(reporter: str, namespace: str, workload: str, traffic: Traffic) -> dict[str, float]:
     """Every counter of one workload with its steady rate per second."""
     out: dict[str, float] = {}
-    for code, share in (("200", 1 - traffic.error_share), ("503", traffic.error_share)):
+    codes = (
+        ("200", 1 - traffic.error_share - traffic.client_error_share),
+        ("503", traffic.error_share),
+        ("404", traffic.client_error_share),
+    )
+    for code, share in codes:
         if share <= 0:
             continue
         rate = traffic.rps * share
@@ -290,6 +298,39 @@ def push_tags(url: str, name: str, tags: list[str]) -> None:
 
 
 # --- HTTP stubs -------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def raw_stub(answer: bytes) -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that reads a request and answers `answer` verbatim (e.g. not HTTP at all)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # timeout: look at `stop` again
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    conn.recv(65536)
+                    conn.sendall(answer)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
 
 
 @dataclass

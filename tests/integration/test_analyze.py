@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.cli import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
+from rollout.cli import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
 from tests.integration import servers
 from tests.integration.cli import canary
 from tests.integration.conftest import ROOT, stack_text
@@ -175,3 +175,89 @@ def test_console_entry_point_exit_code(tmp_path, prom):
         check=False,
     )
     assert done.returncode == EXIT_FAIL, done.stderr
+
+
+def test_client_errors_do_not_count_as_failures(tmp_path, capsys, prom):
+    # 20 % of the canary's answers are 404: the client's fault, so the canary still passes at 100 %.
+    code, data = analyze_json(capsys, prom, stack_dir(tmp_path, "client-errors"))
+    assert code == EXIT_OK, data["reasons"]
+    assert data["canary"]["requests"] == pytest.approx(3000)
+    assert data["canary"]["errors"] in (None, 0)
+    assert data["canary"]["success_rate"] == pytest.approx(100)
+
+
+def test_errors_scenario_fails_on_success_rate_alone(tmp_path, capsys, prom):
+    code, data = analyze_json(capsys, prom, stack_dir(tmp_path, "errors"))
+    assert code == EXIT_FAIL
+    assert data["canary"]["p99_ms"] <= data["max_p99_ms"]  # latency is fine ...
+    assert data["reasons"] == ["success rate 95.00% is below 99%"]  # ... the success rate is the reason
+
+
+@pytest.mark.parametrize(
+    "answer", [b"SSH-2.0-OpenSSH_9.2\r\n", b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"status"']
+)
+def test_broken_http_from_prometheus_is_unavailable_not_fail(tmp_path, capsys, answer):
+    # A bad status line or a truncated body used to escape as an exception: exit 1, "analysis failed".
+    with servers.raw_stub(answer) as url:
+        result = canary(capsys, "analyze", "-C", stack_dir(tmp_path, "healthy"), "--prometheus", url, "--json")
+    assert result.code == EXIT_UNAVAILABLE, result.err
+    assert "broken HTTP answer" in result.err
+    assert json.loads(result.out)["verdict"] == "unavailable"
+
+
+def test_malformed_prometheus_urls(tmp_path, capsys, monkeypatch):
+    directory = stack_dir(tmp_path, "healthy")
+    # Passes the prometheusUrl rule but urllib cannot parse it: unavailable with a message, not a traceback.
+    result = canary(capsys, "analyze", "-C", directory, "--prometheus", "http://[::1")
+    assert result.code == EXIT_UNAVAILABLE
+    assert "malformed" in result.err
+    # Fails the prometheusUrl rule (no scheme): bad input, from the option and from the environment.
+    result = canary(capsys, "analyze", "-C", directory, "--prometheus", "127.0.0.1:9090")
+    assert result.code == EXIT_REFUSED
+    assert "--prometheus '127.0.0.1:9090' is not allowed; expected an http(s) URL" in result.err
+    monkeypatch.setenv("PROMETHEUS_URL", "prometheus:9090")
+    result = canary(capsys, "analyze", "-C", directory)
+    assert result.code == EXIT_REFUSED
+    assert "$PROMETHEUS_URL" in result.err
+
+
+def test_timeout_must_be_positive(tmp_path, capsys, prom):
+    directory = stack_dir(tmp_path, "healthy")
+    for value in ("0", "-1", "nan"):
+        with pytest.raises(SystemExit) as stopped:
+            canary(capsys, "analyze", "-C", directory, "--prometheus", prom.url, "--timeout", value)
+        assert stopped.value.code == EXIT_REFUSED  # argparse's usage error, mapped from 2 to 4
+        assert "above 0" in capsys.readouterr().err
+
+
+def test_unexpected_exception_is_its_own_exit_code(tmp_path, capsys, prom, monkeypatch):
+    # A bug must never look like a verdict (1 = fail would make promote.yml roll back a healthy canary).
+    def boom(*_args, **_kwargs):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr("rollout.analysis.analyze", boom)
+    result = canary(capsys, "analyze", "-C", stack_dir(tmp_path, "healthy"), "--prometheus", prom.url)
+    assert result.code == EXIT_INTERNAL
+    assert result.err.strip() == "internal error (a bug in canary): KeyError: 'surprise'"
+
+
+def test_status_with_prometheus_down_still_prints_the_config(tmp_path, capsys):
+    url = f"http://127.0.0.1:{servers.free_port()}"
+    directory = stack_dir(tmp_path, "healthy", weight=60)
+    result = canary(capsys, "status", "-C", directory, "--prometheus", url, "--timeout", 2, "--json")
+    assert result.code == EXIT_UNAVAILABLE
+    data = json.loads(result.out)
+    assert data["canary"]["weight"] == 60 and data["next"] == {"action": "promote", "to": 100}
+    assert "unreachable" in data["analysis"]["error"]
+    text = canary(capsys, "status", "-C", directory, "--prometheus", url, "--timeout", 2)
+    assert text.code == EXIT_UNAVAILABLE
+    assert "60%" in text.out and "analysis unavailable" in text.out
+
+
+def test_subcommand_help_lists_exit_codes(capsys):
+    for command in ("status", "analyze", "promote", "rollback", "watch-images", "notify"):
+        with pytest.raises(SystemExit) as stopped:
+            canary(capsys, command, "--help")
+        assert stopped.value.code == 0
+        out = capsys.readouterr().out
+        assert "exit codes:" in out and "3  Prometheus" in out, command

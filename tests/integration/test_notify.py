@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 
 from rollout.cli import EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
 from tests.integration import servers
 from tests.integration.cli import canary
-from tests.integration.conftest import stack_text
+from tests.integration.conftest import ROOT, stack_text
 
 
 def slack(status: int = 200):
@@ -73,3 +75,39 @@ def test_promote_notifies(capsys, repo, monkeypatch):
         monkeypatch.setenv("SLACK_WEBHOOK_URL", url)
         assert canary(capsys, "promote", "-C", repo.work).code == EXIT_OK
     assert "promote podinfo-canary 6.9.0 to 10%" in json.loads(seen[0].body)["text"]
+
+
+def test_malformed_webhook_url_is_refused(capsys, repo, monkeypatch):
+    for url in ("hooks.slack.com/services/x", "file:///etc/passwd"):
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", url)
+        result = canary(capsys, "notify", "-C", repo.work, "--text", "x")
+        assert result.code == EXIT_REFUSED, url
+        assert "not an http(s) URL" in result.err
+        assert "Traceback" not in result.err
+
+
+def test_pulumi_config_get_never_reads_our_stdin(repo, tmp_path):
+    # The stand-in pulumi answers only when its stdin is /dev/null: inherited, a passphrase prompt would wait.
+    with slack() as (url, seen):
+        fake = tmp_path / "bin" / "pulumi"
+        fake.parent.mkdir()
+        fake.write_text(
+            '#!/bin/sh\n[ "$(readlink /proc/$$/fd/0)" = /dev/null ] || { echo "stdin is not /dev/null" >&2; exit 1; }\n'
+            f'echo "{url}/secret-hook"\n'
+        )
+        fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+        repo.write_stack(stack_text() + "  istio-canary:slackWebhookUrl:\n    secure: AAABAxyz\n")
+        env = {k: v for k, v in os.environ.items() if k != "SLACK_WEBHOOK_URL"}
+        env["PATH"] = f"{fake.parent}{os.pathsep}{env['PATH']}"
+        with subprocess.Popen(
+            [sys.executable, "-m", "rollout", "notify", "-C", str(repo.work), "--text", "hi"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,  # open and never written: what a terminal looks like to a child
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as process:
+            _out, err = process.communicate(timeout=60)
+    assert process.returncode == EXIT_OK, err
+    assert [request.path for request in seen] == ["/secret-hook"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -194,3 +195,139 @@ def test_rollback_at_zero_does_nothing(capsys, repo):
     assert result.code == EXIT_OK
     assert "nothing to roll back" in result.out
     assert repo.head() == head
+
+
+def test_failed_git_commit_leaves_the_tree_clean(capsys, repo, monkeypatch):
+    # No identity anywhere: git commit fails. The stack file must not stay modified and staged, or every
+    # later run is refused as dirty.
+    for key in ("user.name", "user.email"):
+        git(repo.work, "config", "--unset", key)
+    git(repo.work, "config", "user.useConfigOnly", "true")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
+        monkeypatch.delenv(name, raising=False)
+    head, before = repo.head(), repo.stack.read_bytes()
+    result = promote(capsys, repo, None, "--no-notify")
+    assert result.code == EXIT_REFUSED
+    assert "git commit" in result.err and "restored; nothing was committed" in result.err
+    assert repo.head() == head
+    assert repo.stack.read_bytes() == before
+    assert git(repo.work, "status", "--porcelain", "--untracked-files=no") == ""
+    git(repo.work, "config", "user.name", "Canary Test")
+    git(repo.work, "config", "user.email", "canary@example.com")
+    assert promote(capsys, repo, None, "--no-notify").code == EXIT_OK  # not refused as dirty
+
+
+def test_failed_push_says_the_local_commit_exists(capsys, repo):
+    head = repo.head()
+    result = promote(capsys, repo, None, "--push", "--remote", "nowhere", "--no-notify")
+    assert result.code == EXIT_REFUSED
+    assert repo.head() != head and repo.origin_head() == head
+    assert f"The local commit {repo.head()[:12]} exists" in result.err
+
+
+def test_finish_second_commit_carries_the_analysis(capsys, repo, prom):
+    repo.write_stack(stack_text(weight=100))
+    assert promote(capsys, repo, prom, "--finish").code == EXIT_OK
+    assert "(2/2)" in repo.message() and "verdict: PASS" in repo.message()
+    assert "success rate 100.00%" in repo.message()
+
+
+def test_finish_one_commit_leaves_step_two_for_the_next_run(capsys, repo, prom):
+    repo.write_stack(stack_text(weight=100))
+    start = repo.count()
+    assert promote(capsys, repo, prom, "--finish", "--one-commit").code == EXIT_OK
+    assert repo.count() == start + 1 and "(1/2)" in repo.message()
+    assert promote(capsys, repo, prom, "--finish", "--one-commit").code == EXIT_OK
+    assert repo.count() == start + 2 and "(2/2)" in repo.message()
+
+
+def test_forced_promote_without_prometheus_records_why(capsys, repo):
+    repo.write_stack(stack_text(weight=10))
+    dead = f"http://127.0.0.1:{servers.free_port()}"
+    result = canary(capsys, "promote", "-C", repo.work, "--prometheus", dead, "--timeout", 2, "--force", "--no-notify")
+    assert result.code == EXIT_OK, result.err
+    message = repo.message()
+    assert "FORCED, analysis unavailable" in message.splitlines()[0]
+    assert "Analysis unavailable: Prometheus at " in message and "unreachable" in message
+
+
+def test_slow_prometheus_blocks_promote(capsys, repo):
+    repo.write_stack(stack_text(weight=10))
+    head, before = repo.head(), repo.stack.read_bytes()
+
+    def sleepy(_request):
+        time.sleep(1.5)
+        return 200, {"Content-Type": "application/json"}, b"{}"
+
+    with servers.stub(sleepy) as (url, _seen):
+        result = canary(capsys, "promote", "-C", repo.work, "--prometheus", url, "--timeout", 0.3)
+    assert result.code == EXIT_UNAVAILABLE
+    assert "did not answer within 0.3s" in result.err
+    assert repo.head() == head and repo.stack.read_bytes() == before
+
+
+def test_rollback_repairs_an_invalid_weight(capsys, repo):
+    repo.write_stack(stack_text(weight=150))
+    result = canary(capsys, "rollback", "-C", repo.work, "--no-notify")
+    assert result.code == EXIT_OK, result.err
+    assert "  istio-canary:canaryWeight: 0\n" in repo.stack.read_text()
+    message = repo.message()
+    assert message.startswith("canary: roll back podinfo-canary 6.9.0 from invalid weight 150 to 0%")
+    assert "The previous canaryWeight 150 was invalid" in message
+
+
+def test_rollback_still_validates_the_other_keys(capsys, repo):
+    repo.write_stack(stack_text(weight=150, window="five minutes"))
+    head = repo.head()
+    result = canary(capsys, "rollback", "-C", repo.work, "--no-notify")
+    assert result.code == EXIT_REFUSED
+    assert "analysisWindow" in result.err
+    assert repo.head() == head
+
+
+def test_rollback_with_a_malformed_webhook_url_still_succeeds(capsys, repo, monkeypatch):
+    repo.write_stack(stack_text(weight=60))
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "hooks.slack.com/services/x")  # no scheme
+    result = canary(capsys, "rollback", "-C", repo.work)
+    assert result.code == EXIT_OK, result.err
+    assert "warning: notification not sent" in result.err and "not an http(s) URL" in result.err
+    assert "Traceback" not in result.err
+    assert "canaryWeight: 0" in repo.stack.read_text()
+
+
+def test_a_rolled_back_version_is_not_promoted_again(capsys, repo):
+    assert promote(capsys, repo, None, "--no-notify").code == EXIT_OK  # 0 -> 10
+    assert canary(capsys, "rollback", "-C", repo.work, "--no-notify").code == EXIT_OK
+    head = repo.head()
+    result = promote(capsys, repo, None, "--no-notify")
+    assert result.code == EXIT_REFUSED
+    assert "6.9.0 was rolled back" in result.err
+    assert repo.head() == head
+    status = json.loads(canary(capsys, "status", "-C", repo.work, "--json").out)
+    assert status["next"] == {"action": "rolled-back", "to": None}
+    # --force goes ahead and says so in the commit.
+    assert promote(capsys, repo, None, "--force", "--no-notify").code == EXIT_OK
+    assert "was rolled back: canary: roll back podinfo-canary 6.9.0" in repo.message()
+    git(repo.work, "reset", "-q", "--hard", "HEAD~1")
+    # A newer canary version (what watch-images commits) is a fresh start.
+    repo.write_stack(stack_text(canary="6.9.1"), "canary: new canary image podinfo 6.9.1")
+    assert promote(capsys, repo, None, "--no-notify").code == EXIT_OK
+
+
+def test_a_rollback_of_an_earlier_release_of_the_same_version_does_not_count(capsys, repo):
+    assert promote(capsys, repo, None, "--no-notify").code == EXIT_OK
+    assert canary(capsys, "rollback", "-C", repo.work, "--no-notify").code == EXIT_OK
+    repo.write_stack(stack_text(canary="6.9.1"), "bump")
+    repo.write_stack(stack_text(canary="6.9.0"), "back to 6.9.0 by hand, after a fix of the image")
+    assert promote(capsys, repo, None, "--no-notify").code == EXIT_OK
+
+
+def test_dirty_tree_lines_are_aligned(capsys, repo):
+    repo.stack.write_text(repo.stack.read_text() + "# local edit\n")
+    (repo.work / "Pulumi.yaml").write_text("name: edited\n")
+    git(repo.work, "add", "Pulumi.yaml")
+    result = canary(capsys, "promote", "-C", repo.work)
+    assert result.code == EXIT_REFUSED
+    assert "\n    M  Pulumi.dev.yaml" in result.err and "\n    M  Pulumi.yaml" in result.err

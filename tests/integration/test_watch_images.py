@@ -219,3 +219,38 @@ def test_bad_policy_in_config_is_refused(capsys, repo, oci_registry):
     result = watch(capsys, repo, oci_registry)
     assert result.code == EXIT_REFUSED
     assert "canaryTagPolicy" in result.err
+
+
+def test_a_prerelease_canary_never_goes_back_to_an_older_release():
+    # 6.9.0 < 6.9.1-rc.1 < 6.9.1: a pre-release current tag is a floor too.
+    assert tags.newest("semver:6.x", ["6.0.0", "6.9.0"], "6.9.1-rc.1") is None
+    assert tags.newest("semver:6.x", ["6.9.0", "6.9.1"], "6.9.1-rc.1") == "6.9.1"
+    assert tags.newest("semver:6.x", ["6.9.1"], "6.9.1") is None
+
+
+def test_prerelease_current_tag_against_the_registry(capsys, repo, oci_registry):
+    # The registry holds 6.9.1 and 6.9.2-beta.1: from 6.9.2-beta.1 there is nothing newer in semver:6.x.
+    repo.write_stack(stack_text(canary="6.9.2-beta.1"))
+    head = repo.head()
+    result = watch(capsys, repo, oci_registry)
+    assert result.code == EXIT_INCONCLUSIVE, result.out
+    assert repo.head() == head
+
+
+def test_tags_key_missing_is_malformed_but_null_is_empty(capsys, repo):
+    head = repo.head()
+    answer = {"body": b'{"name": "stefanprodan/podinfo"}'}
+    with servers.stub(lambda _request: (200, {"Content-Type": "application/json"}, answer["body"])) as (url, _seen):
+        missing = watch(capsys, repo, url)
+        answer["body"] = b'{"name": "stefanprodan/podinfo", "tags": null}'
+        null = watch(capsys, repo, url)
+    assert missing.code == EXIT_UNAVAILABLE and "no `tags` key" in missing.err
+    assert null.code == EXIT_INCONCLUSIVE and "(0 tags seen)" in null.out
+    assert repo.head() == head
+
+
+def test_broken_http_from_the_registry_is_unavailable(capsys, repo):
+    with servers.raw_stub(b"garbage\r\n\r\n") as url:
+        result = watch(capsys, repo, url)
+    assert result.code == EXIT_UNAVAILABLE
+    assert "broken HTTP answer" in result.err
