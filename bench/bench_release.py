@@ -1,5 +1,7 @@
-"""Release tool timings: `canary analyze` over 30 minutes of Istio metrics in a real Prometheus, and one full
-`canary promote` step (analysis + stack edit + git commit) in a real repository. Prints numbers only."""
+"""Release tool timings: `canary analyze` over 30 minutes of Istio metrics in a real Prometheus (the analysis
+window is 30m, so every query covers all of it), in-process and as a `python -m rollout` subprocess (start-up
+included), and one full `canary promote` step (analysis + stack edit + git commit) in a real repository.
+Prints numbers only; exits 1 with a failure line when any run did not exit as expected."""
 
 from __future__ import annotations
 
@@ -21,7 +23,16 @@ from tests.integration import servers
 from tests.integration.conftest import stack_text
 
 ANALYZE_RUNS = 20
+CLI_RUNS = 5
 PROMOTE_RUNS = 10
+WINDOW = "30m"  # the whole generated data set
+failures: list[str] = []
+
+
+def check(name: str, code: int) -> None:
+    """Record a run that did not exit 0 (every benchmarked run is a healthy canary and must pass)."""
+    if code != 0:
+        failures.append(f"{name} exited {code}")
 
 
 def quiet(argv: list[str]) -> int:
@@ -47,7 +58,7 @@ def make_repo(base: Path) -> Path:
 
 
 def set_weight(work: Path, weight: int) -> None:
-    (work / "Pulumi.dev.yaml").write_text(stack_text(namespace="healthy", weight=weight))
+    (work / "Pulumi.dev.yaml").write_text(stack_text(namespace="healthy", weight=weight, window=WINDOW))
     git(work, "add", "Pulumi.yaml", "Pulumi.dev.yaml")
     git(work, "commit", "-qm", f"weight {weight}")
 
@@ -65,15 +76,24 @@ def main_bench() -> None:
             print(f"prometheus_backfill_and_start_s {time.perf_counter() - start:.2f}")
             stack_dir = base / "stack"
             stack_dir.mkdir()
-            (stack_dir / "Pulumi.dev.yaml").write_text(stack_text(namespace="healthy", weight=10))
+            (stack_dir / "Pulumi.dev.yaml").write_text(stack_text(namespace="healthy", weight=10, window=WINDOW))
             argv = ["analyze", "-C", str(stack_dir), "--prometheus", prom.url, "--at", str(prom.end), "--json"]
             samples = []
             for _ in range(ANALYZE_RUNS):
                 t0 = time.perf_counter()
-                code = quiet(argv)
+                check("analyze", quiet(argv))
                 samples.append(time.perf_counter() - t0)
-            print(f"analyze_exit_code {code}")
-            ms(samples, "analyze_30m_data")
+            ms(samples, "analyze_30m_window")
+
+            samples = []
+            for _ in range(CLI_RUNS):
+                t0 = time.perf_counter()
+                done = subprocess.run(
+                    [sys.executable, "-m", "rollout", *argv], cwd=ROOT, capture_output=True, timeout=120, check=False
+                )
+                samples.append(time.perf_counter() - t0)
+                check("analyze (subprocess)", done.returncode)
+            ms(samples, "analyze_30m_window_cli_process")
 
             work = make_repo(base / "git")
             samples = []
@@ -84,8 +104,12 @@ def main_bench() -> None:
                     ["promote", "-C", str(work), "--prometheus", prom.url, "--at", str(prom.end), "--no-notify"]
                 )
                 samples.append(time.perf_counter() - t0)
-            print(f"promote_exit_code {code}")
+                check("promote", code)
             ms(samples, "promote_step")
+    for failure in failures:
+        print(f"FAILED: {failure}")
+    if failures:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

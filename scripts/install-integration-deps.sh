@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real servers the integration tests run against: Prometheus + promtool,
-# the CNCF distribution registry (Debian: docker-registry) and skopeo.
+# and the CNCF distribution registry (Debian: docker-registry). Tags are pushed through the registry's
+# HTTP API (tests/integration/servers.py), so no skopeo.
 # Idempotent: when every binary is already on PATH it returns without touching apt.
 set -euo pipefail
 
@@ -9,7 +10,6 @@ declare -A PACKAGE_OF=(
   [prometheus]=prometheus
   [promtool]=prometheus
   [docker-registry]=docker-registry
-  [skopeo]=skopeo
 )
 
 missing=()
