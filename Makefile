@@ -31,6 +31,7 @@ up: venv $(if $(filter local,$(STACK)),toolchain)
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 checkov-venv:
 	PYTHON=$(PYTHON) scripts/install-checkov.sh

@@ -98,9 +98,7 @@ class CanaryApp(pulumi.ComponentResource):
             metadata=self._meta(args.name, args),
             spec={
                 "host": host,
-                "subsets": [
-                    {"name": subset, "labels": {SUBSET_LABEL: subset}} for subset in self.deployment_names
-                ],
+                "subsets": [{"name": subset, "labels": {SUBSET_LABEL: subset}} for subset in self.deployment_names],
             },
             opts=opts_istio,
         )

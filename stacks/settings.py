@@ -302,7 +302,7 @@ def _cluster(reader: _Reader, gcp: Mapping[str, Any]) -> ClusterSettings:
     except ValueError:
         reader.fail("masterCidr", master_cidr, "a private IPv4 /28 such as 172.16.0.32/28")
     networks = reader.array("masterAuthorizedNetworks")
-    allowed = "a list of IPv4 CIDRs allowed to reach the control plane, e.g. [\"203.0.113.0/24\"], or []"
+    allowed = 'a list of IPv4 CIDRs allowed to reach the control plane, e.g. ["203.0.113.0/24"], or []'
     try:
         if not isinstance(networks, list) or not all(isinstance(n, str) for n in networks):
             raise ValueError
@@ -362,7 +362,9 @@ def _app(reader: _Reader) -> AppSettings:
     return AppSettings(
         namespace=namespace,
         name=name,
-        image=reader.matching("image", _IMAGE_REPO, "an image repository without tag, e.g. ghcr.io/stefanprodan/podinfo"),
+        image=reader.matching(
+            "image", _IMAGE_REPO, "an image repository without tag, e.g. ghcr.io/stefanprodan/podinfo"
+        ),
         ga_version=reader.matching("gaVersion", SEMVER_TAG, tag_rule),
         canary_version=reader.matching("canaryVersion", SEMVER_TAG, tag_rule),
         canary_weight=reader.integer("canaryWeight", 0, 100),

@@ -82,7 +82,10 @@ pulumi.runtime.settings.SETTINGS.monitor.RegisterResource = _register_recording_
 
 def unsecret(value: Any) -> Any:
     """The plaintext of a value the program marked secret; fails if it is not a secret."""
-    assert isinstance(value, dict) and value.get(pulumi.runtime.rpc._special_sig_key) == pulumi.runtime.rpc._special_secret_sig
+    assert (
+        isinstance(value, dict)
+        and value.get(pulumi.runtime.rpc._special_sig_key) == pulumi.runtime.rpc._special_secret_sig
+    )
     return value["value"]
 
 

@@ -19,7 +19,13 @@ def run_up(tmp_path: Path, *, with_pulumi: bool, env: dict[str, str] | None = No
         tripwire.chmod(0o755)
     base = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path / "home")}
     return subprocess.run(
-        ["scripts/up.sh", "dev"], cwd=ROOT, env={**base, **(env or {})}, capture_output=True, text=True, timeout=30, check=False
+        ["scripts/up.sh", "dev"],
+        cwd=ROOT,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
