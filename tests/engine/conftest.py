@@ -160,36 +160,6 @@ def resource_versions(kube: Kube) -> dict[tuple[str, str], str]:
     return versions
 
 
-# --- kube-apiserver crash and restart --------------------------------------------------------------
-
-
-def kill_apiserver(plane: LocalControlPlane) -> list[str]:
-    """SIGKILL the control plane's kube-apiserver (a crash, not a graceful stop); returns its argv."""
-    assert plane.apiserver is not None and plane.apiserver.poll() is None, "kube-apiserver is not running"
-    argv = [str(a) for a in plane.apiserver.args]
-    plane.apiserver.kill()
-    plane.apiserver.wait(30)
-    return argv
-
-
-def restart_apiserver(plane: LocalControlPlane, argv: list[str], kube: Kube) -> None:
-    """Start kube-apiserver again with the same argv: same etcd, port and certificates; wait for /readyz.
-
-    LocalControlPlane has no restart method; the new process replaces `plane.apiserver`, so the plane's
-    stop() still stops it.
-    """
-    with (plane.workdir / "logs" / "kube-apiserver-restarted.log").open("ab") as log:
-        plane.apiserver = subprocess.Popen(
-            argv,
-            cwd=plane.workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    kube.ready()
-
-
 # --- the project under test --------------------------------------------------------------------------
 
 

@@ -25,11 +25,9 @@ from tests.engine.conftest import (
     Project,
     Step,
     changes,
-    kill_apiserver,
     namespace_objects,
     obj,
     resource_versions,
-    restart_apiserver,
     stack_objects,
     steps,
 )
@@ -326,10 +324,9 @@ def test_apiserver_crash_mid_up_converges_on_rerun(
     change = {"canaryWeight": "10", "gaVersion": "6.9.1", "loadRate": "10", "tlsCredentialName": "podinfo-tls"}
     for key, value in change.items():
         project.config_set(key, value)
-    argv: list[str] = []
 
     def crash(_: subprocess.Popen) -> None:
-        argv.extend(kill_apiserver(control_plane))
+        control_plane.kill_apiserver()
 
     # The crash lands after the first object update finished: the rest of the change fails to connect.
     crashed = _up_and_crash(project, lambda e: bool(_object_step(e, "resOutputsEvent")), crash)
@@ -342,7 +339,7 @@ def test_apiserver_crash_mid_up_converges_on_rerun(
     assert any("connection refused" in m for m in crashed.errors)
     # The engine failed the step cleanly: nothing pending, no lock left behind.
     assert pending_operations(project) == []
-    restart_apiserver(control_plane, argv, kube)
+    control_plane.restart_apiserver()  # same argv: same etcd, port and certificates
     # The server holds exactly the updates that finished.
     assert image(kube, "podinfo-ga") == f"{IMAGE}:6.9.1"
     vs_done = "podinfo-virtualservice" in crashed.updated
