@@ -14,7 +14,8 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,10 +186,21 @@ def test_git_revert_of_a_promotion_is_its_exact_inverse(project: Project, kube: 
     assert split(kube) == {"ga": 40, "canary": 60}
 
 
-def test_invalid_weight_fails_naming_the_key_and_changes_nothing(project: Project, kube: Kube) -> None:
-    """canaryWeight 101 and abc: preview and up fail naming canaryWeight; no object's resourceVersion moves."""
+@contextmanager
+def rejected_config(project: Project, kube: Kube) -> Iterator[None]:
+    """Config edits inside are undone afterwards; the API server must not have moved (split stays 40/60)."""
     before = resource_versions(kube)
     try:
+        yield
+    finally:
+        project.git("checkout", "--", f"Pulumi.{STACK}.yaml")
+    assert resource_versions(kube) == before
+    assert split(kube) == {"ga": 40, "canary": 60}
+
+
+def test_invalid_weight_fails_naming_the_key_and_changes_nothing(project: Project, kube: Kube) -> None:
+    """canaryWeight 101 and abc: preview and up fail naming canaryWeight; no object's resourceVersion moves."""
+    with rejected_config(project, kube):
         project.config_set("canaryWeight", "101")
         run, preview = project.preview(check=False)
         assert run.returncode != 0
@@ -209,26 +221,16 @@ def test_invalid_weight_fails_naming_the_key_and_changes_nothing(project: Projec
             "error: validating stack config: "
             "Stack 'local' with configuration key 'canaryWeight' must be of type 'integer'" in run.output
         )
-    finally:
-        project.git("checkout", "--", f"Pulumi.{STACK}.yaml")
-    assert resource_versions(kube) == before
-    assert split(kube) == {"ga": 40, "canary": 60}
 
 
 def test_misspelled_key_fails_instead_of_being_ignored(project: Project, kube: Kube) -> None:
     """`config set canaryWeigth 100` is not silently a no-op: the program names the unknown key; nothing moves."""
-    before = resource_versions(kube)
-    try:
+    with rejected_config(project, kube):
         project.config_set("canaryWeigth", "100")
         run, preview = project.preview(check=False)
         assert run.returncode != 0
-        assert any("istio-canary:canaryWeigth: unknown config key" in message for message in errors(preview)), errors(
-            preview
-        )
-    finally:
-        project.git("checkout", "--", f"Pulumi.{STACK}.yaml")
-    assert resource_versions(kube) == before
-    assert split(kube) == {"ga": 40, "canary": 60}
+        messages = errors(preview)
+        assert any("istio-canary:canaryWeigth: unknown config key" in message for message in messages), messages
 
 
 def _name(urn: str) -> str:
