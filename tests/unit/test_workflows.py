@@ -19,8 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
 PULUMI_ACTION = "pulumi/actions@"
-# A major tag (v6) or a full commit sha; never a branch that moves under us.
-PINNED = re.compile(r"[^@\s]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})")
+# `uses: owner/repo[/path]@<full commit sha> # v1.2.3`: a tag can be moved to other code, a commit cannot; the
+# comment says which release the commit is (GitHub's hardening guide, OpenSSF Scorecard's Pinned-Dependencies).
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
+SHA_PINNED = re.compile(r"(?P<action>[\w.-]+/[\w.-]+(?:/[^@\s]+)?)@(?P<sha>[0-9a-f]{40})")
+VERSION_COMMENT = re.compile(r"\s+#\s*(?P<version>v\d+(?:\.\d+){0,2})\s*")
 PROGRAM_FILES = [
     "__main__.py",
     "Pulumi.yaml",
@@ -46,6 +49,16 @@ def load(path: Path) -> dict[str, Any]:
 
 def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
     return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+
+
+def uses_lines(path: Path) -> list[tuple[str, str]]:
+    """Every `uses:` line as (reference, rest of the line): the pin's comment is lost to the YAML parser."""
+    found = []
+    for line in path.read_text().splitlines():
+        match = USES_LINE.match(line)
+        if match:
+            found.append((match.group("ref").strip("'\""), match.group("rest")))
+    return found
 
 
 def pulumi_steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
@@ -112,10 +125,42 @@ def test_schema_check_rejects_a_broken_workflow(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
-def test_actions_are_pinned_to_a_major_or_a_sha(path: Path) -> None:
-    for step in steps(load(path)):
-        if "uses" in step and not step["uses"].startswith("./"):
-            assert PINNED.fullmatch(step["uses"]), f"{path.name}: {step['uses']} is not pinned"
+def test_third_party_actions_are_pinned_to_a_commit_named_by_its_version(path: Path) -> None:
+    lines = uses_lines(path)
+    # The line scan sees every `uses:` the parser sees (steps, and reusable workflows at job level).
+    parsed = [step["uses"] for step in steps(load(path)) if "uses" in step]
+    parsed += [job["uses"] for job in load(path)["jobs"].values() if "uses" in job]
+    assert sorted(ref for ref, _ in lines) == sorted(parsed), path.name
+    for ref, rest in lines:
+        if ref.startswith("./"):
+            continue  # an action of this repository: pinned by the commit being run
+        assert SHA_PINNED.fullmatch(ref), f"{path.name}: {ref} is not pinned to a full commit sha"
+        assert VERSION_COMMENT.match(rest), f"{path.name}: {ref} lacks its `# vX.Y.Z` comment"
+
+
+def test_each_action_is_pinned_to_one_commit_and_one_version_everywhere() -> None:
+    pins: dict[str, set[tuple[str, str]]] = {}
+    for path in workflow_files():
+        for ref, rest in uses_lines(path):
+            pinned, comment = SHA_PINNED.fullmatch(ref), VERSION_COMMENT.match(rest)
+            if pinned and comment:
+                pins.setdefault(pinned.group("action"), set()).add((pinned.group("sha"), comment.group("version")))
+    assert pins, "no pinned actions found"
+    assert {action: pin for action, pin in pins.items() if len(pin) > 1} == {}
+
+
+def test_pin_rule_rejects_tags_and_unnamed_commits(tmp_path: Path) -> None:
+    sha = "3d3c42e5aac5ba805825da76410c181273ba90b1"
+    assert not SHA_PINNED.fullmatch("actions/checkout@v7")
+    assert not SHA_PINNED.fullmatch(f"actions/checkout@{sha[:7]}")
+    assert SHA_PINNED.fullmatch(f"actions/checkout@{sha}")
+    workflow = tmp_path / "w.yml"
+    workflow.write_text(
+        f"jobs:\n  x:\n    steps:\n      - uses: actions/checkout@{sha}\n      - uses: a/b@{sha} # v1.2.3\n"
+    )
+    (_, bare), (_, named) = uses_lines(workflow)
+    assert not VERSION_COMMENT.match(bare)
+    assert VERSION_COMMENT.match(named)
 
 
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
