@@ -1,6 +1,9 @@
-"""The GitHub workflows: valid against GitHub's schema (offline), and doing what the release flow needs.
+"""The GitHub workflows: valid against GitHub's schema (offline), doing what the release flow needs, and hardened.
 
 preview.yml posts the diff of a pull request (one group per PR); up.yml applies main, queued on one group per stack.
+Read as an attacker would: preview runs a pull request's code, so it has a read-only identity of its own and never
+sees up's; every job asks for its own token permissions; secrets reach only the step that reads them; third-party
+actions are pinned to a commit. README.md, *CI set-up*, says which roles each identity gets and why.
 """
 
 from __future__ import annotations
@@ -24,6 +27,21 @@ PULUMI_ACTION = "pulumi/actions@"
 USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
 SHA_PINNED = re.compile(r"(?P<action>[\w.-]+/[\w.-]+(?:/[^@\s]+)?)@(?P<sha>[0-9a-f]{40})")
 VERSION_COMMENT = re.compile(r"\s+#\s*(?P<version>v\d+(?:\.\d+){0,2})\s*")
+EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
+# A script that pushes with git itself (`git push`, `canary rollback --push`) needs the checkout's credentials.
+PUSH = re.compile(r"\bgit push\b|\s--push\b")
+
+# Two identities. up deploys: its Google service account and backend token belong to the `dev` environment, which
+# only main may use. preview runs any branch's code: its own read-only account and token, never up's.
+DEPLOY_IDENTITY = {"service_account": "vars.GCP_SERVICE_ACCOUNT", "token": "secrets.PULUMI_ACCESS_TOKEN"}
+PREVIEW_IDENTITY = {
+    "service_account": "vars.GCP_PREVIEW_SERVICE_ACCOUNT",
+    "token": "secrets.PULUMI_PREVIEW_ACCESS_TOKEN",
+}
+IDENTITY = {"preview.yml": PREVIEW_IDENTITY, "up.yml": DEPLOY_IDENTITY}
+DEPLOY_ENVIRONMENT = "dev"
+# Can push to main (rollback does), and a push to main runs `pulumi up`: only in environments main alone may use.
+BOT_TOKEN = "secrets.CANARY_BOT_TOKEN"
 PROGRAM_FILES = [
     "__main__.py",
     "Pulumi.yaml",
@@ -59,6 +77,33 @@ def uses_lines(path: Path) -> list[tuple[str, str]]:
         if match:
             found.append((match.group("ref").strip("'\""), match.group("rest")))
     return found
+
+
+def strings(node: Any) -> list[str]:
+    """Every string value (and key) under a YAML node."""
+    if isinstance(node, dict):
+        return [s for key, value in node.items() for s in [*strings(key), *strings(value)]]
+    if isinstance(node, list):
+        return [s for item in node for s in strings(item)]
+    return [node] if isinstance(node, str) else []
+
+
+def references(node: Any, name: str) -> bool:
+    """Whether an expression under the node reads `name` (e.g. `secrets.PULUMI_ACCESS_TOKEN`), exactly."""
+    pattern = re.compile(rf"(?<![\w.]){re.escape(name)}(?!\w)")
+    return any(pattern.search(expr) for text in strings(node) for expr in EXPRESSION.findall(text))
+
+
+def environment_name(job: dict[str, Any]) -> str | None:
+    environment = job.get("environment")
+    return environment.get("name") if isinstance(environment, dict) else environment
+
+
+def pushes(job: dict[str, Any]) -> bool:
+    """Whether a script of the job pushes with git itself (`git push`, `canary ... --push`); comments aside."""
+    scripts = [step.get("run", "") for step in job.get("steps", [])]
+    lines = [line.split("#", 1)[0] for script in scripts for line in script.splitlines()]
+    return any(PUSH.search(line) for line in lines)
 
 
 def pulumi_steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
@@ -164,6 +209,55 @@ def test_pin_rule_rejects_tags_and_unnamed_commits(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_token_permissions_are_granted_per_job_only(path: Path) -> None:
+    workflow = load(path)
+    # Top level: nothing, or read only; a job that needs more says so itself.
+    assert "permissions" in workflow, f"{path.name}: no top-level permissions (the repository default applies)"
+    top = workflow["permissions"]
+    assert top == "read-all" or (isinstance(top, dict) and set(top.values()) <= {"read", "none"}), path.name
+    for name, job in workflow["jobs"].items():
+        assert isinstance(job.get("permissions"), dict), f"{path.name}: job {name} must list its permissions"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_secrets_reach_only_the_step_that_reads_them(path: Path) -> None:
+    workflow = load(path)
+    assert not references(workflow.get("env", {}), "secrets"), f"{path.name}: secret in the workflow's env"
+    for name, job in workflow["jobs"].items():
+        assert not references(job.get("env", {}), "secrets"), f"{path.name}: secret in job {name}'s env"
+        assert "secrets" not in job, f"{path.name}: job {name} passes secrets on to a reusable workflow"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_run_scripts_take_secrets_and_outside_text_through_env(path: Path) -> None:
+    # `${{ }}` in a script is pasted into the shell before it runs: a secret lands in the script's text, a branch
+    # name or commit message becomes code. Through `env:` the shell sees a variable.
+    risky = ("secrets", "github.event", "github.head_ref", "inputs")
+    for step in steps(load(path)):
+        for name in risky:
+            assert not references(step.get("run", ""), name), f"{path.name}: ${{{{ {name}... }}}} in {step['run']!r}"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_only_a_job_that_pushes_keeps_git_credentials(path: Path) -> None:
+    for name, job in load(path)["jobs"].items():
+        for step in job.get("steps", []):
+            if step.get("uses", "").startswith("actions/checkout@"):
+                keeps = step.get("with", {}).get("persist-credentials", True) is not False
+                assert keeps == pushes(job), f"{path.name}: job {name} (pushes: {pushes(job)})"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_deploy_credentials_only_in_the_main_only_environment(path: Path) -> None:
+    for name, job in load(path)["jobs"].items():
+        for ref in DEPLOY_IDENTITY.values():
+            if references(job, ref):
+                assert environment_name(job) == DEPLOY_ENVIRONMENT, f"{path.name}: job {name} reads {ref}"
+        if references(job, BOT_TOKEN):
+            assert environment_name(job) not in (None, "preview"), f"{path.name}: job {name} reads {BOT_TOKEN}"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
 def test_a_workflow_changing_a_stack_queues_on_its_stack_and_previews_never_do(path: Path) -> None:
     workflow = load(path)
     for step in pulumi_steps(workflow):
@@ -205,7 +299,17 @@ def test_preview_comments_the_diff_on_the_pull_request(preview: dict[str, Any]) 
     assert pulumi["stack-name"] == "dev"
     assert pulumi["comment-on-pr"] is True
     assert pulumi["diff"] is True
-    assert preview["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
+    (job,) = preview["jobs"].values()
+    assert job["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
+
+
+def test_preview_never_sees_the_deploy_identity(preview: dict[str, Any]) -> None:
+    # The preview runs the pull request's code: whatever it can read, anyone who can push a branch can.
+    for ref in DEPLOY_IDENTITY.values():
+        assert not references(preview, ref), ref
+    (job,) = preview["jobs"].values()
+    assert environment_name(job) == "preview"
+    assert job["environment"]["deployment"] is False  # no deployment record per pull request
 
 
 # --- up on main ---------------------------------------------------------------------------------------
@@ -226,15 +330,25 @@ def test_up_runs_when_the_program_changes_on_main(up: dict[str, Any], changed: s
 
 def test_up_deploys_through_the_dev_environment_without_pr_rights(up: dict[str, Any]) -> None:
     (job,) = up["jobs"].values()
-    assert job["environment"] == "dev"
-    assert up["permissions"] == {"contents": "read", "id-token": "write"}
+    assert job["environment"] == DEPLOY_ENVIRONMENT
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
+    for ref in PREVIEW_IDENTITY.values():
+        assert not references(up, ref), ref
+
+
+# --- the release workflows ----------------------------------------------------------------------------
+
+
+def test_analysis_only_reads() -> None:
+    analyze = load(WORKFLOWS / "promote.yml")["jobs"]["analyze"]
+    assert analyze["permissions"] == {"contents": "read"}
 
 
 # --- what both need to reach Google and the backend ---------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["preview.yml", "up.yml"])
-def test_pulumi_runs_with_google_credentials_and_its_own_venv(name: str) -> None:
+def test_pulumi_runs_with_its_own_google_identity_and_its_own_venv(name: str) -> None:
     workflow = load(WORKFLOWS / name)
     auth = index_of(workflow, lambda s: s.get("uses", "").startswith("google-github-actions/auth@"))
     gcloud = index_of(workflow, lambda s: s.get("uses", "").startswith("google-github-actions/setup-gcloud@"))
@@ -245,7 +359,7 @@ def test_pulumi_runs_with_google_credentials_and_its_own_venv(name: str) -> None
     # Workload identity federation: no long-lived key in the repo's secrets.
     assert auth_with == {
         "workload_identity_provider": "${{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER }}",
-        "service_account": "${{ vars.GCP_SERVICE_ACCOUNT }}",
+        "service_account": f"${{{{ {IDENTITY[name]['service_account']} }}}}",
     }
     assert steps(workflow)[gcloud]["with"]["install_components"] == "gke-gcloud-auth-plugin"
 
@@ -255,7 +369,8 @@ def test_pulumi_logs_in_to_the_configured_backend(name: str) -> None:
     step = pulumi_steps(load(WORKFLOWS / name))[0]
     assert step["with"]["cloud-url"] == "${{ vars.PULUMI_CLOUD_URL }}"
     assert step["env"] == {
-        "PULUMI_ACCESS_TOKEN": "${{ secrets.PULUMI_ACCESS_TOKEN }}",
+        "PULUMI_ACCESS_TOKEN": f"${{{{ {IDENTITY[name]['token']} }}}}",
+        # One passphrase per stack: a preview must decrypt the stack's secrets to diff them (README, CI set-up).
         "PULUMI_CONFIG_PASSPHRASE": "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}",
     }
 
