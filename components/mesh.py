@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.names import ISTIO_NAMESPACE
+
 ISTIO_CHART_REPO = "https://istio-release.storage.googleapis.com/charts"
-ISTIO_NAMESPACE = "istio-system"
 GATEWAY_RELEASE = "istio-ingressgateway"
 # The label every Gateway object selects; the gateway chart is told to put it on its pods.
 GATEWAY_SELECTOR = {"istio": "ingressgateway"}

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.dashboard import DATASOURCE, canary_dashboard
+from components.names import MONITORING_NAMESPACE
 
 PROMETHEUS_CHART_REPO = "https://prometheus-community.github.io/helm-charts"
 # The grafana chart moved from grafana.github.io (frozen, deprecated) to the community repository in 2026.
@@ -34,7 +35,7 @@ class MonitoringArgs:
     grafana_chart_version: str
     app_namespace: str = "test"
     app_name: str = "podinfo"
-    namespace: str = "monitoring"
+    namespace: str = MONITORING_NAMESPACE
     depends_on: tuple[pulumi.Resource, ...] = ()
 
 

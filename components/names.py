@@ -13,6 +13,10 @@ DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 # interval holds no two samples, so rate() over it is always empty.
 DURATION = re.compile(r"[1-9][0-9]*(s|m|h|d)")
 SUBSETS = ("ga", "canary")
+# Namespaces the platform owns: the app's namespace must be none of these (one Namespace object per name).
+ISTIO_NAMESPACE = "istio-system"
+MONITORING_NAMESPACE = "monitoring"
+KUBERNETES_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 
 
 def workload(app: str, subset: str) -> str:

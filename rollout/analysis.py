@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import http.client
-import json
 import math
-import urllib.error
-import urllib.parse
-import urllib.request
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import Enum
 
 from components import promql
 from components.names import workload
+from rollout.prometheus import Prometheus, PrometheusError
 from rollout.stackfile import ReleaseView
 
-DEFAULT_TIMEOUT_S = 10.0
+# The latest time `--at` accepts (9999-12-31T23:59:59Z): datetime cannot show a later one.
+MAX_TIME_S = 253402300799.0
 
 
-class PrometheusError(RuntimeError):
-    """Prometheus is unreachable, too slow, or answered with an error or garbage."""
+class ImpossibleMetrics(PrometheusError):
+    """Prometheus answered numbers no real traffic produces (negative, infinite, NaN counts, more 5xx than
+    requests): the answer is garbage, neither a pass nor a fail (a fail would roll back on garbage)."""
 
 
 class Verdict(str, Enum):
@@ -39,6 +38,16 @@ class WorkloadMetrics:
     requests: float | None
     errors: float | None
     p99_ms: float | None
+
+    def __post_init__(self) -> None:
+        for name in ("requests", "errors", "p99_ms"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0
+            ):
+                raise ImpossibleMetrics(f"{self.workload}: {name} = {value!r} is not a finite number >= 0")
+        if self.errors and self.errors > (self.requests or 0.0) * (1 + 1e-9):
+            raise ImpossibleMetrics(f"{self.workload}: {self.errors:g} 5xx out of {self.requests or 0:g} requests")
 
     @property
     def success_rate(self) -> float | None:
@@ -92,62 +101,6 @@ def _count(value: float | None) -> str:
     return "0" if value is None else f"{value:.0f}"
 
 
-class Prometheus:
-    """A minimal instant-query client with a hard timeout per request."""
-
-    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-
-    def query(self, promql: str, at: float) -> float | None:
-        """Evaluate an instant query at `at` (unix seconds); the single value, or None for an empty/NaN result."""
-        params = urllib.parse.urlencode({"query": promql, "time": f"{at:.3f}", "timeout": f"{self.timeout:g}s"})
-        try:
-            # Built inside the try: a malformed base URL (http://[::1) raises ValueError here, not later.
-            request = urllib.request.Request(f"{self.url}/api/v1/query?{params}")
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body = response.read()
-        except urllib.error.HTTPError as exc:
-            raise PrometheusError(f"Prometheus at {self.url} answered HTTP {exc.code}: {_error_text(exc)}") from None
-        except TimeoutError:
-            raise PrometheusError(f"Prometheus at {self.url} did not answer within {self.timeout:g}s") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            if isinstance(reason, TimeoutError):
-                raise PrometheusError(f"Prometheus at {self.url} did not answer within {self.timeout:g}s") from None
-            raise PrometheusError(f"Prometheus at {self.url} is unreachable: {reason}") from None
-        except http.client.HTTPException as exc:  # bad status line, truncated body: not an HTTP server we know
-            raise PrometheusError(f"Prometheus at {self.url} sent a broken HTTP answer ({exc!r})") from None
-        except ValueError as exc:  # malformed URL, e.g. an unclosed IPv6 bracket
-            raise PrometheusError(f"Prometheus URL {self.url!r} is malformed: {exc}") from None
-        try:
-            data = json.loads(body)
-            if data.get("status") != "success":
-                raise PrometheusError(f"Prometheus at {self.url} refused the query: {data.get('error', data)}")
-            result = data["data"]
-            if result["resultType"] == "scalar":
-                samples = [result["result"]]
-            elif result["resultType"] == "vector":
-                samples = [item["value"] for item in result["result"]]
-            else:
-                raise PrometheusError(f"Prometheus returned a {result['resultType']} for an instant query")
-            if len(samples) > 1:
-                raise PrometheusError(f"query returned {len(samples)} series, expected one: {promql}")
-            if not samples:
-                return None
-            value = float(samples[0][1])
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise PrometheusError(f"Prometheus at {self.url} sent a malformed answer ({exc!r})") from None
-        return None if math.isnan(value) or math.isinf(value) else value
-
-
-def _error_text(exc: urllib.error.HTTPError) -> str:
-    try:
-        return str(json.loads(exc.read()).get("error", ""))[:300]
-    except (ValueError, AttributeError, OSError):  # the body is only a hint for the message
-        return exc.reason
-
-
 def queries(namespace: str, app: str, version: str, window: str) -> dict[str, str]:
     """Request count, 5xx count and p99 latency of one version over `window`: the dashboard's own PromQL."""
     versions = (version,)
@@ -161,6 +114,11 @@ def queries(namespace: str, app: str, version: str, window: str) -> dict[str, st
 def measure(prometheus: Prometheus, namespace: str, app: str, version: str, window: str, at: float) -> WorkloadMetrics:
     """Run the queries for one version (`ga` or `canary`) of the app."""
     values = {name: prometheus.query(q, at) for name, q in queries(namespace, app, version, window).items()}
+    p99 = values["p99_ms"]
+    if p99 is not None and math.isnan(p99) and not values["requests"]:
+        # histogram_quantile over buckets that did not move is 0/0: no traffic, so no latency. With traffic,
+        # a NaN stays and is refused as impossible.
+        values["p99_ms"] = None
     return WorkloadMetrics(workload=workload(app, version), **values)
 
 
@@ -209,17 +167,20 @@ def parse_time(value: str | None) -> float:
     """`--at`: RFC 3339 (2025-01-02T03:04:05Z) or unix seconds; None means now."""
     if value is None:
         return datetime.now(UTC).timestamp()
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"--at {value!r}: expected RFC 3339 (2025-01-02T03:04:05Z) or unix seconds") from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"--at {value!r}: give a time zone (Z or +hh:mm)")
-    return parsed.timestamp()
+    shown = value[:40]
+    if re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,9})?", value, re.ASCII):
+        seconds = float(value)
+    else:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"--at {shown!r}: expected RFC 3339 (2025-01-02T03:04:05Z) or unix seconds") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"--at {shown!r}: give a time zone (Z or +hh:mm)")
+        seconds = parsed.timestamp()
+    if not 0 <= seconds <= MAX_TIME_S:
+        raise ValueError(f"--at {shown!r}: must be between 1970-01-01 and 9999-12-31")
+    return seconds
 
 
 def table(result: Analysis) -> str:

@@ -9,12 +9,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self, TextIO
 
-from rollout import analysis, gitops, notify, tags
-from rollout.analysis import Analysis, Prometheus, PrometheusError, Verdict
+from rollout import analysis, gitops, httpclient, notify, tags
+from rollout.analysis import Analysis, Verdict
+from rollout.lock import LockError, RepoLock
+from rollout.prometheus import DEFAULT_TIMEOUT_S, TOKEN_ENV, Prometheus, PrometheusError
 from rollout.registry import Registry, RegistryError, parse_image
 from rollout.stackfile import ReleaseView, StackFile
-from stacks.settings import PROJECT, PROMETHEUS_URL, PROMETHEUS_URL_RULE, ConfigError
+from stacks.settings import PROJECT, ConfigError
 
 EXIT_OK = 0
 EXIT_FAIL = 1  # analysis failed (and so promote refused)
@@ -45,15 +48,29 @@ class Refused(Exception):
 
 @dataclass
 class Context:
-    """The repository, the stack file and its validated release view."""
+    """The repository, the stack file, its validated release view, and the repository lock when writing.
+
+    A context manager: leaving it releases the lock, so one process can run several commands (the tests do).
+    """
 
     repo: Path
     stack_name: str
     stack: StackFile
     view: ReleaseView
+    invalid_weight: object = None  # rollback only: the unreadable weight that is being repaired
+    lock: RepoLock | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.lock:
+            self.lock.close()
 
 
 def _load(args: argparse.Namespace, *, need_git: bool, for_rollback: bool = False) -> Context:
+    """Find the repository, and for a writing command (need_git) take the lock before anything is read:
+    the clean-tree check and the file a step is computed from must be the ones it commits over."""
     start = Path(args.repo).resolve()
     try:
         repo = gitops.toplevel(start)
@@ -61,30 +78,50 @@ def _load(args: argparse.Namespace, *, need_git: bool, for_rollback: bool = Fals
         if need_git:
             raise Refused(f"{start} is not inside a git work tree") from None
         repo = start
+    lock = None
     if need_git:
-        gitops.require_clean(repo)
-    stack = StackFile.for_stack(repo, args.stack)
-    if for_rollback:
-        view, args.invalid_weight = stack.rollback_view()
-    else:
-        view = stack.view()
-    return Context(repo=repo, stack_name=args.stack, stack=stack, view=view)
+        try:
+            lock = RepoLock(gitops.git_dir(repo))
+        except LockError as exc:
+            raise Refused(str(exc)) from None
+    try:
+        if need_git:
+            gitops.require_clean(repo)
+        stack = StackFile.for_stack(repo, args.stack)
+        invalid = None
+        if for_rollback:
+            view, invalid = stack.rollback_view()
+        else:
+            view = stack.view()
+        if need_git:
+            stack.check_writable()
+    except BaseException:
+        if lock:
+            lock.close()
+        raise
+    return Context(repo=repo, stack_name=args.stack, stack=stack, view=view, invalid_weight=invalid, lock=lock)
 
 
 def _prometheus(args: argparse.Namespace, view: ReleaseView, *, required: bool) -> Prometheus | None:
+    """The Prometheus to ask: --prometheus, else $PROMETHEUS_URL (both may carry user:password@ for Basic auth,
+    with $PROMETHEUS_TOKEN for Bearer), else prometheusUrl from the stack file (never a credential)."""
     for source, url in (("--prometheus", args.prometheus), ("$PROMETHEUS_URL", os.environ.get("PROMETHEUS_URL"))):
         if url:
-            # The same rule as the prometheusUrl config key (stacks/settings.py).
-            if not PROMETHEUS_URL.fullmatch(url):
-                raise Refused(f"{source} {url!r} is not allowed; expected {PROMETHEUS_URL_RULE}")
             break
     else:
-        url = view.release.prometheus_url  # validated with the stack file
+        source, url = f"{PROJECT}:prometheusUrl", view.release.prometheus_url  # validated with the stack file
     if not url:
         if required:
             raise Refused(f"no Prometheus URL: pass --prometheus, set $PROMETHEUS_URL or {PROJECT}:prometheusUrl")
         return None
-    return Prometheus(url, timeout=args.timeout)
+    try:
+        target = httpclient.parse_url(url)
+    except httpclient.HttpError as exc:
+        raise Refused(f"{source}: {exc}") from None
+    token = os.environ.get(TOKEN_ENV, "").strip() or None
+    if (target.username is not None or token) and target.scheme != "https" and not httpclient.is_loopback(target.host):
+        raise Refused(f"{source}: refusing to send credentials over plain http to {httpclient.redact(url)}; use https")
+    return Prometheus(url, timeout=args.timeout, token=token)
 
 
 def _at(args: argparse.Namespace) -> float:
@@ -95,16 +132,18 @@ def _at(args: argparse.Namespace) -> float:
 
 
 def _commit(ctx: Context, subject: str, body: str) -> str:
-    before = ctx.stack.original
     if not ctx.stack.save():
         raise Refused(f"{ctx.stack.path.name} would not change; nothing to commit")
     try:
         commit_id = gitops.commit(ctx.repo, ctx.stack.path, f"{subject}\n\n{body}".rstrip() + "\n")
     except gitops.GitError as exc:
-        # Leave the tree as it was: a modified, staged stack file would make every later run "dirty".
-        ctx.stack.path.write_text(before)
-        ctx.stack.original = before
-        raise Refused(f"{exc}\n{ctx.stack.path.name} is restored; nothing was committed for this step") from None
+        # Leave the tree as it was: a modified, staged stack file would make every later run "dirty". Only
+        # our own edit is undone: a file someone changed since is theirs and stays.
+        if ctx.stack.undo_save():
+            what = "is restored"
+        else:
+            what = "was changed by someone else meanwhile and is left as it is"
+        raise Refused(f"{exc}\n{ctx.stack.path.name} {what}; nothing was committed for this step") from None
     print(f"committed {commit_id[:12]}: {subject}")
     return commit_id
 
@@ -133,7 +172,7 @@ def _evidence(result: Analysis | None, prometheus: Prometheus | None, unavailabl
         return f"Analysis unavailable: {unavailable}"
     if result is None:
         return "No analysis recorded."
-    source = f" from {prometheus.url}" if prometheus else ""
+    source = f" from {prometheus.shown}" if prometheus else ""
     return f"Analysis{source}:\n\n{analysis.table(result)}"
 
 
@@ -280,51 +319,51 @@ def _gate(args: argparse.Namespace, ctx: Context) -> Gate:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """Move the canary weight one step up (or finish at 100) after the analysis passed."""
-    ctx = _load(args, need_git=True)
-    app, steps = ctx.view.app, ctx.view.release.steps
-    weight = app.canary_weight
-    if not _known_step(weight, steps):
-        raise Refused(
-            f"canaryWeight {weight} is not 0 or a step of canarySteps {list(steps)}; set it by hand or roll back"
-        )
-    if app.canary_version == app.ga_version and weight in (0, 100) and not (weight == 100 and args.finish):
-        raise Refused(f"canaryVersion equals gaVersion ({app.ga_version}): nothing to release")
-    if weight == 100:
-        if not args.finish:
-            raise Refused("the canary already has 100%; run `canary promote --finish` to make it GA")
-        return _finish(args, ctx)
-    if args.finish:
-        raise Refused(f"--finish needs the canary at 100%, it is at {weight}%")
-    rolled_back = _rolled_back(ctx, required=True)
-    if rolled_back and not args.force:
-        # At 0% the first step needs no analysis, so without this a rolled-back version would go straight
-        # back to live traffic. A newer tag from watch-images (a new canaryVersion) clears it.
-        raise Refused(
-            f"{app.canary_version} was rolled back ({rolled_back!r}); not promoting it again. "
-            "Wait for a newer tag (canary watch-images) or use --force"
-        )
-    target = _next_step(weight, steps)
-    assert target is not None  # weight < 100 and steps end at 100
-    canary = ctx.view.canary_workload
-    if weight == 0 and not args.force:
-        # At 0% the canary has no traffic, so there is nothing to analyze: the first step is the smallest
-        # exposure and every later step is gated.
-        gate = Gate()
-        why = "first step; no analysis possible at 0%"
-    else:
-        gate = _gate(args, ctx)
-        why = gate.result.summary() if gate.result else "no analysis"
-        if args.force:
-            why = f"FORCED, analysis {gate.result.verdict.value if gate.result else 'unavailable'}: {why}"
-    ctx.stack.set("canaryWeight", target)
-    subject = f"canary: promote {canary} {app.canary_version} to {target}% ({why})"
-    forced = f"Promoted with --force although {app.canary_version} was rolled back: {rolled_back}\n\n"
-    body = f"{forced if rolled_back else ''}{gate.evidence()}\n\nRevert this commit to return to {weight}%."
-    commit_id = _commit(ctx, subject, body)
-    if args.push:
-        _push(ctx, args, [commit_id])
-    _notify(ctx, args, f":arrow_up: {subject}")
-    return EXIT_OK
+    with _load(args, need_git=True) as ctx:
+        app, steps = ctx.view.app, ctx.view.release.steps
+        weight = app.canary_weight
+        if not _known_step(weight, steps):
+            raise Refused(
+                f"canaryWeight {weight} is not 0 or a step of canarySteps {list(steps)}; set it by hand or roll back"
+            )
+        if app.canary_version == app.ga_version and weight in (0, 100) and not (weight == 100 and args.finish):
+            raise Refused(f"canaryVersion equals gaVersion ({app.ga_version}): nothing to release")
+        if weight == 100:
+            if not args.finish:
+                raise Refused("the canary already has 100%; run `canary promote --finish` to make it GA")
+            return _finish(args, ctx)
+        if args.finish:
+            raise Refused(f"--finish needs the canary at 100%, it is at {weight}%")
+        rolled_back = _rolled_back(ctx, required=True)
+        if rolled_back and not args.force:
+            # At 0% the first step needs no analysis, so without this a rolled-back version would go straight
+            # back to live traffic. A newer tag from watch-images (a new canaryVersion) clears it.
+            raise Refused(
+                f"{app.canary_version} was rolled back ({rolled_back!r}); not promoting it again. "
+                "Wait for a newer tag (canary watch-images) or use --force"
+            )
+        target = _next_step(weight, steps)
+        assert target is not None  # weight < 100 and steps end at 100
+        canary = ctx.view.canary_workload
+        if weight == 0 and not args.force:
+            # At 0% the canary has no traffic, so there is nothing to analyze: the first step is the smallest
+            # exposure and every later step is gated.
+            gate = Gate()
+            why = "first step; no analysis possible at 0%"
+        else:
+            gate = _gate(args, ctx)
+            why = gate.result.summary() if gate.result else "no analysis"
+            if args.force:
+                why = f"FORCED, analysis {gate.result.verdict.value if gate.result else 'unavailable'}: {why}"
+        ctx.stack.set("canaryWeight", target)
+        subject = f"canary: promote {canary} {app.canary_version} to {target}% ({why})"
+        forced = f"Promoted with --force although {app.canary_version} was rolled back: {rolled_back}\n\n"
+        body = f"{forced if rolled_back else ''}{gate.evidence()}\n\nRevert this commit to return to {weight}%."
+        commit_id = _commit(ctx, subject, body)
+        if args.push:
+            _push(ctx, args, [commit_id])
+        _notify(ctx, args, f":arrow_up: {subject}")
+        return EXIT_OK
 
 
 def _finish(args: argparse.Namespace, ctx: Context) -> int:
@@ -364,63 +403,64 @@ def _finish(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Send all traffic back to GA; the commit carries the analysis that justified it when one can be had."""
-    ctx = _load(args, need_git=True, for_rollback=True)
-    app = ctx.view.app
-    invalid = args.invalid_weight
-    if app.canary_weight == 0 and invalid is None:
-        print(f"canary weight is already 0% in {ctx.stack.path.name}; nothing to roll back")
+    with _load(args, need_git=True, for_rollback=True) as ctx:
+        app = ctx.view.app
+        invalid = ctx.invalid_weight
+        if app.canary_weight == 0 and invalid is None:
+            print(f"canary weight is already 0% in {ctx.stack.path.name}; nothing to roll back")
+            return EXIT_OK
+        if invalid is not None:
+            print(f"warning: canaryWeight {invalid!r} is invalid; rolling back to 0 anyway", file=sys.stderr)
+        previous = f"{app.canary_weight}%" if invalid is None else f"invalid weight {invalid!r}"
+        prometheus = _prometheus(args, ctx.view, required=False)
+        result = None
+        note = ""
+        if invalid is not None:
+            note = f"The previous canaryWeight {invalid!r} was invalid (not a whole number from 0 to 100).\n\n"
+        if prometheus:
+            try:
+                result = analysis.analyze(ctx.view, prometheus, _at(args))
+            except PrometheusError as exc:  # evidence is nice to have; a rollback never waits for it
+                note += f"Analysis unavailable: {exc}\n\n"
+                print(f"warning: {exc}", file=sys.stderr)
+        why = result.summary() if result else "no analysis"
+        ctx.stack.set("canaryWeight", 0)
+        subject = f"canary: roll back {ctx.view.canary_workload} {app.canary_version} from {previous} to 0% ({why})"
+        reason = f"Reason: {args.reason}\n\n" if args.reason else ""
+        commit_id = _commit(ctx, subject, f"{reason}{note}{_evidence(result, prometheus)}")
+        if args.push:
+            _push(ctx, args, [commit_id])
+        _notify(ctx, args, f":rewind: {subject}" + (f" Reason: {args.reason}" if args.reason else ""))
         return EXIT_OK
-    if invalid is not None:
-        print(f"warning: canaryWeight {invalid!r} is invalid; rolling back to 0 anyway", file=sys.stderr)
-    previous = f"{app.canary_weight}%" if invalid is None else f"invalid weight {invalid!r}"
-    prometheus = _prometheus(args, ctx.view, required=False)
-    result = None
-    note = ""
-    if invalid is not None:
-        note = f"The previous canaryWeight {invalid!r} was invalid (not a whole number from 0 to 100).\n\n"
-    if prometheus:
-        try:
-            result = analysis.analyze(ctx.view, prometheus, _at(args))
-        except PrometheusError as exc:  # evidence is nice to have; a rollback never waits for it
-            note += f"Analysis unavailable: {exc}\n\n"
-            print(f"warning: {exc}", file=sys.stderr)
-    why = result.summary() if result else "no analysis"
-    ctx.stack.set("canaryWeight", 0)
-    subject = f"canary: roll back {ctx.view.canary_workload} {app.canary_version} from {previous} to 0% ({why})"
-    reason = f"Reason: {args.reason}\n\n" if args.reason else ""
-    commit_id = _commit(ctx, subject, f"{reason}{note}{_evidence(result, prometheus)}")
-    if args.push:
-        _push(ctx, args, [commit_id])
-    _notify(ctx, args, f":rewind: {subject}" + (f" Reason: {args.reason}" if args.reason else ""))
-    return EXIT_OK
 
 
 def cmd_watch_images(args: argparse.Namespace) -> int:
     """Bump canaryVersion to the newest registry tag allowed by canaryTagPolicy."""
-    ctx = _load(args, need_git=not args.dry_run)
-    app, policy = ctx.view.app, ctx.view.release.tag_policy
-    ref = parse_image(app.image, args.registry_url)
-    found = Registry(ref.base_url, timeout=args.timeout).tags(ref.name, page_size=args.page_size)
-    newest = tags.newest(policy, found, app.canary_version)
-    if newest is None:
-        print(f"no tag of {app.image} newer than {app.canary_version} matches {policy} ({len(found)} tags seen)")
-        return EXIT_INCONCLUSIVE
-    print(f"{app.image}: {newest} is newer than canary {app.canary_version} and matches {policy}")
-    if args.dry_run:
+    with _load(args, need_git=not args.dry_run) as ctx:
+        app, policy = ctx.view.app, ctx.view.release.tag_policy
+        ref = parse_image(app.image, args.registry_url)
+        found = Registry(ref.base_url, timeout=args.timeout).tags(ref.name, page_size=args.page_size)
+        newest = tags.newest(policy, found, app.canary_version)
+        if newest is None:
+            print(f"no tag of {app.image} newer than {app.canary_version} matches {policy} ({len(found)} tags seen)")
+            return EXIT_INCONCLUSIVE
+        print(f"{app.image}: {newest} is newer than canary {app.canary_version} and matches {policy}")
+        if args.dry_run:
+            return EXIT_OK
+        if app.canary_weight != 0:
+            raise Refused(
+                f"a release of {app.canary_version} is in progress at {app.canary_weight}%; "
+                "finish or roll back before a new canary version",
+                EXIT_INCONCLUSIVE,
+            )
+        ctx.stack.set("canaryVersion", newest)
+        subject = f"canary: new canary image {app.name} {newest} (was {app.canary_version}, policy {policy})"
+        source = f"{httpclient.redact(ref.base_url)} ({ref.name})"
+        commit_id = _commit(ctx, subject, f"Tags listed from {source}: {len(found)} tags.")
+        if args.push:
+            _push(ctx, args, [commit_id])
+        _notify(ctx, args, f":package: {subject}")
         return EXIT_OK
-    if app.canary_weight != 0:
-        raise Refused(
-            f"a release of {app.canary_version} is in progress at {app.canary_weight}%; "
-            "finish or roll back before a new canary version",
-            EXIT_INCONCLUSIVE,
-        )
-    ctx.stack.set("canaryVersion", newest)
-    subject = f"canary: new canary image {app.name} {newest} (was {app.canary_version}, policy {policy})"
-    commit_id = _commit(ctx, subject, f"Tags listed from {ref.base_url}/v2/{ref.name}/tags/list ({len(found)} tags).")
-    if args.push:
-        _push(ctx, args, [commit_id])
-    _notify(ctx, args, f":package: {subject}")
-    return EXIT_OK
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
@@ -497,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     metrics = argparse.ArgumentParser(add_help=False)
     metrics.add_argument("--prometheus", help="Prometheus base URL (default: $PROMETHEUS_URL, then prometheusUrl)")
     metrics.add_argument("--at", help="evaluate queries at this time: RFC 3339 or unix seconds (default: now)")
-    metrics.add_argument("--timeout", type=_seconds, default=analysis.DEFAULT_TIMEOUT_S, help="seconds per request")
+    metrics.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT_S, help="seconds per request")
 
     git = argparse.ArgumentParser(add_help=False)
     git.add_argument("--push", action="store_true", help="push the commit(s) to --remote")
@@ -539,8 +579,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _PipeSafeStdout:
+    """stdout that survives its reader going away (`canary status --json | head -c 10`): the rest of the
+    output goes nowhere, and the command still finishes and exits with the code that means what happened."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())  # later writes and the final flush go to /dev/null
+            os.close(devnull)
+        return len(text)
+
+    def flush(self) -> None:
+        self.write("")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `canary` console script; returns the exit code."""
+    if not isinstance(sys.stdout, _PipeSafeStdout) and hasattr(sys.stdout, "fileno"):
+        try:
+            sys.stdout.fileno()
+            sys.stdout = _PipeSafeStdout(sys.stdout)  # type: ignore[assignment]
+        except (OSError, ValueError):  # not a real file (pytest's capture): nothing to protect
+            pass
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -31,6 +31,12 @@ def toplevel(path: Path) -> Path:
     return Path(_git(path, "rev-parse", "--show-toplevel").strip())
 
 
+def git_dir(repo: Path) -> Path:
+    """The repository's git directory (`.git`, or a worktree's own)."""
+    path = Path(_git(repo, "rev-parse", "--git-dir").strip())
+    return path if path.is_absolute() else repo / path
+
+
 def require_clean(repo: Path) -> None:
     """Refuse when tracked files are modified or anything is staged.
 

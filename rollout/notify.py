@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
+from rollout import httpclient
 from stacks.settings import PROJECT
 
 ENV_VAR = "SLACK_WEBHOOK_URL"
 SECRET_KEY = "slackWebhookUrl"
 POST_TIMEOUT_S = 10.0
+MAX_ANSWER_BYTES = 64 * 1024  # Slack answers "ok"
 PULUMI_TIMEOUT_S = 30
 
 
@@ -66,30 +64,32 @@ def payload(text: str) -> dict:
 
 
 def check_url(url: str) -> None:
-    """A webhook is an http(s) URL with a host; anything else (a missing scheme, file:) is refused."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        # The URL is a credential: name the problem, never echo the value.
-        raise NotifyError(f"the Slack webhook URL is not an http(s) URL (starts with {url[:8]!r}...)")
+    """A webhook is an http(s) URL with a host and a valid port; anything else (file:, http://[::1) is refused.
+
+    The URL is a credential: messages name the problem, never the value.
+    """
+    try:
+        httpclient.parse_url(url)
+    except httpclient.HttpError:
+        raise NotifyError("the Slack webhook URL is not an http(s) URL with a host and a valid port") from None
 
 
 def post(url: str, body: dict, timeout: float = POST_TIMEOUT_S) -> None:
-    """POST the payload; raise NotifyError on a bad URL or anything but a 2xx."""
+    """POST the payload; raise NotifyError on a bad URL, a redirect, or anything but a 2xx."""
+    check_url(url)
     try:
-        check_url(url)
-        request = urllib.request.Request(
-            url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        answer = httpclient.request(
+            url,
+            method="POST",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            timeout=timeout,
+            max_bytes=MAX_ANSWER_BYTES,
         )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
-    except urllib.error.HTTPError as exc:
-        raise NotifyError(f"Slack webhook answered HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise NotifyError(f"Slack webhook unreachable: {getattr(exc, 'reason', exc)}") from None
-    except http.client.HTTPException as exc:
-        raise NotifyError(f"Slack webhook sent a broken HTTP answer ({type(exc).__name__})") from None
-    except ValueError as exc:  # urllib's own URL checks (e.g. an unclosed IPv6 bracket)
-        raise NotifyError(f"the Slack webhook URL is malformed: {exc}") from None
+    except httpclient.HttpError as exc:
+        raise NotifyError(f"Slack webhook: {exc}") from None
+    if not 200 <= answer.status < 300:
+        raise NotifyError(f"Slack webhook answered HTTP {answer.status}")
 
 
 def send(text: str, repo: Path, stack: str, raw_value: object = None, *, dry_run: bool = False) -> bool:

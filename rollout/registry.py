@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import http.client
-import ipaddress
 import json
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
+
+from rollout import httpclient
 
 DEFAULT_TIMEOUT_S = 15.0
 MAX_PAGES = 100  # ghcr.io pages at 100 tags by default: 10,000 tags is far beyond any real image
-_LOOPBACK_NAMES = ("localhost",)
+MAX_PAGE_BYTES = 8 * 1024 * 1024  # 10,000 tags of 128 characters is under 1.5 MB
+# The distribution spec's tag grammar, ASCII only: anything else from a registry is passed over.
+TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
 _CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]+))')
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
@@ -46,29 +46,17 @@ def parse_image(image: str, registry_url: str | None = None) -> ImageRef:
     return ImageRef(base_url=base, name=name)
 
 
-def _is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_url(url: str) -> None:
     """Only https, except plain http to this machine (a test registry) where nothing can be intercepted."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
+    try:
+        target = httpclient.parse_url(url)
+    except httpclient.HttpError as exc:
+        raise RegistryError(f"refusing registry URL: {exc}") from None
+    if target.scheme == "https" or httpclient.is_loopback(target.host):
         return
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
-        return
-    raise RegistryError(f"refusing registry URL {url!r}: use https (plain http only for 127.0.0.1/localhost)")
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # A redirect would carry our Authorization header to another host; the tags API never needs one.
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        raise RegistryError(f"registry redirected {req.full_url} to {newurl}; not followed")
+    raise RegistryError(
+        f"refusing registry URL {httpclient.redact(url)}: use https (plain http only for 127.0.0.1/localhost)"
+    )
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -87,25 +75,15 @@ class Registry:
         self.timeout = timeout
         self.max_pages = max_pages
         self.token: str | None = None
-        self._opener = urllib.request.build_opener(_NoRedirect)
 
     def _open(self, url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         try:
-            request = urllib.request.Request(url, headers={"Accept": "application/json", **headers})
-            with self._opener.open(request, timeout=self.timeout) as response:
-                return response.status, dict(response.headers.items()), response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, dict(exc.headers.items()), exc.read()
-        except TimeoutError:
-            raise RegistryError(f"{url}: no answer within {self.timeout:g}s") from None
-        except urllib.error.URLError as exc:
-            raise RegistryError(f"{url}: unreachable: {exc.reason}") from None
-        except OSError as exc:
-            raise RegistryError(f"{url}: {exc}") from None
-        except http.client.HTTPException as exc:  # bad status line, truncated body
-            raise RegistryError(f"{url}: broken HTTP answer ({exc!r})") from None
-        except ValueError as exc:  # malformed URL (a bad realm or Link target)
-            raise RegistryError(f"{url}: malformed URL: {exc}") from None
+            answer = httpclient.request(
+                url, timeout=self.timeout, max_bytes=MAX_PAGE_BYTES, headers={"Accept": "application/json", **headers}
+            )
+        except httpclient.HttpError as exc:
+            raise RegistryError(f"registry at {exc}") from None
+        return answer.status, answer.headers, answer.body
 
     def _fetch_token(self, challenge: str, name: str) -> str:
         scheme, params = parse_challenge(challenge)
@@ -120,14 +98,14 @@ class Registry:
             query["service"] = params["service"]
         status, _, body = self._open(f"{realm}?{urllib.parse.urlencode(query)}", {})
         if status != 200:
-            raise RegistryError(f"token endpoint {realm} answered HTTP {status}")
+            raise RegistryError(f"token endpoint {httpclient.redact(realm)} answered HTTP {status}")
         try:
             data = json.loads(body)
             token = data.get("token") or data.get("access_token")
         except (ValueError, AttributeError):
             token = None
         if not isinstance(token, str) or not token:
-            raise RegistryError(f"token endpoint {realm} sent no token")
+            raise RegistryError(f"token endpoint {httpclient.redact(realm)} sent no token")
         return token
 
     def _get_json(self, url: str, name: str) -> tuple[dict, dict[str, str]]:
@@ -139,17 +117,17 @@ class Registry:
                 self.token = self._fetch_token(challenge, name)
                 continue
             if status == 404:
-                raise RegistryError(f"{url}: repository {name!r} not found (HTTP 404)")
+                raise RegistryError(f"{httpclient.redact(url)} ({name}): repository {name!r} not found (HTTP 404)")
             if status != 200:
-                raise RegistryError(f"{url}: HTTP {status}: {body[:200]!r}")
+                raise RegistryError(f"{httpclient.redact(url)} ({name}): HTTP {status}: {body[:200]!r}")
             try:
                 data = json.loads(body)
             except ValueError:
-                raise RegistryError(f"{url}: answer is not JSON: {body[:200]!r}") from None
+                raise RegistryError(f"{httpclient.redact(url)} ({name}): answer is not JSON: {body[:200]!r}") from None
             if not isinstance(data, dict):
-                raise RegistryError(f"{url}: answer is not a JSON object")
+                raise RegistryError(f"{httpclient.redact(url)} ({name}): answer is not a JSON object")
             return data, response_headers
-        raise RegistryError(f"{url}: still unauthorized after fetching a token")
+        raise RegistryError(f"{httpclient.redact(url)} ({name}): still unauthorized after fetching a token")
 
     def tags(self, name: str, page_size: int | None = None) -> list[str]:
         """Every tag of repository `name`, following `Link: <...>; rel="next"` pages."""
@@ -162,20 +140,22 @@ class Registry:
             seen.add(url)
             data, headers = self._get_json(url, name)
             if "tags" not in data:  # a 200 without the key is not an answer of the tags API
-                raise RegistryError(f"{url}: malformed answer, no `tags` key: {str(data)[:200]}")
+                raise RegistryError(
+                    f"{httpclient.redact(url)} ({name}): malformed answer, no `tags` key: {str(data)[:200]}"
+                )
             page = data["tags"]
             if page is None:  # distribution answers `"tags": null` for a repository without tags
                 page = []
             if not isinstance(page, list) or not all(isinstance(tag, str) for tag in page):
-                raise RegistryError(f"{url}: malformed tags list: {str(page)[:200]}")
-            tags.extend(page)
-            link = {k.lower(): v for k, v in headers.items()}.get("link", "")
+                raise RegistryError(f"{httpclient.redact(url)} ({name}): malformed tags list: {str(page)[:200]}")
+            tags.extend(tag for tag in page if TAG.fullmatch(tag))  # no control or non-ASCII text onward
+            link = headers.get("link", "")
             match = _NEXT_LINK.search(link)
             if not match:
                 return tags
             url = urllib.parse.urljoin(url, match.group(1))
             if urllib.parse.urlsplit(url).netloc != urllib.parse.urlsplit(self.base_url).netloc:
-                raise RegistryError(f"next page {url} is on another host; not followed")
+                raise RegistryError(f"next page of {name} is on another host ({httpclient.redact(url)}); not followed")
             if url in seen:
-                raise RegistryError(f"pagination loops back to {url}")
+                raise RegistryError(f"pagination of {name} loops back to a page already read")
         raise RegistryError(f"more than {self.max_pages} pages of tags; giving up")

@@ -1,28 +1,36 @@
-"""Read and edit a `Pulumi.<stack>.yaml` the way `pulumi config set` does, keeping comments and key order.
+"""Read and edit a `Pulumi.<stack>.yaml` so that one traffic step changes exactly one line.
 
-The release tool validates only the keys it reads or writes (see RELEASE_KEYS): the cluster and mesh keys
-are the Pulumi program's business and are checked by `pulumi preview`, not by a traffic step.
+Contract of the editor: `set()` rewrites only the characters of one scalar value (or appends one line for a
+key the file lacks); every other byte (comments, order, quoting, a BOM, CRLF line endings, `---`/`...`
+markers) stays as it was. After each edit the text is parsed again, and the edit is refused unless the
+result equals the old document with exactly that one value changed. A file the editor cannot handle that
+way (a multi-line value, a flow-style `config`, a stray CR) is refused with ConfigError and nothing is
+written. `save()` writes through a temporary file and a rename, so a crash leaves the old file or the new
+one, never half of one; it refuses a symlink, which would send the edit outside the repository.
+
+Validation is the Pulumi program's own (stacks.settings.parse), so a file the tool writes is one the
+preview accepts. Only `rollback_view()` is lenient: a rollback needs just the weight.
 """
 
 from __future__ import annotations
 
-import io
-import itertools
+import json
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
 from components.names import workload
 from stacks.settings import PROJECT, AppSettings, ConfigError, ReleaseSettings, parse, parse_weight
 
-# The keys the release tool reads (app identity, versions, weight, schedule, thresholds). Everything
-# else in the stack file is passed over: a bad gcp:project must not block an emergency rollback.
+# What `canary rollback` validates: the app's identity, versions, weight and analysis rules. A typo
+# elsewhere in the stack (an unknown key, a bad gcp:project) must not block an emergency rollback.
 RELEASE_KEYS = (
     "namespace",
     "appName",
@@ -38,6 +46,10 @@ RELEASE_KEYS = (
     "canaryTagPolicy",
     "prometheusUrl",
 )
+BOM = "\ufeff"
+# Line breaks YAML or Python count that a line-by-line edit would not: refused rather than guessed at.
+_ODD_BREAKS = re.compile(r"\r(?!\n)|[\x85\u2028\u2029\x0b\x0c\x1c-\x1e]")
+_PLAIN_SAFE = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]*")
 
 
 @dataclass(frozen=True)
@@ -58,71 +70,84 @@ class ReleaseView:
         return workload(self.app.name, "canary")
 
 
-_KEY_LINE = re.compile(r"( *)[^\s#-][^#]*:\s*(#.*)?$")  # a key whose value is on the following lines
-_ITEM_LINE = re.compile(r"( *)- ")
+def _plain(node: Any) -> Any:
+    """A ruamel tree as plain Python values (for comparing two parses)."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node if node is None or isinstance(node, bool | int | float) else str(node)
 
 
-def _indents(text: str) -> tuple[int, int]:
-    """(mapping indent, dash offset) the file already uses; Pulumi writes 2 and 2, people also write 2 and 0."""
-    mapping: int | None = None
-    offset: int | None = None
-    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    for parent, child in itertools.pairwise(lines):
-        key = _KEY_LINE.match(parent)
-        if not key:
-            continue
-        depth = len(key.group(1))
-        child_depth = len(child) - len(child.lstrip(" "))
-        item = _ITEM_LINE.match(child)
-        if item and offset is None:
-            offset = max(child_depth - depth, 0)
-        elif not item and child_depth > depth and mapping is None:
-            mapping = child_depth - depth
-    return mapping or 2, 2 if offset is None else offset
+def _load(text: str, name: str) -> CommentedMap:
+    try:
+        doc = YAML().load(text)  # round-trip mode: keeps the positions of keys and values
+    except YAMLError as exc:
+        raise ConfigError(f"{name}: not valid YAML: {str(exc)[:300]}") from None
+    if doc is None:
+        doc = CommentedMap()
+    if not isinstance(doc, CommentedMap):
+        raise ConfigError(f"{name}: expected a mapping with a `config:` key")
+    config = doc.get("config")
+    if config is not None and not isinstance(config, CommentedMap):
+        raise ConfigError(f"{name}: `config:` must be a mapping")
+    return doc
 
 
-def _yaml(text: str = "") -> YAML:
-    yaml = YAML()  # round-trip mode: comments, key order and quoting survive a load/dump
-    yaml.preserve_quotes = True
-    yaml.width = 4096  # never re-wrap a long value or comment
-    mapping, offset = _indents(text)
-    yaml.indent(mapping=mapping, sequence=offset + 2, offset=offset)
-    return yaml
-
-
-def validate(values: dict[str, Any]) -> ReleaseView:
-    """Validate release keys with stacks.settings.parse; raise ConfigError naming the bad keys.
-
-    parse() validates a whole stack; the release tool forces clusterMode=existing (no GCP keys needed)
-    and hands over only RELEASE_KEYS, so the other keys take their (valid) schema defaults.
-    """
-    raw = {key: values[key] for key in RELEASE_KEYS if key in values}
-    raw["clusterMode"] = "existing"
-    settings = parse(raw, {})
-    return ReleaseView(app=settings.app, release=settings.release)
+def _scalar_end(line: str, col: int) -> int | None:
+    """End column of the one-line scalar starting at `col`, or None when it does not end on this line."""
+    if col >= len(line):
+        return None
+    quote = line[col]
+    if quote == '"':
+        i = col + 1
+        while i < len(line):
+            if line[i] == "\\":
+                i += 2
+                continue
+            if line[i] == '"':
+                return i + 1
+            i += 1
+        return None
+    if quote == "'":
+        i = col + 1
+        while i < len(line):
+            if line[i] == "'":
+                if line[i + 1 : i + 2] == "'":
+                    i += 2
+                    continue
+                return i + 1
+            i += 1
+        return None
+    if quote in "|>&!*[{":  # block scalar, anchor, tag, alias, flow collection: not a value to rewrite
+        return None
+    comment = re.search(r"\s#", line[col:])
+    end = col + (comment.start() if comment else len(line) - col)
+    return len(line[:end].rstrip())
 
 
 class StackFile:
-    """One stack file, loaded for round-trip editing."""
+    """One stack file, loaded for validation and one-value edits."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.original = path.read_text()
+            data = path.read_bytes()
         except FileNotFoundError:
             raise ConfigError(f"{path}: stack file not found (is --stack right? is -C the repository?)") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
         try:
-            self.doc = _yaml(self.original).load(self.original)
-        except YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if self.doc is None:
-            self.doc = CommentedMap()
-        if not isinstance(self.doc, CommentedMap):
-            raise ConfigError(f"{path}: expected a mapping with a `config:` key")
-        if self.doc.get("config") is None:
-            self.doc["config"] = CommentedMap()
-        if not isinstance(self.doc["config"], CommentedMap):
-            raise ConfigError(f"{path}: `config:` must be a mapping")
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path.name}: not UTF-8 (byte {exc.start}); Pulumi writes stack files as UTF-8"
+            ) from None
+        self.bom = BOM if text.startswith(BOM) else ""
+        self.text = text[len(self.bom) :]
+        self.original = self.text
+        self._replaced_text: str | None = None
+        self.doc = _load(self.text, path.name)
 
     @classmethod
     def for_stack(cls, repo: Path, stack: str) -> StackFile:
@@ -131,75 +156,183 @@ class StackFile:
 
     @property
     def config(self) -> CommentedMap:
-        """The `config:` mapping (keys with project prefix)."""
-        return self.doc["config"]
+        """The `config:` mapping (keys with project prefix); empty when the file has none."""
+        config = self.doc.get("config")
+        return config if config is not None else CommentedMap()
 
     def values(self) -> dict[str, Any]:
-        """Project values without the `istio-canary:` prefix; secrets ({secure: ...}) are left out."""
+        """Project values without the `istio-canary:` prefix, secrets ({secure: ...}) included as they are."""
         prefix = f"{PROJECT}:"
-        out: dict[str, Any] = {}
-        for key, value in self.config.items():
-            if isinstance(key, str) and key.startswith(prefix) and not isinstance(value, dict):
-                out[key[len(prefix) :]] = list(value) if isinstance(value, list) else value
-        return out
+        return {
+            key[len(prefix) :]: _plain(value)
+            for key, value in self.config.items()
+            if isinstance(key, str) and key.startswith(prefix)
+        }
+
+    def provider_values(self, provider: str) -> dict[str, Any]:
+        """The `<provider>:` keys (e.g. gcp:project), prefix removed."""
+        prefix = f"{provider}:"
+        return {k[len(prefix) :]: v for k, v in self.config.items() if isinstance(k, str) and k.startswith(prefix)}
 
     def raw(self, key: str) -> Any:
         """The raw value of a project key (no prefix), or None when unset."""
         return self.config.get(f"{PROJECT}:{key}")
 
     def view(self) -> ReleaseView:
-        """The validated release view of the file as it is in memory now."""
+        """Validate the whole file with the program's own rules (less where it runs) and return the release view."""
         try:
-            return validate(self.values())
+            settings = parse(self.values(), self.provider_values("gcp"), check_environment=False)
         except ConfigError as exc:
             raise ConfigError(f"{self.path.name}: {exc}") from None
+        return ReleaseView(app=settings.app, release=settings.release)
 
     def rollback_view(self) -> tuple[ReleaseView, Any]:
-        """The view for `canary rollback`: (view, None), or (view at weight 0, the invalid raw weight) when
-        canaryWeight is the only bad value. Setting the weight to 0 is always safe, so a hand-edited 150
-        must not block it; every other key is still validated.
+        """The view for `canary rollback`: only RELEASE_KEYS are validated, and a bad weight is tolerated.
+
+        Returns (view, None), or (view at weight 0, the invalid raw weight) when the weight is the only bad
+        release value: setting it to 0 is always safe, so a hand-edited 150 must not block it. A secret
+        weight is not "invalid" but unreadable: it is refused, since 0 would be a guess about its value.
         """
-        try:
-            return self.view(), None
-        except ConfigError as error:
-            values = self.values()
-            bad_weight = values.get("canaryWeight")
+        values = {key: value for key, value in self.values().items() if key in RELEASE_KEYS}
+        weight = values.get("canaryWeight")
+        bad_weight = None
+        if not isinstance(weight, dict | list):
             try:
-                parse_weight(bad_weight)
-                raise error from None  # the weight is fine: something else is wrong
+                parse_weight(weight if weight is not None else 0)
             except ConfigError:
-                pass
-            values["canaryWeight"] = 0
-            try:
-                return validate(values), bad_weight
-            except ConfigError as exc:
-                raise ConfigError(f"{self.path.name}: {exc}") from None
+                bad_weight, values["canaryWeight"] = weight, 0
+        try:
+            settings = parse(values, {}, check_environment=False)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.path.name}: {exc}") from None
+        return ReleaseView(app=settings.app, release=settings.release), bad_weight
+
+    # --- editing ------------------------------------------------------------------------------------
 
     def set(self, key: str, value: int | str) -> None:
-        """Set a project key like `pulumi config set` (ints written bare); a new key goes at the end."""
+        """Set a project key like `pulumi config set` (ints bare, a string keeps the key's quoting style).
+
+        Raises ConfigError, changing nothing, when the edit cannot be made as one value on one line.
+        """
+        self.check_writable()
         full = f"{PROJECT}:{key}"
-        old = self.config.get(full)
-        if isinstance(value, str):
-            value = str(value)  # drop a style picked up from another key (values read back keep theirs)
-            # Keep the quoting style a human chose for this key.
-            if isinstance(old, DoubleQuotedScalarString):
-                value = DoubleQuotedScalarString(value)
-            elif isinstance(old, SingleQuotedScalarString):
-                value = SingleQuotedScalarString(value)
-        self.config[full] = value
+        config = self.doc.get("config")
+        if isinstance(config, CommentedMap) and full in config:
+            text = self._replaced(config, full, value)
+        else:
+            text = self._appended(full, value)
+        doc = _load(text, self.path.name)
+        expected = _plain(self.doc)
+        expected.setdefault("config", {})
+        expected["config"] = {**(expected["config"] or {}), full: value}
+        if _plain(doc) != expected:
+            raise ConfigError(f"{self.path.name}: cannot change {full} without touching other values; edit it by hand")
+        self.text, self.doc = text, doc
+
+    def _render(self, value: int | str, style: str) -> str:
+        if isinstance(value, int):
+            return str(value)
+        if style == "'":
+            return "'" + value.replace("'", "''") + "'"
+        if style == '"' or not _PLAIN_SAFE.fullmatch(value):
+            return json.dumps(value)
+        return value
+
+    def _replaced(self, config: CommentedMap, full: str, value: int | str) -> str:
+        line_no, col = config.lc.value(full)
+        lines = self.text.split("\n")
+        line = lines[line_no]
+        end = _scalar_end(line.rstrip("\r"), col)
+        if end is None or isinstance(config[full], CommentedMap | CommentedSeq):
+            raise ConfigError(f"{self.path.name}: {full} is not a one-line value; edit it by hand")
+        style = line[col] if line[col] in "'\"" else ""
+        rendered = self._render(value, style)
+        if style == "" and isinstance(value, str) and not isinstance(config[full], str):
+            rendered = json.dumps(value)  # `gaVersion: 1.0` was a float: the new text must be a string
+        lines[line_no] = line[:col] + rendered + line[end:]
+        return "\n".join(lines)
+
+    def _appended(self, full: str, value: int | str) -> str:
+        """The text with `  <full>: <value>` after the last line of the config block (added if missing)."""
+        newline = "\r\n" if "\r\n" in self.text else "\n"
+        lines = self.text.split("\n")
+        config = self.doc.get("config")
+        entry = f"{full}: {self._render(value, '')}"
+        if isinstance(config, CommentedMap) and config:
+            last_key = list(config)[-1]
+            indent = config.lc.key(last_key)[1]
+            at = config.lc.key(last_key)[0] + 1
+            while at < len(lines) and lines[at].strip() and not lines[at].lstrip().startswith("#"):
+                if len(lines[at]) - len(lines[at].lstrip(" ")) <= indent and not lines[at].lstrip().startswith("-"):
+                    break
+                at += 1
+            eol = "\r" if lines[at - 1].endswith("\r") else ""
+            lines.insert(at, " " * indent + entry + eol)
+            return "\n".join(lines)
+        if "config" in self.doc:
+            line_no = self.doc.lc.key("config")[0]
+            if lines[line_no].rstrip("\r").rstrip() != "config:":
+                raise ConfigError(f"{self.path.name}: `config:` is written inline; edit it by hand")
+            eol = "\r" if lines[line_no].endswith("\r") else ""
+            lines.insert(line_no + 1, "  " + entry + eol)
+            return "\n".join(lines)
+        body = self.text if not self.text or self.text.endswith("\n") else self.text + newline
+        return f"{body}config:{newline}  {entry}{newline}"
 
     def render(self) -> str:
-        """The file text as it would be written now."""
-        out = io.StringIO()
-        _yaml(self.original).dump(self.doc, out)
-        return out.getvalue()
+        """The file text as it would be written now (BOM included)."""
+        return self.bom + self.text
+
+    def check_writable(self) -> None:
+        """Refuse a stack file the tool must not write: a symlink (the edit would land outside the
+        repository, or turn a link git tracks into a file) or one with line breaks the editor cannot keep."""
+        if self.path.is_symlink():
+            raise ConfigError(f"{self.path.name} is a symbolic link; refusing to write through it")
+        if _ODD_BREAKS.search(self.text):
+            raise ConfigError(f"{self.path.name}: has a line break other than LF or CRLF; refusing to edit it")
+
+    def undo_save(self) -> bool:
+        """Put back the text the last save() replaced, but only while the file still holds what that save
+        wrote: a newer edit (another process, a person) is never overwritten. True if restored."""
+        if self._replaced_text is None or read_text(self.path) != self.render():
+            return False
+        write_atomically(self.path, self._replaced_text)
+        self.text = self.original = self._replaced_text[len(self.bom) :]
+        self.doc = _load(self.text, self.path.name)
+        self._replaced_text = None
+        return True
 
     def save(self) -> bool:
-        """Write the file after re-validating it; return False (and write nothing) when nothing changed."""
-        self.view()  # never write a file the tool could not read back
-        text = self.render()
-        if text == self.original:
+        """Validate, then write atomically; return False (and write nothing) when nothing changed."""
+        self.check_writable()
+        self.view()  # never write a file the tool (or the preview) could not read back
+        if self.text == self.original:
             return False
-        self.path.write_text(text)
-        self.original = text
+        write_atomically(self.path, self.render())
+        self._replaced_text = self.bom + self.original
+        self.original = self.text
         return True
+
+
+def read_text(path: Path) -> str | None:
+    """A file's text as written (BOM and CRLF kept), or None when it cannot be read as UTF-8."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` through a temporary file in the same directory and a rename."""
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

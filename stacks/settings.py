@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -20,24 +21,34 @@ import yaml
 
 from components.names import DNS_LABEL as _DNS_LABEL
 from components.names import DURATION as _PROM_DURATION
+from components.names import ISTIO_NAMESPACE, KUBERNETES_NAMESPACES, MONITORING_NAMESPACE
 
 PROJECT = "istio-canary"
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
 
-_INT = re.compile(r"0|[1-9][0-9]*")
+# Bounded: Python refuses int() of over 4300 digits, and no setting needs more than 18.
+_INT = re.compile(r"0|[1-9][0-9]{0,17}")
 # An image tag MAJOR.MINOR.PATCH, optional leading v; a `-suffix` marks a pre-release.
-SEMVER_TAG = re.compile(r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?")
+# ASCII digits only ([0-9], never \d: `6.1６.0` is not a tag), at most 9 per part, 128 characters in all
+# (the OCI limit for a tag).
+SEMVER_TAG = re.compile(r"v?(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})(-[0-9A-Za-z.-]+)?")
+MAX_TAG_LENGTH = 128
 _IMAGE_REPO = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9-]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+")
 _GKE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
 _GCP_PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
 _GCP_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
 _GCP_ZONE = re.compile(r"[a-z]+-[a-z]+[0-9]+-[a-z]")
 _MACHINE_TYPE = re.compile(r"[a-z][a-z0-9]*-[a-z0-9-]+")
-_ISTIO_VERSION = re.compile(r"1\.(\d+)\.(\d+)")
-_CHART_VERSION = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
-PROMETHEUS_URL_RULE = "an http(s) URL such as http://127.0.0.1:9090, or empty"
-PROMETHEUS_URL = re.compile(r"https?://[^\s/]+(/\S*)?")
-_TAG_POLICY = re.compile(r"semver:(0|[1-9]\d*)\.((0|[1-9]\d*)\.)?x|glob:[A-Za-z0-9_.*?-]+")
+_ISTIO_VERSION = re.compile(r"1\.([0-9]{1,4})\.([0-9]{1,4})")
+_CHART_VERSION = re.compile(r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})")
+PROMETHEUS_URL_RULE = "an http(s) URL with a host and a valid port, such as http://127.0.0.1:9090, or empty"
+_TAG_POLICY = re.compile(r"semver:(0|[1-9][0-9]{0,8})\.((0|[1-9][0-9]{0,8})\.)?x|glob:[A-Za-z0-9_.*?-]{1,128}")
+# A GCE machine type's vCPU count: <family>-<kind>-<N>[-suffix] or [<family>-]custom-<N>-<MiB>[-ext].
+_MACHINE_VCPUS = re.compile(
+    r"(?:[a-z][a-z0-9]*-)?custom-([0-9]{1,4})-[0-9]+(-ext)?|[a-z][a-z0-9]*-[a-z]+-([0-9]{1,4})(-[a-z0-9]+)?"
+)
+_SHARED_CORE_CUSTOM = re.compile(r"[a-z][a-z0-9]*-custom-(micro|small|medium)-[0-9]+")
+MIN_VCPUS = 2
 
 CLUSTER_MODES = ("gke", "existing")
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE")
@@ -164,12 +175,18 @@ class _Reader:
         self.raw = raw
 
     def fail(self, key: str, value: Any, allowed: str) -> None:
-        self.errors.append(f"{PROJECT}:{key}: {value!r} is not allowed; expected {allowed}")
+        self.errors.append(f"{PROJECT}:{key}: {_shown(value)} is not allowed; expected {allowed}")
 
     def text(self, key: str) -> str:
         value = self.raw.get(key)
         if value is None:
             value = schema()[key].get("default", "")
+        if isinstance(value, dict | list):
+            # `pulumi config set --secret` writes {secure: ...}; a value the tool cannot read must not be
+            # taken for the default (a secret canaryWeight 60 would read as 0).
+            kind = "a secret" if isinstance(value, dict) and "secure" in value else "a structured value"
+            self.errors.append(f"{PROJECT}:{key}: is {kind}; it must be a plain value (pulumi config set {key} ...)")
+            return ""
         if isinstance(value, bool):
             return "true" if value else "false"
         return str(value).strip() if not isinstance(value, str) else value
@@ -211,9 +228,15 @@ class _Reader:
         return value
 
 
+def _shown(value: Any) -> str:
+    """A value as an error message shows it: repr, cut at 80 characters (a 5000-digit weight is not news)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+
+
 def parse_semver(tag: str) -> tuple[int, int, int, str] | None:
     """(major, minor, patch, pre-release suffix or "") of a version tag such as v6.9.1-rc.1; None otherwise."""
-    match = SEMVER_TAG.fullmatch(tag)
+    match = SEMVER_TAG.fullmatch(tag) if len(tag) <= MAX_TAG_LENGTH else None
     if not match:
         return None
     return int(match.group(1)), int(match.group(2)), int(match.group(3)), (match.group(4) or "")[1:]
@@ -262,7 +285,7 @@ def _steps(reader: _Reader) -> tuple[int, ...]:
 def _success_rate(reader: _Reader) -> float:
     value = reader.text("analysisMinSuccessRate")
     try:
-        rate = float(value) if re.fullmatch(r"\d+(\.\d+)?", value) else -1.0
+        rate = float(value) if re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,6})?", value) else -1.0
     except ValueError:
         rate = -1.0
     if not 0 < rate <= 100:
@@ -271,12 +294,88 @@ def _success_rate(reader: _Reader) -> float:
     return rate
 
 
-def _cluster(reader: _Reader, gcp: Mapping[str, Any]) -> ClusterSettings:
+def too_small(machine_type: str) -> bool:
+    """Shared-core, or fewer vCPUs than istiod plus sidecars need (n1-standard-1, e2-custom-1-1024)."""
+    if machine_type in TOO_SMALL_MACHINES or _SHARED_CORE_CUSTOM.fullmatch(machine_type):
+        return True
+    sized = _MACHINE_VCPUS.fullmatch(machine_type)
+    if not sized:
+        return False  # a type whose name does not carry its vCPUs (a2-highgpu-1g): GCE is the judge
+    return int(sized.group(1) or sized.group(3)) < MIN_VCPUS
+
+
+def _semver_step(state: tuple[str, int, int], char: str) -> tuple[str, int, int] | None:
+    """One character through a release tag `v?N.N.N` (N: 0 or up to 9 digits without a leading 0); None is dead.
+
+    States: ("start", 0, 0), ("begin", part, 0) before a part's first digit, ("zero", part, 0) after a lone
+    0, ("num", part, digits) inside a number.
+    """
+    kind, part, digits = state
+    if kind == "start" and char == "v":
+        return "begin", 0, 0
+    if kind in ("start", "begin") and char.isascii() and char.isdigit():
+        return ("zero", part, 0) if char == "0" else ("num", part, 1)
+    if kind == "num" and char.isascii() and char.isdigit() and digits < 9:
+        return "num", part, digits + 1
+    if kind in ("zero", "num") and char == "." and part < 2:
+        return "begin", part + 1, 0
+    return None
+
+
+def glob_can_match_release(pattern: str) -> bool:
+    """Can the fnmatch `pattern` (literals, `*`, `?`) match any release tag? Exact: a search over
+    (position in the pattern, state of the tag automaton), where a wildcard tries the only characters a
+    release tag can hold (v, 0, another digit, the dot)."""
+    start = (0, ("start", 0, 0))
+    seen, todo = {start}, [start]
+    while todo:
+        i, state = todo.pop()
+        if i == len(pattern):
+            if state[0] in ("zero", "num") and state[1] == 2:
+                return True
+            continue
+        char = pattern[i]
+        moves: list[tuple[int, tuple[str, int, int] | None]] = []
+        if char == "*":
+            moves.append((i + 1, state))
+            moves.extend((i, _semver_step(state, c)) for c in "v01.")
+        elif char == "?":
+            moves.extend((i + 1, _semver_step(state, c)) for c in "v01.")
+        else:
+            moves.append((i + 1, _semver_step(state, char)))
+        for move in moves:
+            if move[1] is not None and move not in seen:
+                seen.add(move)  # type: ignore[arg-type]
+                todo.append(move)  # type: ignore[arg-type]
+    return False
+
+
+def prometheus_url_error(url: str) -> str | None:
+    """Why `url` cannot be a Prometheus base URL, or None. User info is refused here: in a stack file it would
+    be a committed credential (the CLI takes credentials from the environment instead)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port past 65535 or one that is not a number
+    except ValueError:
+        return PROMETHEUS_URL_RULE
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not url.isascii()
+        or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url)
+    ):
+        return PROMETHEUS_URL_RULE
+    if parts.username is not None or parts.password is not None:
+        return "a URL without user:password@ (credentials belong in $PROMETHEUS_URL or $PROMETHEUS_TOKEN, not in Git)"
+    return None
+
+
+def _cluster(reader: _Reader, gcp: Mapping[str, Any], check_environment: bool) -> ClusterSettings:
     mode = reader.choice("clusterMode", CLUSTER_MODES)
     name = reader.matching("clusterName", _GKE_NAME, "a GKE cluster name: lowercase letters, digits, '-', at most 40")
     location = reader.text("clusterLocation")
     project = str(gcp.get("project") or "")
-    if mode == "gke":
+    if mode == "gke" and check_environment:
         if not _GCP_PROJECT.fullmatch(project) or project.startswith(PLACEHOLDER_PREFIX):
             reader.errors.append(
                 f"gcp:project: {project!r} is not allowed; expected your GCP project id "
@@ -288,8 +387,10 @@ def _cluster(reader: _Reader, gcp: Mapping[str, Any]) -> ClusterSettings:
     elif location and not (_GCP_REGION.fullmatch(location) or _GCP_ZONE.fullmatch(location)):
         reader.fail("clusterLocation", location, "a GCP region or zone such as europe-west1, or empty")
     machine_type = reader.matching("nodeMachineType", _MACHINE_TYPE, "a GCE machine type such as e2-standard-4")
-    if machine_type in TOO_SMALL_MACHINES:
-        reader.fail("nodeMachineType", machine_type, "a machine with at least 2 dedicated vCPUs (e2-standard-4)")
+    if _MACHINE_TYPE.fullmatch(machine_type) and too_small(machine_type):
+        reader.fail(
+            "nodeMachineType", machine_type, f"a machine with at least {MIN_VCPUS} dedicated vCPUs (e2-standard-4)"
+        )
     min_nodes = reader.integer("nodeMinCount", 0, 100)
     max_nodes = reader.integer("nodeMaxCount", 1, 100)
     if max_nodes < min_nodes:
@@ -311,8 +412,11 @@ def _cluster(reader: _Reader, gcp: Mapping[str, Any]) -> ClusterSettings:
         reader.fail("masterAuthorizedNetworks", reader.raw.get("masterAuthorizedNetworks"), allowed)
         authorized = ()
     kubeconfig = reader.text("kubeconfig")
-    if mode == "existing" and kubeconfig and not Path(kubeconfig).expanduser().is_file():
+    if mode == "existing" and kubeconfig and check_environment and not Path(kubeconfig).expanduser().is_file():
         reader.fail("kubeconfig", kubeconfig, "the path of an existing kubeconfig file, or empty")
+    context = reader.text("kubeContext")
+    if not context.isprintable():  # a newline or escape here ends up in kubeconfig and terminal output
+        reader.fail("kubeContext", context, "a context name without control characters")
     return ClusterSettings(
         mode=mode,
         name=name,
@@ -328,7 +432,7 @@ def _cluster(reader: _Reader, gcp: Mapping[str, Any]) -> ClusterSettings:
         master_authorized_networks=authorized,
         deletion_protection=reader.boolean("deletionProtection"),
         kubeconfig=kubeconfig,
-        context=reader.text("kubeContext"),
+        context=context,
     )
 
 
@@ -348,6 +452,10 @@ def _app(reader: _Reader) -> AppSettings:
     namespace = reader.text("namespace")
     if not (len(namespace) <= 63 and _DNS_LABEL.fullmatch(namespace)):
         reader.fail("namespace", namespace, "a DNS label: lowercase letters, digits and '-', at most 63")
+    elif namespace in (ISTIO_NAMESPACE, MONITORING_NAMESPACE, *KUBERNETES_NAMESPACES):
+        reader.fail(
+            "namespace", namespace, "a namespace of the app's own, not one the mesh, monitoring or Kubernetes owns"
+        )
     name = reader.text("appName")
     # The longest derived name is <app>-gateway; it must stay a valid label.
     if not (len(name) <= 55 and _DNS_LABEL.fullmatch(name)):
@@ -365,13 +473,20 @@ def _app(reader: _Reader) -> AppSettings:
         image=reader.matching(
             "image", _IMAGE_REPO, "an image repository without tag, e.g. ghcr.io/stefanprodan/podinfo"
         ),
-        ga_version=reader.matching("gaVersion", SEMVER_TAG, tag_rule),
-        canary_version=reader.matching("canaryVersion", SEMVER_TAG, tag_rule),
+        ga_version=_tag(reader, "gaVersion", tag_rule),
+        canary_version=_tag(reader, "canaryVersion", tag_rule),
         canary_weight=reader.integer("canaryWeight", 0, 100),
         replicas=reader.integer("replicas", 1, 20),
         public_host=public_host,
         tls_credential_name=credential,
     )
+
+
+def _tag(reader: _Reader, key: str, rule: str) -> str:
+    value = reader.text(key)
+    if parse_semver(value) is None:
+        reader.fail(key, value, rule)
+    return value
 
 
 def _monitoring(reader: _Reader) -> MonitoringSettings:
@@ -386,26 +501,43 @@ def _monitoring(reader: _Reader) -> MonitoringSettings:
 
 def _release(reader: _Reader) -> ReleaseSettings:
     prometheus_url = reader.text("prometheusUrl")
-    if prometheus_url and not PROMETHEUS_URL.fullmatch(prometheus_url):
-        reader.fail("prometheusUrl", prometheus_url, PROMETHEUS_URL_RULE)
+    url_error = prometheus_url_error(prometheus_url) if prometheus_url else None
+    if url_error:
+        reader.fail(
+            "prometheusUrl",
+            "<not shown: it may hold a credential>" if "@" in prometheus_url else prometheus_url,
+            url_error,
+        )
+    policy = reader.matching(
+        "canaryTagPolicy", _TAG_POLICY, "semver:<major>.x, semver:<major>.<minor>.x or glob:<pattern>"
+    )
+    if policy.startswith("glob:") and _TAG_POLICY.fullmatch(policy) and not glob_can_match_release(policy[5:]):
+        reader.fail(
+            "canaryTagPolicy", policy, "a glob that matches some release tag such as 6.9.* (pre-releases never match)"
+        )
     return ReleaseSettings(
         steps=_steps(reader),
         min_success_rate=_success_rate(reader),
         max_p99_ms=reader.integer("analysisMaxP99Ms", 1, 600000),
         min_requests=reader.integer("analysisMinRequests", 1, 10**9),
         window=reader.matching("analysisWindow", _PROM_DURATION, "a Prometheus duration such as 30s, 5m or 1h"),
-        tag_policy=reader.matching(
-            "canaryTagPolicy", _TAG_POLICY, "semver:<major>.x, semver:<major>.<minor>.x or glob:<pattern>"
-        ),
+        tag_policy=policy,
         prometheus_url=prometheus_url,
     )
 
 
-def parse(project: Mapping[str, Any], gcp: Mapping[str, Any] | None = None) -> Settings:
-    """Validate raw config (keys without the `istio-canary:` prefix) into Settings, or raise ConfigError."""
+def parse(
+    project: Mapping[str, Any], gcp: Mapping[str, Any] | None = None, *, check_environment: bool = True
+) -> Settings:
+    """Validate raw config (keys without the `istio-canary:` prefix) into Settings, or raise ConfigError.
+
+    `check_environment=False` skips the two checks that depend on where the program runs rather than on the
+    file: gcp:project/region (the deploy job may set them through GOOGLE_PROJECT) and that `kubeconfig`
+    exists on this machine. The `canary` tool validates with it off; every other rule is the same.
+    """
     reader = _Reader(project)
     settings = Settings(
-        cluster=_cluster(reader, gcp or {}),
+        cluster=_cluster(reader, gcp or {}, check_environment),
         mesh=_mesh(reader),
         app=_app(reader),
         load=LoadSettings(

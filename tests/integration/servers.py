@@ -333,6 +333,14 @@ def raw_stub(answer: bytes) -> Iterator[str]:
         listener.close()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up early (a deadline, a size cap) is expected here, not a traceback on stderr that
+    lands in whichever test's output is being captured at that moment."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
 @dataclass
 class Recorded:
     """One request a stub received."""
@@ -369,7 +377,7 @@ def stub(handler: Handler) -> Iterator[tuple[str, list[Recorded]]]:
         def log_message(self, *args: object) -> None:  # keep pytest output clean
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = _QuietServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

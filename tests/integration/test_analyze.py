@@ -207,14 +207,15 @@ def test_broken_http_from_prometheus_is_unavailable_not_fail(tmp_path, capsys, a
 
 def test_malformed_prometheus_urls(tmp_path, capsys, monkeypatch):
     directory = stack_dir(tmp_path, "healthy")
-    # Passes the prometheusUrl rule but urllib cannot parse it: unavailable with a message, not a traceback.
-    result = canary(capsys, "analyze", "-C", directory, "--prometheus", "http://[::1")
-    assert result.code == EXIT_UNAVAILABLE
-    assert "malformed" in result.err
-    # Fails the prometheusUrl rule (no scheme): bad input, from the option and from the environment.
+    # Not a URL at all (an unclosed IPv6 bracket, a port past 65535): bad input, refused with a message.
+    for url in ("http://[::1", "http://127.0.0.1:99999"):
+        result = canary(capsys, "analyze", "-C", directory, "--prometheus", url)
+        assert result.code == EXIT_REFUSED, url
+        assert "--prometheus: " in result.err and "malformed URL" in result.err and "Traceback" not in result.err
+    # No scheme: bad input, from the option and from the environment.
     result = canary(capsys, "analyze", "-C", directory, "--prometheus", "127.0.0.1:9090")
     assert result.code == EXIT_REFUSED
-    assert "--prometheus '127.0.0.1:9090' is not allowed; expected an http(s) URL" in result.err
+    assert "--prometheus: " in result.err and "not an http(s) URL" in result.err
     monkeypatch.setenv("PROMETHEUS_URL", "prometheus:9090")
     result = canary(capsys, "analyze", "-C", directory)
     assert result.code == EXIT_REFUSED

@@ -1,0 +1,93 @@
+"""Prometheus instant queries: one value per query, and an error for anything that is not a number we can trust.
+
+Contract: `query()` returns a finite float, NaN (Prometheus' own 0/0, e.g. a quantile over no traffic; the
+caller decides what it means), or None for an empty result. Everything else (+Inf, a JSON `true` where
+Prometheus writes numbers as strings, several series, a body that is not the API's shape) is a
+PrometheusError, as are transport failures. Credentials come from the URL's user info (Basic) or a bearer
+token, and the URL is only ever shown as scheme://host[:port].
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import urllib.parse
+
+from rollout import httpclient
+
+DEFAULT_TIMEOUT_S = 10.0
+MAX_ANSWER_BYTES = 4 * 1024 * 1024  # one series of an instant query is a few hundred bytes
+TOKEN_ENV = "PROMETHEUS_TOKEN"
+# How Prometheus writes a sample value: a decimal or exponent float, or its NaN / +Inf / -Inf spellings.
+_SAMPLE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?|NaN|[+-]Inf", re.ASCII)
+
+
+class PrometheusError(RuntimeError):
+    """Prometheus is unreachable, too slow, or answered with an error or garbage."""
+
+
+class Prometheus:
+    """An instant-query client bound to one base URL (user info allowed), with an overall deadline per query."""
+
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT_S, token: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.shown = httpclient.redact(self.url)
+        self.timeout = timeout
+        self.headers = {"Accept": "application/json"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+
+    def query(self, promql: str, at: float) -> float | None:
+        """Evaluate `promql` at `at` (unix seconds): one value, NaN, or None for an empty result."""
+        params = urllib.parse.urlencode({"query": promql, "time": f"{at:.3f}", "timeout": f"{self.timeout:g}s"})
+        try:
+            answer = httpclient.request(
+                f"{self.url}/api/v1/query?{params}",
+                timeout=self.timeout,
+                max_bytes=MAX_ANSWER_BYTES,
+                headers=self.headers,
+            )
+        except httpclient.HttpError as exc:
+            raise PrometheusError(f"Prometheus at {exc}") from None
+        try:
+            data = json.loads(answer.body)
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        error = str(data.get("error", ""))[:300] if isinstance(data, dict) else ""
+        if answer.status != 200:
+            raise PrometheusError(f"Prometheus at {self.shown} answered HTTP {answer.status}: {error}".rstrip(": "))
+        if not isinstance(data, dict):
+            raise PrometheusError(f"Prometheus at {self.shown} sent a malformed answer (not a JSON object)")
+        if data.get("status") != "success":
+            raise PrometheusError(f"Prometheus at {self.shown} refused the query: {error}")
+        return self._value(data.get("data"), promql)
+
+    def _value(self, result: object, promql: str) -> float | None:
+        malformed = PrometheusError(f"Prometheus at {self.shown} sent a malformed answer")
+        if not isinstance(result, dict):
+            raise malformed
+        kind = result.get("resultType")
+        if kind == "scalar":
+            samples = [result.get("result")]
+        elif kind == "vector":
+            items = result.get("result")
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise malformed
+            samples = [item.get("value") for item in items]
+        else:
+            raise PrometheusError(f"Prometheus returned a {str(kind)[:20]!r} result for an instant query")
+        if len(samples) > 1:
+            raise PrometheusError(f"query returned {len(samples)} series, expected one: {promql}")
+        if not samples:
+            return None
+        sample = samples[0]
+        # [<unix time>, "<value>"]: the value is always a string; a bare JSON number or `true` is not Prometheus.
+        if not (isinstance(sample, list) and len(sample) == 2 and isinstance(sample[1], str)):
+            raise malformed
+        if not _SAMPLE.fullmatch(sample[1]):
+            raise PrometheusError(f"Prometheus at {self.shown} sent a sample that is not a number: {sample[1][:40]!r}")
+        value = float(sample[1])
+        if math.isinf(value):
+            raise PrometheusError(f"Prometheus at {self.shown} sent an infinite value for: {promql}")
+        return value
