@@ -17,7 +17,7 @@ from rollout.lock import LockError, RepoLock
 from rollout.prometheus import DEFAULT_TIMEOUT_S, TOKEN_ENV, Prometheus, PrometheusError
 from rollout.registry import Registry, RegistryError, parse_image
 from rollout.stackfile import ReleaseView, StackFile
-from stacks.settings import PROJECT, ConfigError
+from stacks.settings import PROJECT, ConfigError, shown
 
 EXIT_OK = 0
 EXIT_FAIL = 1  # analysis failed (and so promote refused)
@@ -58,6 +58,7 @@ class Context:
     stack: StackFile
     view: ReleaseView
     invalid_weight: object = None  # rollback only: the unreadable weight that is being repaired
+    for_rollback: bool = False  # validate as a rollback does: only the release keys, any weight
     lock: RepoLock | None = None
 
     def __enter__(self) -> Self:
@@ -99,7 +100,15 @@ def _load(args: argparse.Namespace, *, need_git: bool, for_rollback: bool = Fals
         if lock:
             lock.close()
         raise
-    return Context(repo=repo, stack_name=args.stack, stack=stack, view=view, invalid_weight=invalid, lock=lock)
+    return Context(
+        repo=repo,
+        stack_name=args.stack,
+        stack=stack,
+        view=view,
+        invalid_weight=invalid,
+        for_rollback=for_rollback,
+        lock=lock,
+    )
 
 
 def _prometheus(args: argparse.Namespace, view: ReleaseView, *, required: bool) -> Prometheus | None:
@@ -132,7 +141,7 @@ def _at(args: argparse.Namespace) -> float:
 
 
 def _commit(ctx: Context, subject: str, body: str) -> str:
-    if not ctx.stack.save():
+    if not ctx.stack.save(rollback=ctx.for_rollback):
         raise Refused(f"{ctx.stack.path.name} would not change; nothing to commit")
     try:
         commit_id = gitops.commit(ctx.repo, ctx.stack.path, f"{subject}\n\n{body}".rstrip() + "\n")
@@ -410,13 +419,13 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             print(f"canary weight is already 0% in {ctx.stack.path.name}; nothing to roll back")
             return EXIT_OK
         if invalid is not None:
-            print(f"warning: canaryWeight {invalid!r} is invalid; rolling back to 0 anyway", file=sys.stderr)
-        previous = f"{app.canary_weight}%" if invalid is None else f"invalid weight {invalid!r}"
+            print(f"warning: canaryWeight {shown(invalid)} is invalid; rolling back to 0 anyway", file=sys.stderr)
+        previous = f"{app.canary_weight}%" if invalid is None else f"invalid weight {shown(invalid)}"
         prometheus = _prometheus(args, ctx.view, required=False)
         result = None
         note = ""
         if invalid is not None:
-            note = f"The previous canaryWeight {invalid!r} was invalid (not a whole number from 0 to 100).\n\n"
+            note = f"The previous canaryWeight {shown(invalid)} was invalid (not a whole number from 0 to 100).\n\n"
         if prometheus:
             try:
                 result = analysis.analyze(ctx.view, prometheus, _at(args))

@@ -24,6 +24,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import YAMLError
 
 from components.names import workload
@@ -79,9 +80,25 @@ def _plain(node: Any) -> Any:
     return node if node is None or isinstance(node, bool | int | float) else str(node)
 
 
+class _Constructor(RoundTripConstructor):
+    """Round-trip loading, but an integer Python refuses to convert (over 4300 digits) stays its text: the
+    validator then names it as a bad value, and `rollback` can still repair it."""
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            return str(node.value)
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:int", _Constructor.construct_yaml_int)
+
+
 def _load(text: str, name: str) -> CommentedMap:
+    yaml = YAML()  # round-trip mode: keeps the positions of keys and values
+    yaml.Constructor = _Constructor
     try:
-        doc = YAML().load(text)  # round-trip mode: keeps the positions of keys and values
+        doc = yaml.load(text)
     except YAMLError as exc:
         raise ConfigError(f"{name}: not valid YAML: {str(exc)[:300]}") from None
     if doc is None:
@@ -145,6 +162,8 @@ class StackFile:
             ) from None
         self.bom = BOM if text.startswith(BOM) else ""
         self.text = text[len(self.bom) :]
+        if _ODD_BREAKS.search(self.text):
+            raise ConfigError(f"{path.name}: has a line break other than LF or CRLF; refusing to read it")
         self.original = self.text
         self._replaced_text: str | None = None
         self.doc = _load(self.text, path.name)
@@ -302,10 +321,12 @@ class StackFile:
         self._replaced_text = None
         return True
 
-    def save(self) -> bool:
-        """Validate, then write atomically; return False (and write nothing) when nothing changed."""
+    def save(self, *, rollback: bool = False) -> bool:
+        """Validate (as `rollback_view` does when `rollback`), then write atomically; return False (and write
+        nothing) when nothing changed."""
         self.check_writable()
-        self.view()  # never write a file the tool (or the preview) could not read back
+        # Never write a file the tool (or, outside a rollback, the preview) could not read back.
+        self.rollback_view() if rollback else self.view()
         if self.text == self.original:
             return False
         write_atomically(self.path, self.render())

@@ -175,7 +175,7 @@ class _Reader:
         self.raw = raw
 
     def fail(self, key: str, value: Any, allowed: str) -> None:
-        self.errors.append(f"{PROJECT}:{key}: {_shown(value)} is not allowed; expected {allowed}")
+        self.errors.append(f"{PROJECT}:{key}: {shown(value)} is not allowed; expected {allowed}")
 
     def text(self, key: str) -> str:
         value = self.raw.get(key)
@@ -228,7 +228,7 @@ class _Reader:
         return value
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """A value as an error message shows it: repr, cut at 80 characters (a 5000-digit weight is not news)."""
     text = repr(value)
     return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"

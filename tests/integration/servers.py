@@ -301,8 +301,9 @@ def push_tags(url: str, name: str, tags: list[str]) -> None:
 
 
 @contextmanager
-def raw_stub(answer: bytes) -> Iterator[str]:
-    """A TCP server on 127.0.0.1 that reads a request and answers `answer` verbatim (e.g. not HTTP at all)."""
+def raw_stub(answer: bytes, byte_interval: float = 0.0) -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that reads a request and answers `answer` verbatim (e.g. not HTTP at all);
+    with `byte_interval`, one byte at a time, that many seconds apart (a server that never quite times out)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -319,7 +320,12 @@ def raw_stub(answer: bytes) -> Iterator[str]:
                 conn.settimeout(2)
                 try:
                     conn.recv(65536)
-                    conn.sendall(answer)
+                    if not byte_interval:
+                        conn.sendall(answer)
+                    for i in range(len(answer) if byte_interval else 0):
+                        if stop.wait(byte_interval):
+                            break
+                        conn.sendall(answer[i : i + 1])
                 except OSError:
                     pass
 
