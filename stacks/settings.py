@@ -211,7 +211,7 @@ class _Reader:
         if isinstance(value, str):
             try:
                 return json.loads(value)
-            except json.JSONDecodeError:
+            except ValueError:  # not JSON, or a number Python will not convert (over 4300 digits)
                 return value
         return value
 
@@ -394,7 +394,7 @@ def _cluster(reader: _Reader, gcp: Mapping[str, Any], check_environment: bool) -
     min_nodes = reader.integer("nodeMinCount", 0, 100)
     max_nodes = reader.integer("nodeMaxCount", 1, 100)
     if max_nodes < min_nodes:
-        reader.fail("nodeMaxCount", max_nodes, f"at least nodeMinCount ({min_nodes})")
+        reader.fail("nodeMaxCount", max_nodes, f"at least {PROJECT}:nodeMinCount ({min_nodes})")
     master_cidr = reader.text("masterCidr")
     try:
         network = ipaddress.ip_network(master_cidr)
@@ -465,7 +465,11 @@ def _app(reader: _Reader) -> AppSettings:
     if not _dns_name(public_host, wildcard=True):
         reader.fail("publicHost", public_host, "a DNS name such as podinfo.example.com")
     credential = reader.text("tlsCredentialName")
-    if credential and not _dns_name(credential + ".x") and not _DNS_LABEL.fullmatch(credential):
+    # A Secret's name is an RFC 1123 subdomain: labels of at most 63, at most 253 in all.
+    labels = credential.split(".")
+    if credential and not (
+        len(credential) <= 253 and all(len(label) <= 63 and _DNS_LABEL.fullmatch(label) for label in labels)
+    ):
         reader.fail("tlsCredentialName", credential, "a Kubernetes secret name, or empty for HTTP only")
     return AppSettings(
         namespace=namespace,

@@ -135,3 +135,92 @@ def test_settings_are_frozen() -> None:
     settings = parse(config(), GCP)
     with pytest.raises(AttributeError):
         settings.app.canary_weight = 50  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "rule"),
+    [
+        # Namespaces the platform owns: two Namespace objects with one name.
+        *[
+            ("namespace", ns, "not one the mesh, monitoring or Kubernetes owns")
+            for ns in ("istio-system", "kube-system", "kube-public", "kube-node-lease", "monitoring")
+        ],
+        # Non-ASCII digits wherever a number or a version is read (\d would take them).
+        ("istioVersion", "1.\u0663\u0660.4", "Istio release"),
+        ("canaryVersion", "6.1\uff16.0", "released image tag"),
+        ("gaVersion", "\u0666.14.0", "released image tag"),
+        ("canaryWeight", "\u0661\u0660", "whole number"),
+        ("analysisMinSuccessRate", "\u0669\u0669", "percentage"),
+        ("prometheusChartVersion", "28.1\u0660.0", "exact chart version"),
+        # Fewer vCPUs than istiod plus sidecars need.
+        ("nodeMachineType", "n1-standard-1", "at least 2 dedicated vCPUs"),
+        ("nodeMachineType", "e2-custom-1-1024", "at least 2 dedicated vCPUs"),
+        ("nodeMachineType", "custom-1-2048", "at least 2 dedicated vCPUs"),
+        ("nodeMachineType", "e2-custom-small-2048", "at least 2 dedicated vCPUs"),
+        # Past Kubernetes' and OCI's length limits.
+        ("canaryVersion", "6.9.0-" + "a" * 130, "released image tag"),
+        ("namespace", "a" * 64, "at most 63"),
+        ("tlsCredentialName", "a" * 254, "secret name"),
+        ("tlsCredentialName", "a" * 64 + ".b", "secret name"),
+        # Control characters in a context name.
+        ("kubeContext", "gke\n_ctx", "without control characters"),
+        ("kubeContext", "ctx\x1b[31m", "without control characters"),
+        # A tag policy that can never match a release tag.
+        ("canaryTagPolicy", "glob:latest", "matches some release tag"),
+        ("canaryTagPolicy", "glob:6.9.1-*", "matches some release tag"),
+        ("canaryTagPolicy", "glob:1.2.3.4", "matches some release tag"),
+        # Not URLs.
+        ("prometheusUrl", "http://[::1", "http(s) URL"),
+        ("prometheusUrl", "http://127.0.0.1:99999", "valid port"),
+        ("prometheusUrl", "http://pr\u00f6m:9090", "http(s) URL"),
+    ],
+)
+def test_careless_values_are_refused_naming_the_key(key: str, value: str, rule: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse(config(**{key: value}), GCP)
+    message = str(error.value)
+    assert f"istio-canary:{key}: " in message
+    assert rule in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("nodeMachineType", "n2-standard-2"),
+        ("nodeMachineType", "e2-custom-4-8192"),
+        ("nodeMachineType", "a2-highgpu-1g"),  # the name does not carry vCPUs: GCE decides
+        ("canaryTagPolicy", "glob:6.9.*"),
+        ("canaryTagPolicy", "glob:*"),
+        ("canaryTagPolicy", "glob:v6.?.*"),
+        ("kubeContext", "gke_acme_europe-west1_istio-canary"),
+        ("prometheusUrl", "https://prom.example.com:443/api/prom"),
+        ("namespace", "istio-apps"),
+    ],
+)
+def test_careful_values_are_still_accepted(key: str, value: str) -> None:
+    parse(config(**{key: value}), GCP)
+
+
+def test_a_huge_number_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse(config(canaryWeight="9" * 5000), GCP)
+    assert "istio-canary:canaryWeight" in str(error.value) and len(str(error.value)) < 300
+
+
+def test_a_secret_value_is_refused_as_not_plain() -> None:
+    with pytest.raises(ConfigError, match="canaryWeight: is a secret; it must be a plain value"):
+        parse(config(canaryWeight={"secure": "v1:abc"}), GCP)
+
+
+def test_a_credential_in_prometheus_url_is_refused_and_not_echoed() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse(config(prometheusUrl="https://bot:t0k3n@prom.example.com"), GCP)
+    assert "prometheusUrl" in str(error.value) and "t0k3n" not in str(error.value)
+
+
+def test_the_canary_tool_skips_only_the_environment_checks(tmp_path) -> None:
+    # gcp:project may come from GOOGLE_PROJECT in the deploy job; a kubeconfig path from the deploy machine.
+    parse(config(), {}, check_environment=False)
+    parse({"clusterMode": "existing", "kubeconfig": str(tmp_path / "absent")}, {}, check_environment=False)
+    with pytest.raises(ConfigError, match="canaryWeigth"):
+        parse(config(canaryWeigth="10"), {}, check_environment=False)

@@ -1,0 +1,174 @@
+"""Property-based tests: let hypothesis look for the next hostile input instead of listing them by hand.
+
+- the settings parser: any value for any key is accepted or refused naming that key, never a crash;
+- the verdict: nothing outside finite, non-negative numbers ever yields PASS (nor FAIL: that rolls back);
+- the stack-file editor: any file it accepts comes back with exactly one value changed and every other
+  byte kept, or it refuses and changes nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from rollout.analysis import ImpossibleMetrics, Verdict, WorkloadMetrics, judge
+from rollout.stackfile import StackFile, _load, _plain
+from scripts.fuzz_config import CORPUS, classify, run
+from stacks.settings import PROJECT, ConfigError, schema
+
+# --- settings -----------------------------------------------------------------------------------------
+
+scalars = st.one_of(
+    st.text(max_size=40),
+    st.text(alphabet="0123456789.-_:/v x*?", max_size=20),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.sampled_from([c for c in CORPUS if isinstance(c, str)]),
+)
+values = st.one_of(scalars, st.lists(scalars, max_size=4), st.dictionaries(st.text(max_size=8), scalars, max_size=2))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(key=st.sampled_from(sorted(schema())), value=values)
+def test_every_value_is_accepted_or_refused_naming_its_key(key, value):
+    assert classify(key, value) in ("accepted", "refused")
+
+
+def test_the_fuzz_script_finds_no_crash_and_no_unnamed_refusal():
+    total, _per_key, bad = run(extra=20)
+    assert bad == []
+    assert total["refused"] > total["accepted"] > 0  # the corpus is mostly hostile, and some of it is fine
+
+
+# --- the verdict --------------------------------------------------------------------------------------
+
+numbers = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**6), max_value=10**12),
+    st.booleans(),
+)
+
+
+def _sane(value) -> bool:
+    return value is None or (
+        not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value) and value >= 0
+    )
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    requests=numbers,
+    errors=numbers,
+    p99=numbers,
+    min_success=st.floats(min_value=0.001, max_value=100),
+    max_p99=st.integers(min_value=1, max_value=600000),
+    min_requests=st.integers(min_value=1, max_value=10**9),
+)
+def test_no_impossible_input_is_ever_a_verdict(requests, errors, p99, min_success, max_p99, min_requests):
+    try:
+        metrics = WorkloadMetrics("podinfo-canary", requests, errors, p99)
+    except ImpossibleMetrics:
+        assert not (_sane(requests) and _sane(errors) and _sane(p99)) or (errors or 0) > (requests or 0)
+        return
+    assert _sane(requests) and _sane(errors) and _sane(p99)
+    verdict, reasons = judge(metrics, min_success, max_p99, min_requests)
+    assert reasons
+    if verdict is not Verdict.INCONCLUSIVE:
+        assert requests is not None and requests >= min_requests and p99 is not None
+    if verdict is Verdict.PASS:
+        assert (requests - (errors or 0)) / requests * 100 >= min_success and p99 <= max_p99
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, -1e-9, True])
+def test_each_impossible_number_is_refused(bad):
+    for fields in ((bad, 0.0, 100.0), (3000.0, bad, 100.0), (3000.0, 0.0, bad)):
+        with pytest.raises(ImpossibleMetrics):
+            WorkloadMetrics("podinfo-canary", *fields)
+
+
+# --- the stack-file editor ----------------------------------------------------------------------------
+
+KEYS = ["canaryWeight", "canaryVersion", "gaVersion", "analysisMaxP99Ms", "namespace", "appName"]
+
+
+@st.composite
+def stack_files(draw):
+    """A stack file as people and `pulumi config set` write them: comments, quoting styles, lists, indents,
+    CRLF, a BOM, document markers; the values are valid for their keys so the file passes validation."""
+    indent = " " * draw(st.sampled_from([2, 4]))
+    lines = []
+    if draw(st.booleans()):
+        lines.append("# " + draw(st.text(alphabet="abc :#-'\"", max_size=20)))
+    if draw(st.booleans()):
+        lines.append("---")
+    lines.append("config:")
+    present = draw(st.lists(st.sampled_from(KEYS), unique=True, max_size=len(KEYS)))
+    valid = {
+        "canaryWeight": st.sampled_from(["0", "10", '"60"', "'100'"]),
+        "canaryVersion": st.sampled_from(["6.9.0", '"6.9.1"', "'6.10.0'", "v6.9.2"]),
+        "gaVersion": st.sampled_from(["6.8.0", '"6.8.0"']),
+        "analysisMaxP99Ms": st.sampled_from(["500", '"800"']),
+        "namespace": st.sampled_from(["test", '"apps"', "'canary-ns'"]),
+        "appName": st.sampled_from(["podinfo", '"shop"']),
+    }
+    for key in present:
+        if draw(st.booleans()):
+            lines.append(indent + "# " + draw(st.text(alphabet="abc :-", max_size=15)))
+        comment = draw(st.sampled_from(["", "  # why", " #x", "   # keep: me"]))
+        lines.append(f"{indent}{PROJECT}:{key}:{draw(st.sampled_from([' ', '  ']))}{draw(valid[key])}{comment}")
+        if draw(st.booleans()):
+            lines.append("")
+    if draw(st.booleans()):
+        dash = draw(st.sampled_from(["  ", ""]))
+        lines += [f"{indent}{PROJECT}:canarySteps:", f"{indent}{dash}- 10", f"{indent}{dash}- 100"]
+    if draw(st.booleans()):
+        lines.append(f"{indent}gcp:region: europe-west1")
+    if draw(st.booleans()):
+        lines.append("...")
+    eol = draw(st.sampled_from(["\n", "\r\n"]))
+    text = eol.join(lines) + (eol if draw(st.booleans()) else "")
+    return ("\ufeff" if draw(st.booleans()) else "") + text
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    text=stack_files(),
+    key=st.sampled_from(["canaryWeight", "canaryVersion", "analysisMaxP99Ms"]),
+    new=st.sampled_from([0, 10, 60, 100, "6.9.3", "6.10.0"]),
+)
+def test_an_edit_changes_one_value_and_keeps_every_other_byte(text, key, new):
+    assume(isinstance(new, int) != (key == "canaryVersion"))  # ints for numbers, tags for versions
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "Pulumi.dev.yaml"
+        path.write_bytes(text.encode())
+        stack = StackFile(path)
+        before = _plain(stack.doc)
+        try:
+            stack.set(key, new)
+        except ConfigError:
+            assert stack.render() == text  # refused: nothing changed
+            return
+        after = stack.render()
+    if after == text:  # the value was already `new`
+        assert (before.get("config") or {}).get(f"{PROJECT}:{key}") == new
+        return
+    eol = "\r\n" if "\r\n" in text else "\n"
+    assert after.startswith("\ufeff") == text.startswith("\ufeff")
+    old_lines, new_lines = text.split(eol), after.split(eol)
+    changes = [op for op in difflib.SequenceMatcher(a=old_lines, b=new_lines).get_opcodes() if op[0] != "equal"]
+    assert len(changes) == 1, changes
+    tag, i1, i2, j1, j2 = changes[0]
+    assert (tag, i2 - i1, j2 - j1) in (("replace", 1, 1), ("insert", 0, 1))
+    assert f"{PROJECT}:{key}:" in new_lines[j1]
+    expected = before if before else {}
+    expected.setdefault("config", {})
+    expected["config"] = {**(expected["config"] or {}), f"{PROJECT}:{key}": new}
+    assert _plain(_load(after.removeprefix("\ufeff"), "x")) == expected
