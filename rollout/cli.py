@@ -158,16 +158,17 @@ def _commit(ctx: Context, subject: str, body: str) -> str:
 
 
 def _push(ctx: Context, args: argparse.Namespace, commit_ids: Sequence[str]) -> None:
+    remote = httpclient.scrub(args.remote)  # --remote may be a URL with a token in it
     for commit_id in commit_ids:
         try:
             gitops.push(ctx.repo, args.remote, commit_id)
         except gitops.GitError as exc:
             raise Refused(
-                f"the push to {args.remote} failed: {exc}\n"
+                f"the push to {remote} failed: {exc}\n"
                 f"The local commit {commit_id[:12]} exists (HEAD is {gitops.head(ctx.repo)[:12]}): push it yourself "
-                f"(git push {args.remote} HEAD) or drop it (git reset --hard {commit_id[:12]}~1)."
+                f"(git push {remote} HEAD) or drop it (git reset --hard {commit_id[:12]}~1)."
             ) from None
-        print(f"pushed {commit_id[:12]} to {args.remote}")
+        print(f"pushed {commit_id[:12]} to {remote}")
 
 
 def _notify(ctx: Context, args: argparse.Namespace, text: str) -> None:

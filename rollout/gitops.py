@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from rollout.httpclient import scrub
+
 GIT_TIMEOUT_S = 120  # a push over a slow link is the longest thing git does here
 
 
@@ -20,9 +22,10 @@ def _git(repo: Path, *args: str) -> str:
     except FileNotFoundError:
         raise GitError("git is not installed") from None
     except subprocess.TimeoutExpired:
-        raise GitError(f"git {' '.join(args)} took longer than {GIT_TIMEOUT_S}s") from None
+        raise GitError(scrub(f"git {' '.join(args)} took longer than {GIT_TIMEOUT_S}s")) from None
     if done.returncode != 0:
-        raise GitError(f"git {' '.join(args)} failed: {(done.stderr or done.stdout).strip()}")
+        # git may name a remote with its credentials (https://user:TOKEN@host/...): never pass those on.
+        raise GitError(scrub(f"git {' '.join(args)} failed: {(done.stderr or done.stdout).strip()}"))
     return done.stdout
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import http.client
 import ipaddress
+import re
 import socket
 import ssl
 import threading
@@ -53,6 +54,15 @@ def redact(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def scrub(text: str) -> str:
+    """`text` with the user info of every URL in it replaced by `***@` (for tool output we did not write,
+    such as git's stderr naming a remote like https://x-access-token:TOKEN@github.com/...)."""
+    return _USERINFO.sub("***@", text)
 
 
 def is_loopback(host: str) -> bool:

@@ -448,3 +448,11 @@ def test_elapsed_is_bounded_by_the_deadline_not_the_socket_timeout(stack_dir):
         elapsed = time.monotonic() - started
     assert done.returncode == EXIT_UNAVAILABLE
     assert elapsed < 50  # without a deadline this answer alone takes 50+ s per query, three queries a side
+
+
+def test_a_remote_url_with_a_token_is_never_printed(capsys, repo):
+    remote = f"http://bot:{TOKEN}@127.0.0.1:{servers.free_port()}/repo.git"
+    result = canary(capsys, "promote", "-C", repo.work, "--no-notify", "--push", "--remote", remote)
+    assert result.code == EXIT_REFUSED
+    assert "the push to http://***@127.0.0.1" in result.err
+    assert TOKEN not in result.out + result.err + repo.message()
