@@ -148,6 +148,8 @@ class StackFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # The schema is the repository's own Pulumi.yaml (beside the stack file, as Pulumi keeps them).
+        self.project_file = path.parent / "Pulumi.yaml"
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -200,7 +202,9 @@ class StackFile:
     def view(self) -> ReleaseView:
         """Validate the whole file with the program's own rules (less where it runs) and return the release view."""
         try:
-            settings = parse(self.values(), self.provider_values("gcp"), check_environment=False)
+            settings = parse(
+                self.values(), self.provider_values("gcp"), check_environment=False, project_file=self.project_file
+            )
         except ConfigError as exc:
             raise ConfigError(f"{self.path.name}: {exc}") from None
         return ReleaseView(app=settings.app, release=settings.release)
@@ -221,7 +225,7 @@ class StackFile:
             except ConfigError:
                 bad_weight, values["canaryWeight"] = weight, 0
         try:
-            settings = parse(values, {}, check_environment=False)
+            settings = parse(values, {}, check_environment=False, project_file=self.project_file)
         except ConfigError as exc:
             raise ConfigError(f"{self.path.name}: {exc}") from None
         return ReleaseView(app=settings.app, release=settings.release), bad_weight

@@ -161,16 +161,31 @@ class Settings:
 
 
 @cache
-def schema() -> dict[str, dict[str, Any]]:
-    """The `config:` schema of Pulumi.yaml: key -> {type, default, description}."""
-    return yaml.safe_load(PROJECT_FILE.read_text())["config"]
+def schema(project_file: Path = PROJECT_FILE) -> dict[str, dict[str, Any]]:
+    """The `config:` schema of a Pulumi.yaml: key -> {type, default, description}.
+
+    The program reads the one beside its source. The `canary` tool passes the one in the repository it works
+    on: an installed tool (a wheel, pipx, a container) has no source tree, and the repository's project file
+    is the one `pulumi preview` will apply.
+    """
+    try:
+        project = yaml.safe_load(project_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{project_file}: no Pulumi.yaml here (is -C the repository?)") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{project_file}: cannot read the project file: {str(exc)[:200]}") from None
+    config = project.get("config") if isinstance(project, dict) else None
+    if not isinstance(config, dict) or project.get("name") != PROJECT:
+        raise ConfigError(f"{project_file}: not the {PROJECT} project file (name: {PROJECT} with a config: schema)")
+    return config
 
 
 class _Reader:
     """Reads raw values with schema defaults and collects every error instead of stopping at the first."""
 
-    def __init__(self, raw: Mapping[str, Any]) -> None:
-        unknown = sorted(set(raw) - set(schema()) - set(UNDECLARED_KEYS))
+    def __init__(self, raw: Mapping[str, Any], known: dict[str, dict[str, Any]]) -> None:
+        self.schema = known
+        unknown = sorted(set(raw) - set(known) - set(UNDECLARED_KEYS))
         self.errors = [f"{PROJECT}:{k}: unknown config key (known keys are in Pulumi.yaml)" for k in unknown]
         self.raw = raw
 
@@ -180,7 +195,7 @@ class _Reader:
     def text(self, key: str) -> str:
         value = self.raw.get(key)
         if value is None:
-            value = schema()[key].get("default", "")
+            value = self.schema[key].get("default", "")
         if isinstance(value, dict | list):
             # `pulumi config set --secret` writes {secure: ...}; a value the tool cannot read must not be
             # taken for the default (a secret canaryWeight 60 would read as 0).
@@ -207,7 +222,7 @@ class _Reader:
 
     def array(self, key: str) -> Any:
         """A list from YAML (the stack file) or JSON text (pulumi.Config); anything else is returned as is."""
-        value = self.raw.get(key, schema()[key]["default"])
+        value = self.raw.get(key, self.schema[key]["default"])
         if isinstance(value, str):
             try:
                 return json.loads(value)
@@ -244,7 +259,7 @@ def parse_semver(tag: str) -> tuple[int, int, int, str] | None:
 
 def parse_weight(value: Any) -> int:
     """A canary weight: an integer 0..100 written in plain decimal digits."""
-    reader = _Reader({"canaryWeight": value})
+    reader = _Reader({"canaryWeight": value}, {"canaryWeight": {}})  # no default: a value is always given
     weight = reader.integer("canaryWeight", 0, 100)
     if reader.errors:
         raise ConfigError(reader.errors[0])
@@ -264,7 +279,7 @@ def _dns_name(value: str, *, wildcard: bool = False) -> bool:
 
 
 def _steps(reader: _Reader) -> tuple[int, ...]:
-    original = reader.raw.get("canarySteps", schema()["canarySteps"]["default"])
+    original = reader.raw.get("canarySteps", reader.schema["canarySteps"]["default"])
     value = reader.array("canarySteps")
     allowed = "a list of increasing whole numbers from 1 to 100 that ends at 100, e.g. [10, 60, 100]"
     if not isinstance(value, list) or not value:
@@ -531,7 +546,11 @@ def _release(reader: _Reader) -> ReleaseSettings:
 
 
 def parse(
-    project: Mapping[str, Any], gcp: Mapping[str, Any] | None = None, *, check_environment: bool = True
+    project: Mapping[str, Any],
+    gcp: Mapping[str, Any] | None = None,
+    *,
+    check_environment: bool = True,
+    project_file: Path = PROJECT_FILE,
 ) -> Settings:
     """Validate raw config (keys without the `istio-canary:` prefix) into Settings, or raise ConfigError.
 
@@ -539,7 +558,7 @@ def parse(
     file: gcp:project/region (the deploy job may set them through GOOGLE_PROJECT) and that `kubeconfig`
     exists on this machine. The `canary` tool validates with it off; every other rule is the same.
     """
-    reader = _Reader(project)
+    reader = _Reader(project, schema(project_file))
     settings = Settings(
         cluster=_cluster(reader, gcp or {}, check_environment),
         mesh=_mesh(reader),

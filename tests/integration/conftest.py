@@ -48,6 +48,13 @@ def stack_text(
     return STACK_TEMPLATE.format(namespace=namespace, weight=weight, ga=ga, canary=canary, policy=policy, window=window)
 
 
+def project_dir(directory: Path, stack: str) -> Path:
+    """`directory` as a Pulumi project without git: the project file and a `dev` stack file holding `stack`."""
+    shutil.copy(ROOT / "Pulumi.yaml", directory / "Pulumi.yaml")
+    (directory / "Pulumi.dev.yaml").write_text(stack)
+    return directory
+
+
 def git(repo: Path, *args: str) -> str:
     """Run git in `repo` and return stdout."""
     return subprocess.run(

@@ -13,13 +13,12 @@ import pytest
 from rollout.cli import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
 from tests.integration import servers
 from tests.integration.cli import canary
-from tests.integration.conftest import ROOT, stack_text
+from tests.integration.conftest import ROOT, project_dir, stack_text
 
 
 def stack_dir(tmp_path: Path, namespace: str, weight: int = 10) -> Path:
     """A directory (not a git repo: analyze needs none) with a stack file for one scenario."""
-    (tmp_path / "Pulumi.dev.yaml").write_text(stack_text(namespace=namespace, weight=weight))
-    return tmp_path
+    return project_dir(tmp_path, stack_text(namespace=namespace, weight=weight))
 
 
 def analyze_json(

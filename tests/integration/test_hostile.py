@@ -22,7 +22,7 @@ from rollout.lock import RepoLock
 from stacks.settings import ConfigError, parse
 from tests.integration import servers
 from tests.integration.cli import canary
-from tests.integration.conftest import git, stack_text
+from tests.integration.conftest import git, project_dir, stack_text
 
 TOKEN = "s3cr3t-T0KEN"
 
@@ -66,8 +66,7 @@ def analyze(capsys, directory: Path, url: str, *extra: object):
 
 @pytest.fixture
 def stack_dir(tmp_path: Path) -> Path:
-    (tmp_path / "Pulumi.dev.yaml").write_text(stack_text(weight=10))
-    return tmp_path
+    return project_dir(tmp_path, stack_text(weight=10))
 
 
 # --- serious 1: parallel promotes ----------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rollout.stackfile import StackFile
-from tests.integration.conftest import ROOT, stack_text
+from tests.integration.conftest import ROOT, project_dir, stack_text
 
 REPO_STACKS = sorted(ROOT.glob("Pulumi.*.yaml"))
 
@@ -21,9 +21,8 @@ def test_repository_stack_files_round_trip_unchanged(path):
     ids=["dash-indented", "dash-flush"],
 )
 def test_list_styles_survive_an_edit(tmp_path, steps):
-    path = tmp_path / "Pulumi.dev.yaml"
     original = "config:\n  istio-canary:canaryWeight: 10  # live\n" + steps
-    path.write_text(original)
+    path = project_dir(tmp_path, original) / "Pulumi.dev.yaml"
     stack = StackFile(path)
     stack.set("canaryWeight", 60)  # same width: ruamel keeps an inline comment at its column
     assert stack.save()
@@ -31,8 +30,7 @@ def test_list_styles_survive_an_edit(tmp_path, steps):
 
 
 def test_new_key_is_appended_and_unchanged_file_is_not_written(tmp_path):
-    path = tmp_path / "Pulumi.dev.yaml"
-    path.write_text(stack_text())
+    path = project_dir(tmp_path, stack_text()) / "Pulumi.dev.yaml"
     stack = StackFile(path)
     assert not stack.save()
     stack.set("analysisMaxP99Ms", 800)
@@ -41,9 +39,8 @@ def test_new_key_is_appended_and_unchanged_file_is_not_written(tmp_path):
 
 
 def test_four_space_mappings(tmp_path):
-    path = tmp_path / "Pulumi.dev.yaml"
     original = "config:\n    istio-canary:gaVersion: 6.8.0\n    istio-canary:canaryWeight: 0\n"
-    path.write_text(original)
+    path = project_dir(tmp_path, original) / "Pulumi.dev.yaml"
     stack = StackFile(path)
     stack.set("canaryWeight", 10)
     stack.save()

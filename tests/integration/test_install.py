@@ -1,0 +1,66 @@
+"""`pip install .` (not editable): the installed `canary` finds the project's files in the repository it is
+pointed at (-C), never in its own source tree, which a wheel, pipx or a container image does not have."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from rollout.cli import EXIT_OK, EXIT_REFUSED
+from tests.integration.conftest import ROOT
+
+PACKAGES = ("rollout", "stacks", "components")
+
+
+def _install(tmp_path: Path) -> Path:
+    """Build and install the project from a copy of its packaged files into a fresh --target directory."""
+    source = tmp_path / "source"
+    source.mkdir()
+    shutil.copy(ROOT / "pyproject.toml", source)
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index"]
+        + ["--target", str(target), str(source)],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    shutil.rmtree(source)  # nothing may read the source tree any more
+    return target
+
+
+def _run(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    code = (
+        "import sys, rollout; "
+        f"assert rollout.__file__.startswith({str(site)!r}), rollout.__file__; "
+        "from rollout.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_an_installed_canary_reads_the_repositorys_project_file(tmp_path, repo):
+    site = _install(tmp_path)
+    assert not (site / "Pulumi.yaml").exists()
+    status = _run(site, tmp_path, "status", "-C", str(repo.work))
+    assert status.returncode == EXIT_OK, status.stderr
+    assert "podinfo-canary" in status.stdout
+    promote = _run(site, tmp_path, "promote", "-C", str(repo.work), "--no-notify")
+    assert promote.returncode == EXIT_OK, promote.stderr
+    assert "canaryWeight: 10" in repo.stack.read_text()
+    # The schema is the repository's: a key this repository's Pulumi.yaml does not declare is refused.
+    (repo.work / "Pulumi.yaml").unlink()
+    missing = _run(site, tmp_path, "status", "-C", str(repo.work))
+    assert missing.returncode == EXIT_REFUSED
+    assert "no Pulumi.yaml here" in missing.stderr
