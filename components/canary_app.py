@@ -7,11 +7,15 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.k8s_common import (
+    NON_ROOT_UID,
+    child_options,
+    restricted_container_security_context,
+    restricted_pod_security_context,
+)
 from components.names import SUBSETS, workload
 
 HTTP_PORT = 9898
-# The podinfo image runs as the named user "app"; Kubernetes can only prove non-root with a number.
-RUN_AS_USER = 10001
 SUBSET_LABEL = "release"
 # podinfo writes uploads to /data and Go's temp files to /tmp; both stay writable on a read-only root.
 WRITABLE_PATHS = {"data": "/data", "tmp": "/tmp"}
@@ -35,20 +39,6 @@ class CanaryAppArgs:
     depends_on: tuple[pulumi.Resource, ...] = ()
 
 
-def restricted_security_context() -> dict:
-    """Container security context that meets the Kubernetes "restricted" Pod Security Standard."""
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": RUN_AS_USER,
-        "runAsGroup": RUN_AS_USER,
-        "allowPrivilegeEscalation": False,
-        "privileged": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
 class CanaryApp(pulumi.ComponentResource):
     """Namespace with injection, podinfo-ga/podinfo-canary, Service, DestinationRule, VirtualService, Gateway."""
 
@@ -66,20 +56,17 @@ class CanaryApp(pulumi.ComponentResource):
         self.gateway_name = f"{args.name}-gateway"
         self.deployment_names = {subset: workload(args.name, subset) for subset in SUBSETS}
         self.split = {"ga": 100 - args.canary_weight, "canary": args.canary_weight}
-        base = pulumi.ResourceOptions(parent=self, provider=args.provider)
         namespace = k8s.core.v1.Namespace(
             f"{args.namespace}-namespace",
             metadata={"name": args.namespace, "labels": {"istio-injection": "enabled"}},
-            opts=pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=list(args.depends_on))),
+            opts=child_options(self, args.provider, args.depends_on),
         )
         # Everything in the namespace waits for it; Istio objects also wait for the mesh's CRDs.
-        opts_ns = pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=[namespace]))
-        opts_istio = pulumi.ResourceOptions.merge(
-            base, pulumi.ResourceOptions(depends_on=[namespace, *args.depends_on])
-        )
+        in_namespace = child_options(self, args.provider, [namespace])
+        istio_objects = child_options(self, args.provider, [namespace, *args.depends_on])
         versions = {"ga": args.ga_version, "canary": args.canary_version}
         for subset, deployment in self.deployment_names.items():
-            self._deployment(deployment, subset, versions[subset], args, opts_ns)
+            self._deployment(deployment, subset, versions[subset], args, in_namespace)
         k8s.core.v1.Service(
             f"{args.name}-service",
             metadata=self._meta(args.name, args),
@@ -88,7 +75,7 @@ class CanaryApp(pulumi.ComponentResource):
                 "selector": {"app": args.name},
                 "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
             },
-            opts=opts_ns,
+            opts=in_namespace,
         )
         host = f"{args.name}.{args.namespace}.svc.cluster.local"
         k8s.apiextensions.CustomResource(
@@ -100,7 +87,7 @@ class CanaryApp(pulumi.ComponentResource):
                 "host": host,
                 "subsets": [{"name": subset, "labels": {SUBSET_LABEL: subset}} for subset in self.deployment_names],
             },
-            opts=opts_istio,
+            opts=istio_objects,
         )
         self.virtual_service = k8s.apiextensions.CustomResource(
             f"{args.name}-virtualservice",
@@ -122,7 +109,7 @@ class CanaryApp(pulumi.ComponentResource):
                     }
                 ],
             },
-            opts=opts_istio,
+            opts=istio_objects,
         )
         k8s.apiextensions.CustomResource(
             f"{args.name}-gateway",
@@ -130,7 +117,7 @@ class CanaryApp(pulumi.ComponentResource):
             kind="Gateway",
             metadata=self._meta(self.gateway_name, args),
             spec={"selector": dict(args.gateway_selector), "servers": self._servers(args)},
-            opts=opts_istio,
+            opts=istio_objects,
         )
         k8s.apiextensions.CustomResource(
             f"{args.name}-peerauthentication",
@@ -138,7 +125,7 @@ class CanaryApp(pulumi.ComponentResource):
             kind="PeerAuthentication",
             metadata=self._meta("default", args),
             spec={"mtls": {"mode": "STRICT"}},
-            opts=opts_istio,
+            opts=istio_objects,
         )
         self.register_outputs({"split": self.split})
 
@@ -178,7 +165,7 @@ class CanaryApp(pulumi.ComponentResource):
                 "requests": {"cpu": "10m", "memory": "32Mi"},
                 "limits": {"cpu": "1000m", "memory": "256Mi"},
             },
-            "securityContext": restricted_security_context(),
+            "securityContext": restricted_container_security_context(),
             "volumeMounts": [{"name": volume, "mountPath": path} for volume, path in WRITABLE_PATHS.items()],
         }
         return k8s.apps.v1.Deployment(
@@ -191,11 +178,7 @@ class CanaryApp(pulumi.ComponentResource):
                     "metadata": {"labels": pod_labels},
                     "spec": {
                         "automountServiceAccountToken": False,
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "fsGroup": RUN_AS_USER,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
+                        "securityContext": restricted_pod_security_context(fs_group=NON_ROOT_UID),
                         "containers": [container],
                         "volumes": [{"name": volume, "emptyDir": {}} for volume in WRITABLE_PATHS],
                     },

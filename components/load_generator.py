@@ -7,7 +7,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.canary_app import restricted_security_context
+from components.k8s_common import (
+    child_options,
+    restricted_container_security_context,
+    restricted_pod_security_context,
+)
 
 # Flagger's load tester image ships hey; pinned, never latest.
 HEY_IMAGE = "ghcr.io/fluxcd/flagger-loadtester:0.34.0"
@@ -59,7 +63,8 @@ class LoadGenerator(pulumi.ComponentResource):
                     },
                     "spec": {
                         "automountServiceAccountToken": False,
-                        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                        # hey writes nothing, so the pod has no volumes for a group to own.
+                        "securityContext": restricted_pod_security_context(fs_group=None),
                         "containers": [
                             {
                                 "name": "hey",
@@ -70,7 +75,7 @@ class LoadGenerator(pulumi.ComponentResource):
                                     "requests": {"cpu": "10m", "memory": "32Mi"},
                                     "limits": {"cpu": "500m", "memory": "128Mi"},
                                 },
-                                "securityContext": restricted_security_context(),
+                                "securityContext": restricted_container_security_context(),
                                 # hey has no health endpoint; "is the process alive" is all there is to probe.
                                 "livenessProbe": {"exec": {"command": ["pgrep", "hey"]}, "periodSeconds": 30},
                                 "readinessProbe": {"exec": {"command": ["pgrep", "hey"]}, "periodSeconds": 30},
@@ -79,6 +84,6 @@ class LoadGenerator(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=list(args.depends_on)),
+            opts=child_options(self, args.provider, args.depends_on),
         )
         self.register_outputs({"command": self.command})

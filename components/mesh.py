@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.k8s_common import child_options, helm_release
 from components.names import ISTIO_NAMESPACE
 
 ISTIO_CHART_REPO = "https://istio-release.storage.googleapis.com/charts"
@@ -45,42 +47,39 @@ class Mesh(pulumi.ComponentResource):
         # helm.v3.Release, not helm.v4.Chart: the preview diff shows chart version and values (what a reviewer
         # changes), Helm owns the CRD lifecycle, and istiod's runtime patch of its webhook failurePolicy does
         # not show up as permanent drift.
-        opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
         namespace = k8s.core.v1.Namespace(
             f"{name}-istio-system",
             metadata={"name": ISTIO_NAMESPACE},
-            opts=opts,
+            opts=child_options(self, args.provider),
         )
-
-        def release(chart: str, release_name: str, values: dict, after: list[pulumi.Resource]) -> k8s.helm.v3.Release:
-            return k8s.helm.v3.Release(
-                f"{name}-{chart}",
-                name=release_name,
-                chart=chart,
-                version=args.version,
-                namespace=ISTIO_NAMESPACE,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=ISTIO_CHART_REPO),
-                values=values,
-                atomic=True,
-                cleanup_on_fail=True,
-                timeout=600,
-                opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=after)),
-            )
-
+        istio_chart = partial(helm_release, repo=ISTIO_CHART_REPO, version=args.version, namespace=ISTIO_NAMESPACE)
         # Explicit depends_on: istiod's webhooks need base's CRDs, the gateway's proxy needs istiod.
-        base = release("base", "istio-base", {"defaultRevision": "default"}, [namespace])
-        istiod = release("istiod", "istiod", {"global": {"istioNamespace": ISTIO_NAMESPACE}}, [base])
-        gateway = release(
-            "gateway",
-            GATEWAY_RELEASE,
-            {"labels": dict(GATEWAY_SELECTOR), "service": {"type": args.gateway_service_type}},
-            [istiod],
+        base = istio_chart(
+            f"{name}-base",
+            chart="base",
+            release_name="istio-base",
+            values={"defaultRevision": "default"},
+            opts=child_options(self, args.provider, [namespace]),
+        )
+        istiod = istio_chart(
+            f"{name}-istiod",
+            chart="istiod",
+            release_name="istiod",
+            values={"global": {"istioNamespace": ISTIO_NAMESPACE}},
+            opts=child_options(self, args.provider, [base]),
+        )
+        gateway = istio_chart(
+            f"{name}-gateway",
+            chart="gateway",
+            release_name=GATEWAY_RELEASE,
+            values={"labels": dict(GATEWAY_SELECTOR), "service": {"type": args.gateway_service_type}},
+            opts=child_options(self, args.provider, [istiod]),
         )
         self.ready = [base, istiod, gateway]
         service = k8s.core.v1.Service.get(
             f"{name}-ingress-service",
             f"{ISTIO_NAMESPACE}/{GATEWAY_RELEASE}",
-            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[gateway]),
+            opts=child_options(self, args.provider, [gateway]),
         )
         self.ingress_address = service.status.apply(_address)
 

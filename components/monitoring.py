@@ -9,6 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.dashboard import DATASOURCE, canary_dashboard
+from components.k8s_common import child_options, helm_release
 from components.names import MONITORING_NAMESPACE
 
 PROMETHEUS_CHART_REPO = "https://prometheus-community.github.io/helm-charts"
@@ -97,42 +98,21 @@ class Monitoring(pulumi.ComponentResource):
         self.prometheus_url = f"http://{PROMETHEUS_SERVICE}.{args.namespace}.svc.cluster.local:{PROMETHEUS_PORT}"
         self.grafana_service = GRAFANA_SERVICE
         self.dashboard = canary_dashboard(args.app_namespace, args.app_name)
-        base = pulumi.ResourceOptions(parent=self, provider=args.provider)
-
-        def after(*resources: pulumi.Resource) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=list(resources)))
-
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             # Prometheus scrapes plain HTTP from outside the mesh: 15020 is not behind the sidecar's mTLS.
             metadata={"name": args.namespace, "labels": {"istio-injection": "disabled"}},
-            opts=after(*args.depends_on),
+            opts=child_options(self, args.provider, args.depends_on),
         )
-
-        def release(
-            chart: str, release_name: str, repo: str, version: str, values: dict, deps: list[pulumi.Resource]
-        ) -> k8s.helm.v3.Release:
-            return k8s.helm.v3.Release(
-                f"{name}-{chart}",
-                name=release_name,
-                chart=chart,
-                version=version,
-                namespace=args.namespace,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=repo),
-                values=values,
-                atomic=True,
-                cleanup_on_fail=True,
-                timeout=600,
-                opts=after(*deps),
-            )
-
-        prometheus = release(
-            "prometheus",
-            PROMETHEUS_RELEASE,
-            PROMETHEUS_CHART_REPO,
-            args.prometheus_chart_version,
-            prometheus_values(),
-            [namespace, *args.depends_on],
+        prometheus = helm_release(
+            f"{name}-prometheus",
+            chart="prometheus",
+            release_name=PROMETHEUS_RELEASE,
+            repo=PROMETHEUS_CHART_REPO,
+            version=args.prometheus_chart_version,
+            namespace=args.namespace,
+            values=prometheus_values(),
+            opts=child_options(self, args.provider, [namespace, *args.depends_on]),
         )
         dashboard = k8s.core.v1.ConfigMap(
             f"{name}-dashboard",
@@ -142,15 +122,17 @@ class Monitoring(pulumi.ComponentResource):
                 "labels": {DASHBOARD_LABEL: "1"},
             },
             data={f"{args.app_name}-canary.json": json.dumps(self.dashboard, indent=2, sort_keys=True)},
-            opts=after(namespace),
+            opts=child_options(self, args.provider, [namespace]),
         )
         # Grafana after Prometheus (its datasource) and the dashboard ConfigMap (found at start, not on a retry).
-        release(
-            "grafana",
-            GRAFANA_RELEASE,
-            GRAFANA_CHART_REPO,
-            args.grafana_chart_version,
-            grafana_values(self.prometheus_url),
-            [namespace, prometheus, dashboard],
+        helm_release(
+            f"{name}-grafana",
+            chart="grafana",
+            release_name=GRAFANA_RELEASE,
+            repo=GRAFANA_CHART_REPO,
+            version=args.grafana_chart_version,
+            namespace=args.namespace,
+            values=grafana_values(self.prometheus_url),
+            opts=child_options(self, args.provider, [namespace, prometheus, dashboard]),
         )
         self.register_outputs({"prometheusUrl": self.prometheus_url, "grafanaService": self.grafana_service})

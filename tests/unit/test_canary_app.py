@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.canary_app import HTTP_PORT, RUN_AS_USER, SUBSET_LABEL
+from components.canary_app import HTTP_PORT, SUBSET_LABEL
+from components.k8s_common import NON_ROOT_UID
 from components.mesh import GATEWAY_SELECTOR
 
 APP_KINDS = ("Namespace", "Deployment", "Service", "DestinationRule", "VirtualService", "Gateway", "PeerAuthentication")
@@ -91,7 +92,7 @@ def test_containers_run_restricted(program) -> None:
     (container,) = spec["containers"]
     context = container["securityContext"]
     assert context["runAsNonRoot"] is True
-    assert context["runAsUser"] == RUN_AS_USER  # the image's user is a name; non-root needs a number
+    assert context["runAsUser"] == NON_ROOT_UID  # the image's user is a name; non-root needs a number
     assert context["allowPrivilegeEscalation"] is False
     assert context["readOnlyRootFilesystem"] is True
     assert context["capabilities"] == {"drop": ["ALL"]}
