@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -26,16 +26,17 @@ class CanaryAppArgs:
     """Typed inputs of the CanaryApp component."""
 
     provider: k8s.Provider
+    namespace: str
+    name: str
+    image: str
     ga_version: str
     canary_version: str
     canary_weight: int
+    replicas: int
     public_host: str
-    namespace: str = "test"
-    name: str = "podinfo"
-    image: str = "ghcr.io/stefanprodan/podinfo"
-    replicas: int = 2
-    tls_credential_name: str = ""
-    gateway_selector: dict[str, str] = field(default_factory=lambda: {"istio": "ingressgateway"})
+    tls_credential_name: str
+    # The labels of the mesh's ingress gateway pods, which the Gateway object selects.
+    gateway_selector: dict[str, str]
     depends_on: tuple[pulumi.Resource, ...] = ()
 
 

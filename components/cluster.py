@@ -29,20 +29,20 @@ class ClusterArgs:
     """Typed inputs of the Cluster component (mode "gke" or "existing")."""
 
     mode: str
-    name: str = "istio-canary"
-    project: str = ""
-    location: str = ""
-    release_channel: str = "REGULAR"
-    machine_type: str = "e2-standard-4"
-    min_nodes: int = 1
-    max_nodes: int = 3
-    disk_size_gb: int = 50
-    private_nodes: bool = False
-    master_cidr: str = "172.16.0.32/28"
-    master_authorized_networks: tuple[str, ...] = ()
-    deletion_protection: bool = False
-    kubeconfig: str = ""
-    context: str = ""
+    name: str
+    project: str
+    location: str
+    release_channel: str
+    machine_type: str
+    min_nodes: int
+    max_nodes: int
+    disk_size_gb: int
+    private_nodes: bool
+    master_cidr: str
+    master_authorized_networks: tuple[str, ...]
+    deletion_protection: bool
+    kubeconfig: str
+    context: str
 
 
 def gke_kubeconfig(name: str, endpoint: str, ca_certificate: str) -> str:

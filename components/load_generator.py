@@ -26,8 +26,8 @@ class LoadGeneratorArgs:
     provider: k8s.Provider
     namespace: str
     target_url: str
-    rate: int = 5
-    concurrency: int = 2
+    rate: int
+    concurrency: int
     image: str = HEY_IMAGE
     depends_on: tuple[pulumi.Resource, ...] = ()
 

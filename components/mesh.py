@@ -22,9 +22,9 @@ class MeshArgs:
     """Typed inputs of the Mesh component."""
 
     provider: k8s.Provider
+    install: bool
     version: str
-    install: bool = True
-    gateway_service_type: str = "LoadBalancer"
+    gateway_service_type: str
 
 
 class Mesh(pulumi.ComponentResource):

@@ -34,8 +34,8 @@ class MonitoringArgs:
     provider: k8s.Provider
     prometheus_chart_version: str
     grafana_chart_version: str
-    app_namespace: str = "test"
-    app_name: str = "podinfo"
+    app_namespace: str
+    app_name: str
     namespace: str = MONITORING_NAMESPACE
     depends_on: tuple[pulumi.Resource, ...] = ()
 

@@ -52,16 +52,7 @@ def build(settings: Settings) -> Release:
     opts = pulumi.ResourceOptions(transformations=[skip_await] if settings.skip_await else [])
     # Settings and component args share field names, so a renamed field fails here, loudly.
     cluster = Cluster("cluster", ClusterArgs(**asdict(settings.cluster)), opts)
-    mesh = Mesh(
-        "istio",
-        MeshArgs(
-            provider=cluster.provider,
-            version=settings.mesh.version,
-            install=settings.mesh.install,
-            gateway_service_type=settings.mesh.gateway_service_type,
-        ),
-        opts,
-    )
+    mesh = Mesh("istio", MeshArgs(provider=cluster.provider, **asdict(settings.mesh)), opts)
     a = settings.app
     app = CanaryApp(
         a.name,

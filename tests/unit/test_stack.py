@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import runpy
 from collections.abc import Iterator
@@ -10,6 +11,11 @@ from pathlib import Path
 import pulumi
 import pytest
 
+from components.canary_app import CanaryAppArgs
+from components.cluster import ClusterArgs
+from components.load_generator import LoadGeneratorArgs
+from components.mesh import MeshArgs
+from components.monitoring import MonitoringArgs
 from stacks import settings
 from stacks.release import SKIP_AWAIT_ANNOTATIONS
 from tests.unit.conftest import GCP, MOCKS, config, run_program
@@ -145,3 +151,21 @@ def test_components_use_their_type_tokens() -> None:
     }
     app_children = [u for u in run.urns() if "kubernetes:apps/v1:Deployment::podinfo-ga" in u]
     assert app_children and all("istio-canary:app:CanaryApp$" in u for u in app_children)
+
+
+def test_component_args_default_only_what_pulumi_yaml_does_not_hold() -> None:
+    # A default here would be a second home for a Pulumi.yaml default, and could silently disagree with it.
+    component_owned = {
+        ("CanaryAppArgs", "depends_on"),
+        ("LoadGeneratorArgs", "image"),
+        ("LoadGeneratorArgs", "depends_on"),
+        ("MonitoringArgs", "namespace"),
+        ("MonitoringArgs", "depends_on"),
+    }
+    defaulted = {
+        (args.__name__, field.name)
+        for args in (ClusterArgs, MeshArgs, CanaryAppArgs, LoadGeneratorArgs, MonitoringArgs)
+        for field in dataclasses.fields(args)
+        if field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
+    }
+    assert defaulted == component_owned
