@@ -13,7 +13,7 @@ from components.k8s_common import (
     restricted_container_security_context,
     restricted_pod_security_context,
 )
-from components.names import SUBSETS, workload
+from components.names import SUBSETS, traffic_split, workload
 
 HTTP_PORT = 9898
 SUBSET_LABEL = "release"
@@ -56,7 +56,7 @@ class CanaryApp(pulumi.ComponentResource):
         self.service_name = args.name
         self.gateway_name = f"{args.name}-gateway"
         self.deployment_names = {subset: workload(args.name, subset) for subset in SUBSETS}
-        self.split = {"ga": 100 - args.canary_weight, "canary": args.canary_weight}
+        self.split = traffic_split(args.canary_weight)
         namespace = k8s.core.v1.Namespace(
             f"{args.namespace}-namespace",
             metadata={"name": args.namespace, "labels": {"istio-injection": "enabled"}},

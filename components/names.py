@@ -22,3 +22,11 @@ KUBERNETES_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 def workload(app: str, subset: str) -> str:
     """The Deployment (and Istio `destination_workload`) name of one subset, e.g. `podinfo-canary`."""
     return f"{app}-{subset}"
+
+
+def traffic_split(canary_weight: int) -> dict[str, int]:
+    """Percent of traffic per subset: the canary gets its weight, GA the rest, e.g. 10 -> {"ga": 90, "canary": 10}."""
+    if not 0 <= canary_weight <= 100:
+        # A VirtualService with a negative route weight would only be refused by Istio, at `pulumi up`.
+        raise ValueError(f"canary weight {canary_weight} is not a percentage from 0 to 100")
+    return {"ga": 100 - canary_weight, "canary": canary_weight}

@@ -7,6 +7,7 @@ import pytest
 from components.canary_app import HTTP_PORT, SUBSET_LABEL
 from components.k8s_common import NON_ROOT_UID
 from components.mesh import GATEWAY_SELECTOR
+from components.names import traffic_split
 
 APP_KINDS = ("Namespace", "Deployment", "Service", "DestinationRule", "VirtualService", "Gateway", "PeerAuthentication")
 
@@ -23,6 +24,15 @@ def test_virtual_service_splits_by_canary_weight(program, weight: int) -> None:
     assert routes(run) == {"ga": 100 - weight, "canary": weight}
     assert sum(routes(run).values()) == 100
     assert run.outputs["built"].app.split == {"ga": 100 - weight, "canary": weight}
+
+
+def test_the_split_gives_ga_what_the_canary_does_not_get() -> None:
+    assert traffic_split(0) == {"ga": 100, "canary": 0}
+    assert traffic_split(10) == {"ga": 90, "canary": 10}
+    assert traffic_split(100) == {"ga": 0, "canary": 100}
+    for impossible in (-1, 101):
+        with pytest.raises(ValueError, match="not a percentage"):
+            traffic_split(impossible)
 
 
 def test_names_follow_the_seed(program) -> None:
