@@ -1,5 +1,5 @@
 """istio-canary: GKE + Istio + podinfo GA/canary, with the traffic split as stack config."""
 
-from stacks import release, settings
+from stacks import settings, wiring
 
-release.export(release.build(settings.load()))
+wiring.export(wiring.build(settings.load()))

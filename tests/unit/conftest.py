@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from stacks import release, settings
+from stacks import settings, wiring
 
 PROJECT = "istio-canary"
 STACK = "dev"
@@ -136,7 +136,7 @@ def run_program(project_config: dict[str, Any], gcp: dict[str, Any] | None = Non
 
     @pulumi.runtime.test
     def synth() -> pulumi.Output:
-        built = release.build(settings.parse(project_config, GCP if gcp is None else gcp))
+        built = wiring.build(settings.parse(project_config, GCP if gcp is None else gcp))
         return pulumi.Output.all(
             built.cluster.cluster_name, built.cluster.kubeconfig, built.mesh.ingress_address
         ).apply(lambda values: outputs.update(cluster=values[0], kubeconfig=values[1], ingress=values[2], built=built))

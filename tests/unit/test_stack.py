@@ -17,7 +17,7 @@ from components.load_generator import LoadGeneratorArgs
 from components.mesh import MeshArgs
 from components.monitoring import MonitoringArgs
 from stacks import settings
-from stacks.release import SKIP_AWAIT_ANNOTATIONS
+from stacks.wiring import SKIP_AWAIT_ANNOTATIONS
 from tests.unit.conftest import GCP, MOCKS, config, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,7 +102,7 @@ def test_kubeconfig_output_is_secret() -> None:
 
     @pulumi.runtime.test
     def program() -> pulumi.Output:
-        from stacks.release import build
+        from stacks.wiring import build
 
         built = build(settings.parse(config(), GCP))
         flag = pulumi.Output.from_input(built.cluster.kubeconfig.is_secret())

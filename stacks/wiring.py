@@ -1,4 +1,5 @@
-"""Composition: cluster -> one k8s Provider -> mesh -> canary app -> load generator (and monitoring)."""
+"""Wires a stack's components from validated settings: cluster -> the one Kubernetes provider -> mesh -> canary
+app -> load generator (and monitoring); and the stack outputs."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ SKIP_AWAIT_ANNOTATIONS = {
 
 
 @dataclass(frozen=True)
-class Release:
-    """What the program built, for stack outputs and tests."""
+class BuiltStack:
+    """The components one run of the program built, for stack outputs and tests."""
 
     cluster: Cluster
     mesh: Mesh
@@ -46,7 +47,7 @@ def skip_await(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransf
     return pulumi.ResourceTransformationResult(props=props, opts=args.opts)
 
 
-def build(settings: Settings) -> Release:
+def build(settings: Settings) -> BuiltStack:
     """Wire the components from validated settings."""
     # Per-component transformations reach every child without global state that outlives one program run.
     opts = pulumi.ResourceOptions(transformations=[skip_await] if settings.skip_await else [])
@@ -94,15 +95,15 @@ def build(settings: Settings) -> Release:
             ),
             opts,
         )
-    return Release(cluster=cluster, mesh=mesh, app=app, load=load, monitoring=monitoring)
+    return BuiltStack(cluster=cluster, mesh=mesh, app=app, load=load, monitoring=monitoring)
 
 
-def export(release: Release) -> None:
+def export(built: BuiltStack) -> None:
     """Stack outputs: what a person needs after `pulumi up`."""
-    pulumi.export("clusterName", release.cluster.cluster_name)
-    pulumi.export("kubeconfig", release.cluster.kubeconfig)
-    pulumi.export("ingressAddress", release.mesh.ingress_address)
-    pulumi.export("split", release.app.split)
-    if release.monitoring:
-        pulumi.export("prometheusUrl", release.monitoring.prometheus_url)
-        pulumi.export("grafanaService", f"{release.monitoring.namespace}/{release.monitoring.grafana_service}")
+    pulumi.export("clusterName", built.cluster.cluster_name)
+    pulumi.export("kubeconfig", built.cluster.kubeconfig)
+    pulumi.export("ingressAddress", built.mesh.ingress_address)
+    pulumi.export("split", built.app.split)
+    if built.monitoring:
+        pulumi.export("prometheusUrl", built.monitoring.prometheus_url)
+        pulumi.export("grafanaService", f"{built.monitoring.namespace}/{built.monitoring.grafana_service}")
