@@ -1,4 +1,4 @@
-"""The canary app room: podinfo GA + canary behind one Service, split by an Istio VirtualService."""
+"""podinfo GA + canary behind one Service, split by an Istio VirtualService; its Gateway and strict mTLS."""
 
 from __future__ import annotations
 

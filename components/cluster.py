@@ -1,4 +1,8 @@
-"""The cluster room: a hardened GKE cluster, or an existing cluster, and the one Kubernetes provider."""
+"""GKE cluster or existing kubeconfig, and the one Kubernetes provider.
+
+GKE mode creates a hardened cluster, its autoscaled node pool and a least-privilege node service account;
+existing mode uses a kubeconfig file and context that are already there.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The load room: hey sending steady traffic so both versions produce metrics to compare."""
+"""A Deployment running hey against the app, so that GA and canary both produce metrics to compare."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The mesh room: Istio from its official Helm charts, base -> istiod -> ingress gateway."""
+"""Istio from its official Helm charts, base -> istiod -> ingress gateway, all one pinned version; or nothing,
+for a cluster that already runs a mesh."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The monitoring room: Prometheus scraping Istio's metrics and Grafana showing the canary dashboard."""
+"""Prometheus scraping Istio's metrics and Grafana showing the canary dashboard, each from a pinned Helm chart."""
 
 from __future__ import annotations
 

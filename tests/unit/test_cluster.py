@@ -1,4 +1,4 @@
-"""The cluster room: GKE hardening, node pool, service account, kubeconfig and the one provider."""
+"""components/cluster.py: GKE hardening, node pool, service account, kubeconfig and the one provider."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def test_public_nodes_get_no_firewall_rule_and_no_nat(program) -> None:
     assert run.of_type("gcp:compute/routerNat:RouterNat") == []
 
 
-def test_kubeconfig_uses_the_gke_auth_plugin_and_one_provider_serves_every_room(program) -> None:
+def test_kubeconfig_uses_the_gke_auth_plugin_and_one_provider_serves_every_component(program) -> None:
     run = program()
     kubeconfig = yaml.safe_load(run.outputs["kubeconfig"])
     assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{GKE_ENDPOINT}"

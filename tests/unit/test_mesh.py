@@ -1,4 +1,4 @@
-"""The mesh room: official Istio charts, one pinned version, in dependency order; or nothing."""
+"""components/mesh.py: official Istio charts, one pinned version, in dependency order; or nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The monitoring room: pinned Prometheus and Grafana charts, the generated canary dashboard, the PromQL."""
+"""components/monitoring.py: pinned Prometheus and Grafana charts, the generated canary dashboard, the PromQL."""
 
 from __future__ import annotations
 
