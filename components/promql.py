@@ -77,3 +77,48 @@ def success_rate(namespace: str, app: str, window: str = DEFAULT_WINDOW, version
     total = f"sum by ({BY_WORKLOAD}) (rate({REQUESTS_TOTAL}{every}[{window}]))"
     # A version that answered only 5xx has no non-5xx series at all; `or total * 0` gives it 0 %, not a gap.
     return f"(sum by ({BY_WORKLOAD}) (rate({REQUESTS_TOTAL}{ok}[{window}])) or {total} * 0) / {total} * 100"
+
+
+# --- check templates: one workload at a time, with {namespace}, {workload} and {window} left to fill in ------
+# The analysis and the dashboard render these per Deployment (components/checks.py). They are written with the
+# same metric names and matchers as the queries above; placeholders are filled by exact replacement, which
+# never touches PromQL's own braces (a bare `{namespace}` is not a valid PromQL selector).
+
+TEMPLATE_VARIABLES = ("namespace", "workload", "window")
+_ONE_WORKLOAD = (
+    'reporter="destination", destination_workload_namespace="{namespace}", destination_workload="{workload}"'
+)
+
+
+def _series(metric: str, extra: str = "") -> str:
+    return f"{metric}{{{_ONE_WORKLOAD}{extra}}}[{{window}}]"
+
+
+def requests_template() -> str:
+    """Requests one workload served within the window."""
+    return f"sum(increase({_series(REQUESTS_TOTAL)}))"
+
+
+def success_rate_template() -> str:
+    """Percent of one workload's requests that were not 5xx; 0/0 (no traffic) is NaN, no series is no value."""
+    total = f"sum(rate({_series(REQUESTS_TOTAL)}))"
+    not_5xx = f', response_code!~"{SERVER_ERROR}"'
+    ok = f"sum(rate({_series(REQUESTS_TOTAL, not_5xx)}))"
+    # Only 5xx: no non-5xx series at all; `or total * 0` makes that 0 %, not a gap.
+    return f"({ok} or {total} * 0) / {total} * 100"
+
+
+def p99_template() -> str:
+    """99th percentile request duration of one workload, in milliseconds."""
+    return f"histogram_quantile(0.99, sum by (le) (rate({_series(DURATION_BUCKET)})))"
+
+
+def render(template: str, namespace: str, workload_name: str, window: str) -> str:
+    """A check template with its variables filled in; values are checked so nothing can close a quote."""
+    for value in (namespace, workload_name):
+        if not DNS_LABEL.fullmatch(value):
+            raise ValueError(f"{value!r} is not a Kubernetes name (lowercase letters, digits, '-')")
+    values = {"namespace": namespace, "workload": workload_name, "window": _window(window)}
+    for name, value in values.items():
+        template = template.replace("{" + name + "}", value)
+    return template

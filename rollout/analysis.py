@@ -1,25 +1,34 @@
-"""Canary analysis from Istio's standard metrics in Prometheus: success rate and p99 latency, canary vs GA."""
+"""Canary analysis: run every check's query for the canary and for GA, and judge the canary.
+
+Everything here is driven by the stack's tuple of checks (components/checks.py): the queries, the verdict,
+the table, the JSON and the one-line summary in commit subjects. `judge()` is pure; `analyze()` does the I/O.
+"""
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 
-from components import promql
+from components.checks import Check
 from components.names import workload
 from rollout.prometheus import Prometheus, PrometheusError
 from rollout.stackfile import ReleaseView
 
 # The latest time `--at` accepts (9999-12-31T23:59:59Z): datetime cannot show a later one.
 MAX_TIME_S = 253402300799.0
+PERCENT_SLACK = 1e-9  # float noise above 100 % is not an impossible success rate
 
 
 class ImpossibleMetrics(PrometheusError):
-    """Prometheus answered numbers no real traffic produces (negative, infinite, NaN counts, more 5xx than
-    requests): the answer is garbage, neither a pass nor a fail (a fail would roll back on garbage)."""
+    """Prometheus answered numbers no real traffic produces (negative, infinite, a success rate over 100 %, NaN
+    while there was traffic): the answer is garbage, neither a pass nor a fail (a fail would roll back on it)."""
+
+
+class BadCheckQuery(RuntimeError):
+    """Prometheus could not parse a check's query: the stack's config is wrong, not Prometheus."""
 
 
 class Verdict(str, Enum):
@@ -31,136 +40,167 @@ class Verdict(str, Enum):
 
 
 @dataclass(frozen=True)
-class WorkloadMetrics:
-    """What Istio saw for one Deployment over the window; None means Prometheus returned no value."""
+class Measurement:
+    """Each check's value for one Deployment over the window; None means no value (no series, or 0/0)."""
 
     workload: str
-    requests: float | None
-    errors: float | None
-    p99_ms: float | None
+    values: dict[str, float | None]
 
     def __post_init__(self) -> None:
-        for name in ("requests", "errors", "p99_ms"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0
-            ):
+        for name, value in self.values.items():
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise ImpossibleMetrics(f"{self.workload}: {name} = {value!r} is not a finite number >= 0")
-        if self.errors and self.errors > (self.requests or 0.0) * (1 + 1e-9):
-            raise ImpossibleMetrics(f"{self.workload}: {self.errors:g} 5xx out of {self.requests or 0:g} requests")
+            if name == "success_rate" and value > 100 + PERCENT_SLACK:
+                raise ImpossibleMetrics(f"{self.workload}: a success rate of {value:g}% is over 100%")
 
-    @property
-    def success_rate(self) -> float | None:
-        """Non-5xx / all x 100, or None without traffic."""
-        if not self.requests:
-            return None
-        return (self.requests - (self.errors or 0.0)) / self.requests * 100.0
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one check said about the canary."""
+
+    check: Check
+    canary: float | None
+    ga: float | None
+    result: str  # pass, fail, no-data, too-little
+    reason: str
 
 
 @dataclass(frozen=True)
 class Analysis:
-    """The verdict with the numbers and thresholds that produced it."""
+    """The verdict with every check's numbers and rules."""
 
     verdict: Verdict
     reasons: tuple[str, ...]
-    canary: WorkloadMetrics
-    ga: WorkloadMetrics
+    outcomes: tuple[Outcome, ...]
+    canary: Measurement
+    ga: Measurement
     window: str
     at: float
-    min_success_rate: float
-    max_p99_ms: int
-    min_requests: int
 
     def summary(self) -> str:
         """One line for commit messages and Slack, e.g. `success 99.8% / p99 120ms over 5m, 1234 requests`."""
-        return (
-            f"success {_pct(self.canary.success_rate)} / p99 {_ms(self.canary.p99_ms)} over {self.window}, "
-            f"{_count(self.canary.requests)} requests"
-        )
+        judged = [o for o in self.outcomes if not o.check.gate]
+        parts = " / ".join(f"{o.check.label or o.check.name} {o.check.show(o.canary)}" for o in judged)
+        gates = ", ".join(f"{_count(o.canary)} {o.check.name}" for o in self.outcomes if o.check.gate)
+        return f"{parts} over {self.window}" + (f", {gates}" if gates else "")
 
     def to_json(self) -> dict:
-        """A machine-readable form (what `canary analyze --json` prints)."""
-        data = asdict(self)
-        data["verdict"] = self.verdict.value
-        data["reasons"] = list(self.reasons)
-        data["at_rfc3339"] = datetime.fromtimestamp(self.at, UTC).isoformat()
-        for side in ("canary", "ga"):
-            data[side]["success_rate"] = getattr(self, side).success_rate
-        return data
+        """The machine-readable form (`canary analyze --json`); numbers rounded as people read them."""
+        return {
+            "verdict": self.verdict.value,
+            "reasons": list(self.reasons),
+            "window": self.window,
+            "at": self.at,
+            "at_rfc3339": datetime.fromtimestamp(self.at, UTC).isoformat(),
+            "canary": {"workload": self.canary.workload, **_rounded(self.canary.values)},
+            "ga": {"workload": self.ga.workload, **_rounded(self.ga.values)},
+            "checks": [
+                {
+                    "name": o.check.name,
+                    "comparison": o.check.comparison,
+                    "threshold": _round(o.check.threshold),
+                    "unit": o.check.unit,
+                    "max_worse_than_ga_pct": o.check.max_worse_than_ga_pct,
+                    "gate": o.check.gate,
+                    "canary": _round(o.canary),
+                    "ga": _round(o.ga),
+                    "result": o.result,
+                    "reason": o.reason,
+                }
+                for o in self.outcomes
+            ],
+        }
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f}%"
+def _round(value: float | None) -> float | int | None:
+    if value is None:
+        return None
+    rounded = round(float(value), 3)
+    return int(rounded) if rounded.is_integer() else rounded
 
 
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0f}ms"
+def _rounded(values: dict[str, float | None]) -> dict[str, float | int | None]:
+    return {name: _round(value) for name, value in values.items()}
 
 
 def _count(value: float | None) -> str:
     return "0" if value is None else f"{value:.0f}"
 
 
-def queries(namespace: str, app: str, version: str, window: str) -> dict[str, str]:
-    """Request count, 5xx count and p99 latency of one version over `window`: the dashboard's own PromQL."""
-    versions = (version,)
-    return {
-        "requests": promql.request_count(namespace, app, window, versions),
-        "errors": promql.server_error_count(namespace, app, window, versions),
-        "p99_ms": promql.p99_latency(namespace, app, window, versions),
-    }
+def measure(
+    prometheus: Prometheus, checks: tuple[Check, ...], namespace: str, app: str, version: str, window: str, at: float
+) -> Measurement:
+    """Run every check's query for one version (`ga` or `canary`) of the app."""
+    name = workload(app, version)
+    values: dict[str, float | None] = {}
+    for check in checks:
+        try:
+            values[check.name] = prometheus.query(check.promql(namespace, name, window), at)
+        except PrometheusError as exc:
+            if exc.error_type == "bad_data":
+                raise BadCheckQuery(f"check {check.name}: Prometheus could not parse its query: {exc}") from None
+            raise
+    traffic = next((values[c.name] for c in checks if c.gate), None)
+    for key, value in values.items():
+        if value is not None and math.isnan(value):
+            if traffic:  # with traffic every ratio and quantile is defined
+                raise ImpossibleMetrics(f"{name}: {key} is NaN although the workload served {traffic:g} requests")
+            values[key] = None  # 0/0 over a window without traffic: no value
+    return Measurement(workload=name, values=values)
 
 
-def measure(prometheus: Prometheus, namespace: str, app: str, version: str, window: str, at: float) -> WorkloadMetrics:
-    """Run the queries for one version (`ga` or `canary`) of the app."""
-    values = {name: prometheus.query(q, at) for name, q in queries(namespace, app, version, window).items()}
-    p99 = values["p99_ms"]
-    if p99 is not None and math.isnan(p99) and not values["requests"]:
-        # histogram_quantile over buckets that did not move is 0/0: no traffic, so no latency. With traffic,
-        # a NaN stays and is refused as impossible.
-        values["p99_ms"] = None
-    return WorkloadMetrics(workload=workload(app, version), **values)
-
-
-def judge(
-    canary: WorkloadMetrics, min_success_rate: float, max_p99_ms: int, min_requests: int
-) -> tuple[Verdict, tuple[str, ...]]:
-    """Apply the thresholds to the canary; too little traffic or a missing latency is INCONCLUSIVE."""
-    if canary.requests is None or canary.requests < min_requests:
-        seen = _count(canary.requests)
-        return Verdict.INCONCLUSIVE, (f"canary served {seen} requests in the window, fewer than {min_requests}",)
-    if canary.p99_ms is None:
-        return Verdict.INCONCLUSIVE, ("no latency histogram for the canary in the window",)
-    reasons = []
-    rate = canary.success_rate or 0.0
-    if rate < min_success_rate:
-        reasons.append(f"success rate {rate:.2f}% is below {min_success_rate:g}%")
-    if canary.p99_ms > max_p99_ms:
-        reasons.append(f"p99 {canary.p99_ms:.0f}ms is above {max_p99_ms}ms")
-    if reasons:
-        return Verdict.FAIL, tuple(reasons)
-    return Verdict.PASS, (
-        f"success rate {rate:.2f}% >= {min_success_rate:g}%, p99 {canary.p99_ms:.0f}ms <= {max_p99_ms}ms",
-    )
+def judge(checks: tuple[Check, ...], canary: Measurement, ga: Measurement) -> tuple[Verdict, tuple[Outcome, ...]]:
+    """The verdict: a gate below its threshold or a missing value is INCONCLUSIVE; any failed rule is FAIL."""
+    outcomes = []
+    for check in checks:
+        mine, theirs = canary.values.get(check.name), ga.values.get(check.name)
+        if mine is None or (check.gate and not check.passes(mine)):
+            if check.gate:
+                result = "too-little"
+                reason = (
+                    f"canary served {_count(mine)} {check.name} in the window, fewer than {check.show(check.threshold)}"
+                )
+            else:
+                result, reason = "no-data", f"no value of {check.name} for the canary in the window"
+        elif not check.passes(mine):
+            result, reason = "fail", f"{check.name} {check.show(mine)} is not {check.rule()}"
+        elif theirs is not None and not check.within_ga(mine, theirs):
+            limit = check.ga_limit(theirs)
+            result = "fail"
+            reason = (
+                f"{check.name} {check.show(mine)} is worse than GA's {check.show(theirs)} allows ({check.show(limit)})"
+            )
+        else:
+            compared = "" if check.max_worse_than_ga_pct is None or theirs is not None else "; GA has no value"
+            result, reason = "pass", f"{check.name} {check.show(mine)} {check.rule()}{compared}"
+        outcomes.append(Outcome(check, mine, theirs, result, reason))
+    results = {o.result for o in outcomes}
+    if results & {"too-little", "no-data"}:
+        verdict = Verdict.INCONCLUSIVE
+    elif "fail" in results:
+        verdict = Verdict.FAIL
+    else:
+        verdict = Verdict.PASS
+    return verdict, tuple(outcomes)
 
 
 def analyze(view: ReleaseView, prometheus: Prometheus, at: float) -> Analysis:
     """Measure canary and GA over the configured window at `at` and judge the canary."""
-    rel = view.release
-    canary = measure(prometheus, view.app.namespace, view.app.name, "canary", rel.window, at)
-    ga = measure(prometheus, view.app.namespace, view.app.name, "ga", rel.window, at)
-    verdict, reasons = judge(canary, rel.min_success_rate, rel.max_p99_ms, rel.min_requests)
-    return Analysis(
-        verdict=verdict,
-        reasons=reasons,
-        canary=canary,
-        ga=ga,
-        window=rel.window,
-        at=at,
-        min_success_rate=rel.min_success_rate,
-        max_p99_ms=rel.max_p99_ms,
-        min_requests=rel.min_requests,
-    )
+    rel, app = view.release, view.app
+    canary = measure(prometheus, rel.checks, app.namespace, app.name, "canary", rel.window, at)
+    ga = measure(prometheus, rel.checks, app.namespace, app.name, "ga", rel.window, at)
+    verdict, outcomes = judge(rel.checks, canary, ga)
+    results = {o.result for o in outcomes}
+    # The reasons that decided it: too little traffic explains any missing value, so it alone is given then.
+    decisive = {
+        Verdict.INCONCLUSIVE: ("too-little",) if "too-little" in results else ("no-data",),
+        Verdict.FAIL: ("fail",),
+        Verdict.PASS: ("pass",),
+    }[verdict]
+    reasons = tuple(o.reason for o in outcomes if o.result in decisive)
+    return Analysis(verdict, reasons, outcomes, canary, ga, rel.window, at)
 
 
 def parse_time(value: str | None) -> float:
@@ -184,24 +224,15 @@ def parse_time(value: str | None) -> float:
 
 
 def table(result: Analysis) -> str:
-    """The human table of `canary analyze`."""
-    rows = [("", "requests", "success", "p99"), ("-" * 16, "-" * 9, "-" * 8, "-" * 7)]
-    for metrics, label in ((result.canary, "canary"), (result.ga, "ga")):
-        rows.append(
-            (
-                f"{label} ({metrics.workload})"[:40],
-                _count(metrics.requests),
-                _pct(metrics.success_rate),
-                _ms(metrics.p99_ms),
-            )
-        )
-    rows.append(
-        ("threshold", f">={result.min_requests}", f">={result.min_success_rate:g}%", f"<={result.max_p99_ms}ms")
-    )
-    width = max(len(r[0]) for r in rows)
-    lines = [f"{r[0]:<{width}}  {r[1]:>9}  {r[2]:>8}  {r[3]:>8}" for r in rows]
+    """The human table of `canary analyze`: one row per check."""
+    rows = [("check", "canary", "ga", "rule", "result")]
+    for o in result.outcomes:
+        rows.append((o.check.name, o.check.show(o.canary), o.check.show(o.ga), o.check.rule(), o.result))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
     when = datetime.fromtimestamp(result.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    lines.append(f"window {result.window} ending {when}")
+    lines.append(f"{result.canary.workload} vs {result.ga.workload}, window {result.window} ending {when}")
     lines.append(f"verdict: {result.verdict.value.upper()}")
     lines.extend(f"  - {reason}" for reason in result.reasons)
     return "\n".join(lines)

@@ -229,7 +229,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"  canary  {ctx.view.canary_workload:<24} {app.canary_version:<12} {app.canary_weight:>3}%")
     steps = " -> ".join(str(s) for s in rel.steps)
     print(f"  steps   0 -> {steps}; next: {nxt['to'] if nxt['action'] == 'promote' else nxt['action']}")
-    print(f"  gate    success >= {rel.min_success_rate:g}%, p99 <= {rel.max_p99_ms}ms, >= {rel.min_requests} requests")
+    print("  checks  " + "; ".join(f"{check.name} {check.rule()}" for check in rel.checks))
     if result:
         print()
         print(analysis.table(result))
@@ -627,7 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Refused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
-    except (ConfigError, gitops.GitError) as exc:
+    except (ConfigError, gitops.GitError, analysis.BadCheckQuery) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     except (PrometheusError, RegistryError) as exc:

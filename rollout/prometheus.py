@@ -24,7 +24,12 @@ _SAMPLE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?|NaN|[
 
 
 class PrometheusError(RuntimeError):
-    """Prometheus is unreachable, too slow, or answered with an error or garbage."""
+    """Prometheus is unreachable, too slow, or answered with an error or garbage. `error_type` is the API's
+    own (`bad_data` for a query it cannot parse), or empty."""
+
+    def __init__(self, message: str, error_type: str = "") -> None:
+        super().__init__(message)
+        self.error_type = error_type
 
 
 class Prometheus:
@@ -55,12 +60,14 @@ class Prometheus:
         except (ValueError, UnicodeDecodeError):
             data = None
         error = str(data.get("error", ""))[:300] if isinstance(data, dict) else ""
+        error_type = str(data.get("errorType", ""))[:40] if isinstance(data, dict) else ""
         if answer.status != 200:
-            raise PrometheusError(f"Prometheus at {self.shown} answered HTTP {answer.status}: {error}".rstrip(": "))
+            message = f"Prometheus at {self.shown} answered HTTP {answer.status}: {error}".rstrip(": ")
+            raise PrometheusError(message, error_type)
         if not isinstance(data, dict):
             raise PrometheusError(f"Prometheus at {self.shown} sent a malformed answer (not a JSON object)")
         if data.get("status") != "success":
-            raise PrometheusError(f"Prometheus at {self.shown} refused the query: {error}")
+            raise PrometheusError(f"Prometheus at {self.shown} refused the query: {error}", error_type)
         return self._value(data.get("data"), promql)
 
     def _value(self, result: object, promql: str) -> float | None:

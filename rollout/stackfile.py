@@ -18,6 +18,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,11 @@ from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import YAMLError
 
 from components.names import workload
-from stacks.settings import PROJECT, AppSettings, ConfigError, ReleaseSettings, parse, parse_weight
+from stacks.settings import PROJECT, AppSettings, ConfigError, ReleaseSettings, parse, parse_weight, schema
 
-# What `canary rollback` validates: the app's identity, versions, weight and analysis rules. A typo
-# elsewhere in the stack (an unknown key, a bad gcp:project) must not block an emergency rollback.
+# What `canary rollback` validates: the app's identity, versions, weight and every `analysis*` key (the checks
+# and their thresholds). A typo elsewhere in the stack (an unknown key, a bad gcp:project) must not block an
+# emergency rollback.
 RELEASE_KEYS = (
     "namespace",
     "appName",
@@ -40,13 +42,16 @@ RELEASE_KEYS = (
     "canaryVersion",
     "canaryWeight",
     "canarySteps",
-    "analysisMinSuccessRate",
-    "analysisMaxP99Ms",
-    "analysisMinRequests",
-    "analysisWindow",
     "canaryTagPolicy",
     "prometheusUrl",
 )
+
+
+def is_release_key(key: str, known: Iterable[str]) -> bool:
+    """Does `canary rollback` validate this key? (`known`: the schema's keys; a misspelled one is not.)"""
+    return key in RELEASE_KEYS or (key.startswith("analysis") and key in known)
+
+
 BOM = "\ufeff"
 # Line breaks YAML or Python count that a line-by-line edit would not: refused rather than guessed at.
 _ODD_BREAKS = re.compile(r"\r(?!\n)|[\x85\u2028\u2029\x0b\x0c\x1c-\x1e]")
@@ -216,7 +221,8 @@ class StackFile:
         release value: setting it to 0 is always safe, so a hand-edited 150 must not block it. A secret
         weight is not "invalid" but unreadable: it is refused, since 0 would be a guess about its value.
         """
-        values = {key: value for key, value in self.values().items() if key in RELEASE_KEYS}
+        known = schema(self.project_file)
+        values = {key: value for key, value in self.values().items() if is_release_key(key, known)}
         weight = values.get("canaryWeight")
         bad_weight = None
         if not isinstance(weight, dict | list):

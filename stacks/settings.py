@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from components.checks import CHECK_NAME, MAX, MIN, UNIT, Check, builtin_checks, template_error
 from components.names import DNS_LABEL as _DNS_LABEL
 from components.names import DURATION as _PROM_DURATION
 from components.names import ISTIO_NAMESPACE, KUBERNETES_NAMESPACES, MONITORING_NAMESPACE
@@ -136,12 +138,10 @@ class MonitoringSettings:
 
 @dataclass(frozen=True)
 class ReleaseSettings:
-    """What the `canary` command needs: the promotion schedule and analysis thresholds."""
+    """What the `canary` command needs: the promotion schedule and the checks the analysis judges."""
 
     steps: tuple[int, ...]
-    min_success_rate: float
-    max_p99_ms: int
-    min_requests: int
+    checks: tuple[Check, ...]  # the built-in ones with this stack's thresholds, then the stack's own
     window: str
     tag_policy: str
     prometheus_url: str
@@ -385,6 +385,85 @@ def prometheus_url_error(url: str) -> str | None:
     return None
 
 
+def _optional_percent(reader: _Reader, key: str) -> int | None:
+    value = reader.text(key)
+    if value == "":
+        return None
+    if not _INT.fullmatch(value) or int(value) > 10000:
+        reader.fail(key, value, "a whole percentage from 0 to 10000, or empty to turn the comparison off")
+        return None
+    return int(value)
+
+
+def _number(value: Any) -> float | None:
+    """A finite number >= 0 from YAML or JSON (not a bool, not text), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int past float's range
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+CHECK_FIELDS = ("name", "query", "max", "min", "unit", "maxWorseThanGaPct")
+
+
+def _user_checks(reader: _Reader, taken: set[str]) -> tuple[Check, ...]:
+    """`analysisChecks`: a stack's own checks, each {name, query, max | min, unit?, maxWorseThanGaPct?}."""
+    key = "analysisChecks"
+    value = reader.array(key)
+    if not isinstance(value, list):
+        reader.fail(key, value, "a list of checks, each {name, query, max or min, unit, maxWorseThanGaPct}")
+        return ()
+    checks = []
+    for index, item in enumerate(value):
+        where = f"[{index}]"
+        problems = []
+        if not isinstance(item, dict):
+            reader.errors.append(f"{PROJECT}:{key}{where}: {shown(item)} is not a mapping with name, query, max/min")
+            continue
+        name = item.get("name")
+        if isinstance(name, str) and CHECK_NAME.fullmatch(name):
+            where += f" ({name})"
+            if name in taken:
+                problems.append(f"name {name!r} is taken (by a built-in check or an earlier entry)")
+            taken.add(name)
+        else:
+            problems.append(f"name {shown(name)}: lowercase letters, digits, '_' and '-', at most 40, a letter first")
+        unknown = sorted(set(item) - set(CHECK_FIELDS))
+        if unknown:
+            problems.append(f"unknown field(s) {', '.join(map(str, unknown))} (known: {', '.join(CHECK_FIELDS)})")
+        query = item.get("query")
+        error = template_error(query) if isinstance(query, str) else "a PromQL template (text)"
+        if error:
+            problems.append(f"query: expected {error}")
+        bounds = [(field, item[field]) for field in ("max", "min") if field in item]
+        threshold = _number(bounds[0][1]) if len(bounds) == 1 else None
+        if threshold is None:
+            problems.append("exactly one of max or min, a finite number >= 0")
+        unit = item.get("unit", "")
+        if not isinstance(unit, str) or not UNIT.fullmatch(unit):
+            problems.append(f"unit {shown(unit)}: up to 12 letters, % or /")
+        relative = item.get("maxWorseThanGaPct")
+        if relative is not None and (_number(relative) is None or relative > 10000):
+            problems.append(f"maxWorseThanGaPct {shown(relative)}: a percentage from 0 to 10000")
+        if problems:
+            reader.errors.extend(f"{PROJECT}:{key}{where}: {problem}" for problem in problems)
+            continue
+        checks.append(
+            Check(
+                name=name,
+                query=query,
+                comparison=MAX if bounds[0][0] == "max" else MIN,
+                threshold=float(threshold),  # type: ignore[arg-type]
+                unit=unit,
+                max_worse_than_ga_pct=None if relative is None else float(relative),
+            )
+        )
+    return tuple(checks)
+
+
 def _cluster(reader: _Reader, gcp: Mapping[str, Any], check_environment: bool) -> ClusterSettings:
     mode = reader.choice("clusterMode", CLUSTER_MODES)
     name = reader.matching("clusterName", _GKE_NAME, "a GKE cluster name: lowercase letters, digits, '-', at most 40")
@@ -534,11 +613,15 @@ def _release(reader: _Reader) -> ReleaseSettings:
         reader.fail(
             "canaryTagPolicy", policy, "a glob that matches some release tag such as 6.9.* (pre-releases never match)"
         )
-    return ReleaseSettings(
-        steps=_steps(reader),
+    checks = builtin_checks(
+        min_requests=reader.integer("analysisMinRequests", 1, 10**9),
         min_success_rate=_success_rate(reader),
         max_p99_ms=reader.integer("analysisMaxP99Ms", 1, 600000),
-        min_requests=reader.integer("analysisMinRequests", 1, 10**9),
+        max_p99_over_ga_pct=_optional_percent(reader, "analysisMaxP99OverGaPct"),
+    )
+    return ReleaseSettings(
+        steps=_steps(reader),
+        checks=checks + _user_checks(reader, {check.name for check in checks}),
         window=reader.matching("analysisWindow", _PROM_DURATION, "a Prometheus duration such as 30s, 5m or 1h"),
         tag_policy=policy,
         prometheus_url=prometheus_url,

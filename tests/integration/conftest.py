@@ -50,6 +50,7 @@ def stack_text(
 
 def project_dir(directory: Path, stack: str) -> Path:
     """`directory` as a Pulumi project without git: the project file and a `dev` stack file holding `stack`."""
+    directory.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "Pulumi.yaml", directory / "Pulumi.yaml")
     (directory / "Pulumi.dev.yaml").write_text(stack)
     return directory

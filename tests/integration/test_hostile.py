@@ -40,13 +40,13 @@ def run_cli(*args: object, env: dict[str, str] | None = None, timeout: float = 6
 
 
 def prometheus_stub(values: dict[str, object], auth: str | None = None):
-    """A Prometheus API stand-in: the sample value per metric (requests / errors / p99), or a raw body."""
+    """A Prometheus API stand-in: the sample value per check (requests / success / p99), or a raw body."""
 
     def handle(request: servers.Recorded):
         if auth is not None and request.headers.get("Authorization") != auth:
             return 401, {"Content-Type": "application/json"}, b'{"status":"error","error":"unauthorized"}'
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)["query"][0]
-        metric = "p99" if "histogram_quantile" in query else "errors" if 'response_code=~"5' in query else "requests"
+        metric = "p99" if "histogram_quantile" in query else "success" if "response_code!~" in query else "requests"
         value = values[metric]
         if isinstance(value, bytes):
             return 200, {"Content-Type": "application/json"}, value
@@ -57,7 +57,7 @@ def prometheus_stub(values: dict[str, object], auth: str | None = None):
     return servers.stub(handle)
 
 
-HEALTHY = {"requests": "3000", "errors": "0", "p99": "120"}
+HEALTHY = {"requests": "3000", "success": "100", "p99": "120"}
 
 
 def analyze(capsys, directory: Path, url: str, *extra: object):
@@ -198,10 +198,10 @@ def test_a_credential_in_the_stack_file_is_refused_and_not_echoed(capsys, stack_
 @pytest.mark.parametrize(
     ("metric", "value"),
     [
-        ("errors", "NaN"),
-        ("errors", "+Inf"),
-        ("errors", "-500"),
-        ("errors", "4000"),  # more 5xx than requests
+        ("success", "NaN"),  # 0/0 although there was traffic
+        ("success", "+Inf"),
+        ("success", "-500"),
+        ("success", "150"),  # more 5xx than requests would make it negative; over 100 % is as impossible
         ("requests", "NaN"),
         ("requests", "-3000"),
         ("p99", "-5"),
@@ -221,14 +221,14 @@ def test_impossible_values_are_unavailable_never_a_verdict(capsys, stack_dir, me
 
 
 def test_nan_latency_without_traffic_is_no_data(capsys, stack_dir):
-    with prometheus_stub({"requests": "0", "errors": None, "p99": "NaN"}) as (url, _seen):
+    with prometheus_stub({"requests": "0", "success": "NaN", "p99": "NaN"}) as (url, _seen):
         result = analyze(capsys, stack_dir, url)
     assert result.code == 2 and "fewer than 100" in result.out
 
 
 @pytest.mark.parametrize("body", [b"[]", b"null", b'"x"', b"{}", b'{"status":"success","data":[]}', b"\xff\xfe"])
 def test_bodies_that_are_not_the_api_are_unavailable(capsys, stack_dir, body):
-    with prometheus_stub({"requests": body, "errors": body, "p99": body}) as (url, _seen):
+    with prometheus_stub({"requests": body, "success": body, "p99": body}) as (url, _seen):
         result = analyze(capsys, stack_dir, url)
     assert result.code == EXIT_UNAVAILABLE, result.err
     assert "internal error" not in result.err
@@ -263,7 +263,7 @@ def test_a_server_that_dribbles_hits_the_overall_deadline(stack_dir):
 
 def test_a_huge_answer_is_not_read_whole(capsys, stack_dir):
     huge = b'{"status":"success","data":{"resultType":"vector","result":[' + b" " * (6 * 1024 * 1024) + b"]}}"
-    with prometheus_stub({"requests": huge, "errors": huge, "p99": huge}) as (url, _seen):
+    with prometheus_stub({"requests": huge, "success": huge, "p99": huge}) as (url, _seen):
         result = analyze(capsys, stack_dir, url)
     assert result.code == EXIT_UNAVAILABLE
     assert "bytes; not read" in result.err

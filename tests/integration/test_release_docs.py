@@ -6,8 +6,7 @@ from components import promql
 from tests.integration.conftest import ROOT
 
 
-def test_release_doc_quotes_the_analysis_queries():
+def test_release_doc_quotes_the_check_queries():
     doc = (ROOT / "docs" / "release.md").read_text()
-    canary = ("test", "podinfo", "5m", ("canary",))
-    for query in (promql.request_count(*canary), promql.server_error_count(*canary), promql.p99_latency(*canary)):
-        assert f"`{query}`" in doc
+    for template in (promql.requests_template(), promql.success_rate_template(), promql.p99_template()):
+        assert f"`{promql.render(template, 'test', 'podinfo-canary', '5m')}`" in doc

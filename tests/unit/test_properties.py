@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from rollout.analysis import ImpossibleMetrics, Verdict, WorkloadMetrics, judge
+from components.checks import MAX, Check, builtin_checks
+from rollout.analysis import ImpossibleMetrics, Measurement, Verdict, judge
 from rollout.stackfile import StackFile, _load, _plain
 from scripts.fuzz_config import CORPUS, classify, run
 from stacks.settings import PROJECT, ConfigError, schema
@@ -55,6 +56,9 @@ numbers = st.one_of(
     st.integers(min_value=-(10**6), max_value=10**12),
     st.booleans(),
 )
+CHECKS = builtin_checks(min_requests=100, min_success_rate=99.0, max_p99_ms=500, max_p99_over_ga_pct=50) + (
+    Check("errors_per_s", 'sum(rate(x{w="{workload}"}[{window}]))', MAX, 2.0, max_worse_than_ga_pct=10),
+)
 
 
 def _sane(value) -> bool:
@@ -63,35 +67,44 @@ def _sane(value) -> bool:
     )
 
 
+def _measurement(name: str, values: list) -> Measurement:
+    return Measurement(name, dict(zip([c.name for c in CHECKS], values, strict=True)))
+
+
 @settings(max_examples=3000, deadline=None)
 @given(
-    requests=numbers,
-    errors=numbers,
-    p99=numbers,
-    min_success=st.floats(min_value=0.001, max_value=100),
-    max_p99=st.integers(min_value=1, max_value=600000),
-    min_requests=st.integers(min_value=1, max_value=10**9),
+    canary=st.lists(numbers, min_size=len(CHECKS), max_size=len(CHECKS)),
+    ga=st.lists(numbers, min_size=len(CHECKS), max_size=len(CHECKS)),
 )
-def test_no_impossible_input_is_ever_a_verdict(requests, errors, p99, min_success, max_p99, min_requests):
+def test_no_impossible_input_is_ever_a_verdict(canary, ga):
     try:
-        metrics = WorkloadMetrics("podinfo-canary", requests, errors, p99)
+        mine, theirs = _measurement("podinfo-canary", canary), _measurement("podinfo-ga", ga)
     except ImpossibleMetrics:
-        assert not (_sane(requests) and _sane(errors) and _sane(p99)) or (errors or 0) > (requests or 0)
+        assert not all(map(_sane, canary + ga)) or any(v is not None and v > 100 for v in (canary[1], ga[1]))
         return
-    assert _sane(requests) and _sane(errors) and _sane(p99)
-    verdict, reasons = judge(metrics, min_success, max_p99, min_requests)
-    assert reasons
-    if verdict is not Verdict.INCONCLUSIVE:
-        assert requests is not None and requests >= min_requests and p99 is not None
+    assert all(map(_sane, canary + ga))
+    verdict, outcomes = judge(CHECKS, mine, theirs)
+    if verdict is not Verdict.INCONCLUSIVE:  # a verdict needs every value and enough traffic
+        assert None not in canary and canary[0] >= 100
     if verdict is Verdict.PASS:
-        assert (requests - (errors or 0)) / requests * 100 >= min_success and p99 <= max_p99
+        for check, value, baseline in zip(CHECKS, canary, ga, strict=True):
+            assert check.passes(value)
+            assert baseline is None or check.within_ga(value, baseline)
+    assert {o.result for o in outcomes} <= {"pass", "fail", "no-data", "too-little"}
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, -1e-9, True])
 def test_each_impossible_number_is_refused(bad):
-    for fields in ((bad, 0.0, 100.0), (3000.0, bad, 100.0), (3000.0, 0.0, bad)):
+    for position in range(len(CHECKS)):
+        values = [3000.0, 100.0, 120.0, 0.0]
+        values[position] = bad
         with pytest.raises(ImpossibleMetrics):
-            WorkloadMetrics("podinfo-canary", *fields)
+            _measurement("podinfo-canary", values)
+
+
+def test_a_success_rate_over_100_percent_is_impossible():
+    with pytest.raises(ImpossibleMetrics, match="over 100%"):
+        _measurement("podinfo-canary", [3000.0, 150.0, 120.0, 0.0])
 
 
 # --- the stack-file editor ----------------------------------------------------------------------------

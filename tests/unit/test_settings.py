@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from stacks.settings import ConfigError, parse, parse_weight, schema
@@ -224,3 +226,61 @@ def test_the_canary_tool_skips_only_the_environment_checks(tmp_path) -> None:
     parse({"clusterMode": "existing", "kubeconfig": str(tmp_path / "absent")}, {}, check_environment=False)
     with pytest.raises(ConfigError, match="canaryWeigth"):
         parse(config(canaryWeigth="10"), {}, check_environment=False)
+
+
+GOOD_CHECK = {
+    "name": "not_found_per_s",
+    "query": 'sum(rate(istio_requests_total{destination_workload="{workload}", response_code="404"}[{window}]))',
+    "max": 1,
+    "unit": "req/s",
+}
+
+
+def test_a_stacks_own_checks_follow_the_built_in_ones() -> None:
+    relative = {**GOOD_CHECK, "name": "latency_mean", "max": 300, "maxWorseThanGaPct": 20}
+    relative.pop("unit")
+    for raw in ([GOOD_CHECK, relative], json.dumps([GOOD_CHECK, relative])):  # YAML list, or pulumi.Config's JSON
+        checks = parse(config(analysisChecks=raw), GCP).release.checks
+        assert [c.name for c in checks] == ["requests", "success_rate", "p99_ms", "not_found_per_s", "latency_mean"]
+        assert (checks[3].comparison, checks[3].threshold, checks[3].unit) == ("<=", 1.0, "req/s")
+        assert checks[4].max_worse_than_ga_pct == 20
+        assert checks[3].promql("test", "podinfo-canary", "5m") == (
+            'sum(rate(istio_requests_total{destination_workload="podinfo-canary", response_code="404"}[5m]))'
+        )
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ({**GOOD_CHECK, "name": "p99_ms"}, "name 'p99_ms' is taken"),
+        ({**GOOD_CHECK, "name": "Bad Name"}, "lowercase letters"),
+        ({**GOOD_CHECK, "query": "sum(rate(x[5m]))"}, "selects one Deployment with {workload}"),
+        ({**GOOD_CHECK, "query": 'x{w="{workload}", n="{nmespace}"}'}, "only the variables"),
+        ({**GOOD_CHECK, "query": 'sum(rate(x{w="{workload}"}[{window}])'}, "balanced"),
+        ({**GOOD_CHECK, "query": 'x{w="{workload}}'}, "balanced"),
+        ({**GOOD_CHECK, "query": 'x{w="{workload}", v="\u00e9"}'}, "printable ASCII"),
+        ({**GOOD_CHECK, "min": 1}, "exactly one of max or min"),
+        ({k: v for k, v in GOOD_CHECK.items() if k != "max"}, "exactly one of max or min"),
+        ({**GOOD_CHECK, "max": float("nan")}, "exactly one of max or min"),
+        ({**GOOD_CHECK, "max": -1}, "exactly one of max or min"),
+        ({**GOOD_CHECK, "max": "1"}, "exactly one of max or min"),
+        ({**GOOD_CHECK, "unit": "req/s; drop"}, "unit"),
+        ({**GOOD_CHECK, "maxWorseThanGaPct": -5}, "maxWorseThanGaPct"),
+        ({**GOOD_CHECK, "threshold": 1}, "unknown field(s) threshold"),
+        ("not a mapping", "is not a mapping"),
+    ],
+)
+def test_bad_checks_are_refused_naming_the_entry(entry, problem) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse(config(analysisChecks=[GOOD_CHECK, entry]), GCP)
+    message = str(error.value)
+    assert "istio-canary:analysisChecks[1]" in message and problem in message
+    assert "analysisChecks[0]" not in message
+
+
+def test_the_relative_p99_rule_is_on_by_default_and_can_be_turned_off() -> None:
+    p99 = parse(config(), GCP).release.checks[2]
+    assert (p99.name, p99.max_worse_than_ga_pct) == ("p99_ms", 50)
+    assert parse(config(analysisMaxP99OverGaPct=""), GCP).release.checks[2].max_worse_than_ga_pct is None
+    with pytest.raises(ConfigError, match="analysisMaxP99OverGaPct"):
+        parse(config(analysisMaxP99OverGaPct="-5"), GCP)
