@@ -1,7 +1,8 @@
 # istio-canary — two set-up commands: `make up` (deploy a stack) and `make test` (everything CI runs).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-STACK ?= dev
+# Empty: scripts/up.sh picks dev with Google credentials, else local.
+STACK ?=
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,8 @@ export ISTIO_CANARY_TOOLCHAIN := $(TOOLCHAIN_DIR)
 .PHONY: help venv up test unit integration engine lint toolchain checkov-venv integration-deps bench local-cluster manifests
 
 help:
-	@echo "make up [STACK=dev|local]  deploy (dev: GKE, needs pulumi + Google credentials; local: no cloud)"
+	@echo "make up [STACK=dev|local]  deploy (dev: GKE, needs pulumi + Google credentials; local: no cloud;"
+	@echo "                            no STACK: dev with Google credentials, else local)"
 	@echo "make test                  lint, unit, integration and engine tests (what CI runs)"
 	@echo "make bench                 print benchmark numbers"
 	@echo "make toolchain             build pulumi, plugins, kube-apiserver, etcd from Go modules (cached)"
@@ -25,8 +27,8 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(VENV)/.stamp
 
-# UP_ARGS goes to `pulumi up`, e.g. make up STACK=local UP_ARGS=--yes
-up: venv $(if $(filter local,$(STACK)),toolchain)
+# UP_ARGS goes to `pulumi up`, e.g. make up STACK=local UP_ARGS=--yes. The local stack builds the toolchain itself.
+up: venv
 	@scripts/up.sh "$(STACK)" $(UP_ARGS)
 
 lint: venv

@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# `make up STACK=local`: deploy the `local` stack (Pulumi.local.yaml: existing cluster, no Istio install,
-# skipAwait) without any cloud account.
+# `make up STACK=local` (and a plain `make up` without Google credentials): deploy the `local` stack
+# (Pulumi.local.yaml: existing cluster, no Istio install, skipAwait) without any cloud account.
 #
-#   1. Pulumi CLI and plugins: from PATH, else the `make toolchain` cache (its env.sh).
+#   1. Pulumi CLI, plugins, kube-apiserver, etcd: toolchain/build.sh (reuses its cache; a cold build takes
+#      ~20 min), then Pulumi from PATH, else the toolchain's env.sh.
 #   2. Cluster: the current kube context if it answers (KUBECONFIG or ~/.kube/config). Otherwise the local
 #      control plane (etcd + kube-apiserver, no kubelet) in $LOCAL_DIR: reused when it already runs (also one
 #      started by `make local-cluster`), else started in the background with the minimal Istio CRDs.
 #      It keeps running after this script; stop it with `kill $(cat $LOCAL_DIR/controlplane.pid)`.
-#   3. State: a file backend in $LOCAL_DIR/state unless PULUMI_BACKEND_URL is set. The passphrase comes
-#      from PULUMI_CONFIG_PASSPHRASE (pulumi asks when it is unset); `pulumi stack init` writes an
-#      encryptionsalt into Pulumi.local.yaml the first time.
-#   4. `pulumi refresh --run-program`: a restarted local control plane starts from an empty etcd with new
+#   3. State: a file backend in $LOCAL_DIR/state unless PULUMI_BACKEND_URL is set; the passphrase comes from
+#      PULUMI_CONFIG_PASSPHRASE (pulumi asks when it is unset).
+#   4. Stack config: $LOCAL_DIR/stack/Pulumi.local.yaml, made on every run from the tracked Pulumi.local.yaml
+#      plus the kubeconfig path and context of the cluster from step 2 (and the stack's encryptionsalt, kept
+#      from the previous run). Every pulumi command gets it with --config-file, so the tracked file is never
+#      written (`pulumi stack init` would add an encryptionsalt to it and rewrite its values). The stack is
+#      created with `pulumi stack init` in $LOCAL_DIR/stack (a copy of Pulumi.yaml), for the same reason.
+#      The kubeconfig is passed explicitly because the program, given an empty `kubeconfig`, does not make
+#      the Kubernetes provider fall back to $KUBECONFIG (see docs/engine-tests.md, "make up STACK=local").
+#   5. `pulumi refresh --run-program`: a restarted local control plane starts from an empty etcd with new
 #      certificates and port, so the state must forget what is gone; --run-program makes the refresh use
 #      the provider config the program computes now (plain refresh uses the stale kubeconfig in the state
 #      and fails with "unreachable cluster"). Then `pulumi up --stack local` with this script's arguments.
 #
-# Env: ISTIO_CANARY_TOOLCHAIN (toolchain cache), ISTIO_CANARY_LOCAL_DIR (control plane + state),
+# Env: ISTIO_CANARY_TOOLCHAIN (toolchain cache), ISTIO_CANARY_LOCAL_DIR (control plane, state, stack config),
 #      PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +31,8 @@ STACK=local
 CACHE="${ISTIO_CANARY_TOOLCHAIN:-$HOME/.cache/istio-canary/toolchain}"
 # The same directory `make local-cluster` uses, so either can start the control plane the other reuses.
 LOCAL_DIR="${ISTIO_CANARY_LOCAL_DIR:-$(dirname "$CACHE")/local-cluster}"
+STACK_DIR="$LOCAL_DIR/stack"
+STACK_CONFIG="$STACK_DIR/Pulumi.$STACK.yaml"
 PY="${PYTHON:-.venv/bin/python}"
 CRDS=tests/engine/istio_crds.yaml
 START_TIMEOUT=180  # seconds for the control plane to answer
@@ -35,32 +44,41 @@ say() { printf 'make up STACK=local: %s\n' "$*" >&2; }
 kube_ok() {
     command -v kubectl >/dev/null 2>&1 || return 1
     if [ -n "${1:-}" ]; then
-        KUBECONFIG="$1" kubectl get --raw=/readyz --request-timeout=5s >/dev/null 2>&1
+        [ -f "$1" ] && KUBECONFIG="$1" kubectl get --raw=/readyz --request-timeout=5s >/dev/null 2>&1
     else
         kubectl config current-context >/dev/null 2>&1 && kubectl get --raw=/readyz --request-timeout=5s >/dev/null 2>&1
     fi
 }
 
 # --- 1. tools ----------------------------------------------------------------------------------
+[ -x "$PY" ] || fail "no $PY: run make venv"
+ISTIO_CANARY_TOOLCHAIN="$CACHE" toolchain/build.sh >/dev/null || fail "toolchain/build.sh failed (see above)"
 if ! command -v pulumi >/dev/null 2>&1; then
-    [ -f "$CACHE/env.sh" ] || fail "no Pulumi CLI on PATH and no $CACHE/env.sh: run make toolchain"
     # shellcheck disable=SC1091
     . "$CACHE/env.sh"
 fi
 export PULUMI_SKIP_UPDATE_CHECK=true
-[ -x "$PY" ] || fail "no $PY: run make venv"
 
-# --- 2. cluster --------------------------------------------------------------------------------
+# --- 2. cluster: KCFG (one kubeconfig file) and KCTX (its context) ----------------------------
+mkdir -p "$LOCAL_DIR"
 if kube_ok; then
-    say "using kube context $(kubectl config current-context)"
+    KCTX="$(kubectl config current-context)"
+    say "using kube context $KCTX"
     kubectl get crd virtualservices.networking.istio.io >/dev/null 2>&1 \
         || fail "the cluster has no Istio CRDs; install Istio first (the local stack sets installMesh: false)"
+    case "${KUBECONFIG:-}" in
+        "") KCFG="$HOME/.kube/config" ;;
+        *:*)  # several files: the provider takes one, so flatten the context in use into one (0600)
+            KCFG="$LOCAL_DIR/current-context.kubeconfig"
+            (umask 077 && kubectl config view --flatten --minify >"$KCFG") ;;
+        *) KCFG="$KUBECONFIG" ;;
+    esac
 elif kube_ok "$LOCAL_DIR/kubeconfig"; then
-    export KUBECONFIG="$LOCAL_DIR/kubeconfig"
-    say "using the running local control plane ($KUBECONFIG)"
+    KCFG="$LOCAL_DIR/kubeconfig"
+    say "using the running local control plane ($KCFG)"
 else
-    mkdir -p "$LOCAL_DIR"
     say "no reachable cluster: starting the local control plane in $LOCAL_DIR"
+    rm -f "$LOCAL_DIR/controlplane.log"
     # setsid + nohup: the control plane outlives this script (and a Ctrl-C of `pulumi up`).
     setsid nohup "$PY" -m toolchain.controlplane up --dir "$LOCAL_DIR" --crds "$CRDS" \
         >"$LOCAL_DIR/controlplane.log" 2>&1 </dev/null &
@@ -73,17 +91,34 @@ else
     done
     grep -q '^export KUBECONFIG=' "$LOCAL_DIR/controlplane.log" \
         || fail "the control plane did not come up in ${START_TIMEOUT}s: $(tail -n 20 "$LOCAL_DIR/controlplane.log")"
-    export KUBECONFIG="$LOCAL_DIR/kubeconfig"
+    KCFG="$LOCAL_DIR/kubeconfig"
     say "local control plane up (pid $(cat "$LOCAL_DIR/controlplane.pid")); stop it with: kill $(cat "$LOCAL_DIR/controlplane.pid")"
 fi
+KCFG="$(realpath "$KCFG")"
+[ -n "${KCTX:-}" ] || KCTX="$(KUBECONFIG="$KCFG" kubectl config current-context)"
 
 # --- 3. state ----------------------------------------------------------------------------------
 if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
     mkdir -p "$LOCAL_DIR/state"
     export PULUMI_BACKEND_URL="file://$LOCAL_DIR/state"
 fi
-pulumi stack select --create "$STACK" >/dev/null
 
-# --- 4. refresh, then up -------------------------------------------------------------------------
-pulumi refresh --stack "$STACK" --run-program --yes --skip-preview
-exec pulumi up --stack "$STACK" "$@"
+# --- 4. stack and its config, outside the repository -------------------------------------------
+mkdir -p "$STACK_DIR"
+if ! pulumi stack select "$STACK" --non-interactive >/dev/null 2>&1; then
+    # `stack init` writes the new stack's encryptionsalt into Pulumi.<stack>.yaml next to Pulumi.yaml:
+    # here that is $STACK_CONFIG, not the tracked file.
+    cp Pulumi.yaml "$STACK_DIR/Pulumi.yaml"
+    (cd "$STACK_DIR" && pulumi stack init "$STACK" --non-interactive)
+fi
+salt="$(grep -m1 '^encryptionsalt:' "$STACK_CONFIG" 2>/dev/null || true)"
+{ grep -v '^encryptionsalt:' "Pulumi.$STACK.yaml"; [ -z "$salt" ] || printf '%s\n' "$salt"; } >"$STACK_CONFIG.tmp"
+mv "$STACK_CONFIG.tmp" "$STACK_CONFIG"
+pulumi config set-all --stack "$STACK" --config-file "$STACK_CONFIG" --non-interactive \
+    --plaintext "kubeconfig=$KCFG" --plaintext "kubeContext=$KCTX"
+say "stack config: $STACK_CONFIG (Pulumi.$STACK.yaml + kubeconfig $KCFG, context $KCTX)"
+say "other pulumi commands on this stack: PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL pulumi <command> --stack $STACK --config-file $STACK_CONFIG"
+
+# --- 5. refresh, then up -------------------------------------------------------------------------
+pulumi refresh --stack "$STACK" --config-file "$STACK_CONFIG" --run-program --yes --skip-preview
+exec pulumi up --stack "$STACK" --config-file "$STACK_CONFIG" "$@"

@@ -1,11 +1,30 @@
 #!/usr/bin/env bash
-# `make up STACK=<stack>`: check what the stack needs, then `pulumi up`. Stops early with what to install or set.
+# `make up [STACK=<stack>]`: check what the stack needs, then `pulumi up`. Stops early with what to install or set.
+# Without STACK: the dev stack (GKE) when Google credentials are there, else the no-cloud local stack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stack="${1:-dev}"
+stack="${1:-}"
 shift || true  # the rest goes to `pulumi up`
 
 fail() { printf 'make up: %s\n' "$*" >&2; exit 1; }
+
+# Google credentials: a key file, key JSON, or gcloud's application default credentials.
+adc="${CLOUDSDK_CONFIG:-$HOME/.config/gcloud}/application_default_credentials.json"
+has_google_credentials() {
+  [ -n "${GOOGLE_APPLICATION_CREDENTIALS:-}" ] || [ -n "${GOOGLE_CREDENTIALS:-}" ] || [ -f "$adc" ]
+}
+
+if [ -z "$stack" ]; then
+  if has_google_credentials; then
+    stack=dev
+  else
+    printf 'make up: %s\n' >&2 \
+      "no Google credentials (gcloud application default credentials, GOOGLE_APPLICATION_CREDENTIALS): deploying" \
+      "the no-cloud local stack, as 'make up STACK=local' does. For GKE: 'gcloud auth application-default login'," \
+      "then 'make up STACK=dev'."
+    stack=local
+  fi
+fi
 
 if [ "$stack" = "local" ]; then
   exec scripts/up-local.sh "$@"
@@ -21,8 +40,7 @@ if grep -q 'clusterMode: existing' "Pulumi.$stack.yaml"; then
 fi
 
 # GKE stacks: Google credentials, the kubeconfig auth plugin, and a real project id.
-adc="${CLOUDSDK_CONFIG:-$HOME/.config/gcloud}/application_default_credentials.json"
-if [ -z "${GOOGLE_APPLICATION_CREDENTIALS:-}" ] && [ -z "${GOOGLE_CREDENTIALS:-}" ] && [ ! -f "$adc" ]; then
+if ! has_google_credentials; then
   fail "no Google credentials. Run 'gcloud auth application-default login', or set GOOGLE_APPLICATION_CREDENTIALS \
 to a service-account key file (CI uses workload identity federation)."
 fi

@@ -79,6 +79,24 @@ def cli_env(bins: dict[str, Path], home: Path, kubeconfig: str) -> dict[str, str
     return env
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it, found through /proc (plugins and servers that start sessions of their
+    own are not in the parent's process group)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process went away while we looked
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
 # --- Kubernetes API ---------------------------------------------------------------------------------
 
 
@@ -186,11 +204,12 @@ class Project:
         self.env = env
 
     @classmethod
-    def create(cls, root: Path, env: dict[str, str], kubeconfig: str) -> Project:
-        """Copy the program files, point the virtualenv at the repository's, `git init`, `pulumi stack init`."""
+    def create(cls, root: Path, env: dict[str, str], kubeconfig: str, source: Path = REPO) -> Project:
+        """Copy the program files of `source` (a checkout), point the virtualenv at the repository's, `git init`,
+        `pulumi stack init`. `source` is only read."""
         root.mkdir(parents=True, exist_ok=True)
         for name in PROJECT_FILES:
-            src = REPO / name
+            src = source / name
             if src.is_dir():
                 shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
             else:

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tests.engine.conftest import (
     NAMESPACE,
@@ -28,6 +27,7 @@ from tests.engine.conftest import (
     changes,
     namespace_objects,
     obj,
+    process_tree,
     resource_versions,
     stack_objects,
     steps,
@@ -383,19 +383,7 @@ def _kill_tree(proc: subprocess.Popen) -> None:
     Plugins (language host, program, provider) run in process groups of their own, so killing the CLI's
     group would leave them running; they are found through /proc instead.
     """
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # the process went away while we looked
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    tree, todo = [], [proc.pid]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    for pid in tree:
+    for pid in process_tree(proc.pid):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
