@@ -23,7 +23,7 @@ import yaml
 from components.checks import CHECK_NAME, MAX, MIN, UNIT, Check, builtin_checks, template_error
 from components.names import DNS_LABEL as _DNS_LABEL
 from components.names import DURATION as _PROM_DURATION
-from components.names import ISTIO_NAMESPACE, KUBERNETES_NAMESPACES, MONITORING_NAMESPACE
+from components.names import ISTIO_NAMESPACE, KUBERNETES_NAMESPACES, MONITORING_NAMESPACE, traffic_split
 
 PROJECT = "istio-canary"
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
@@ -115,7 +115,7 @@ class AppSettings:
     @property
     def split(self) -> dict[str, int]:
         """The traffic split as percentages, e.g. {"ga": 90, "canary": 10}."""
-        return {"ga": 100 - self.canary_weight, "canary": self.canary_weight}
+        return traffic_split(self.canary_weight)
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,7 @@ def test_status_with_live_metrics(tmp_path, capsys, prom):
     assert data["canary"] == {"workload": "podinfo-canary", "version": "6.9.0", "weight": 60}
     assert data["ga"]["weight"] == 40
     assert data["analysis"]["verdict"] == "pass"
-    assert data["next"] == {"action": "promote", "to": 100}
+    assert data["next"] == {"action": "promote", "to": 100, "needs_analysis": True}
     text = canary(capsys, "status", "-C", directory).out
     assert "6.9.0" in text and "60%" in text and "next: 100" in text
 
@@ -262,20 +262,33 @@ def test_status_with_prometheus_down_still_prints_the_config(tmp_path, capsys):
     result = canary(capsys, "status", "-C", directory, "--prometheus", url, "--timeout", 2, "--json")
     assert result.code == EXIT_UNAVAILABLE
     data = json.loads(result.out)
-    assert data["canary"]["weight"] == 60 and data["next"] == {"action": "promote", "to": 100}
+    assert data["canary"]["weight"] == 60 and data["next"] == {"action": "promote", "to": 100, "needs_analysis": True}
     assert "unreachable" in data["analysis"]["error"]
     text = canary(capsys, "status", "-C", directory, "--prometheus", url, "--timeout", 2)
     assert text.code == EXIT_UNAVAILABLE
     assert "60%" in text.out and "analysis unavailable" in text.out
 
 
-def test_subcommand_help_lists_exit_codes(capsys):
-    for command in ("status", "analyze", "promote", "rollback", "watch-images", "notify"):
+def test_subcommand_help_lists_its_own_exit_codes_options_and_defaults(capsys):
+    from rollout.cli import COMMANDS
+
+    for command, module in COMMANDS.items():
         with pytest.raises(SystemExit) as stopped:
             canary(capsys, command, "--help")
         assert stopped.value.code == 0
         out = capsys.readouterr().out
-        assert "exit codes:" in out and "3  Prometheus" in out, command
+        listed = [int(line.split()[0]) for line in out.split("exit codes:\n")[1].splitlines() if line.strip()]
+        assert listed == list(module.EXITS), command
+        assert "(default: dev)" in out and "env: CANARY_STACK" in out, command
+        assert "--json" in out, command
+    assert "3  Prometheus" not in capsys.readouterr().out  # rollback never exits 3: it does not wait for metrics
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        canary(capsys, "--version")
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.startswith("canary 0.1.0")
 
 
 # --- checks as data: a stack's own checks against the real Prometheus -------------------------------------

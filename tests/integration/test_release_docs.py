@@ -10,3 +10,13 @@ def test_release_doc_quotes_the_check_queries():
     doc = (ROOT / "docs" / "release.md").read_text()
     for template in (promql.requests_template(), promql.success_rate_template(), promql.p99_template()):
         assert f"`{promql.render(template, 'test', 'podinfo-canary', '5m')}`" in doc
+
+
+def test_release_doc_has_the_generated_exit_code_tables():
+    from rollout import exits
+    from rollout.cli import COMMANDS
+
+    doc = (ROOT / "docs" / "release.md").read_text()
+    assert exits.markdown() in doc
+    for name, module in COMMANDS.items():
+        assert f"| `{name}` | {', '.join(str(code) for code in module.EXITS)} |" in doc

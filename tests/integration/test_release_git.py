@@ -306,7 +306,7 @@ def test_a_rolled_back_version_is_not_promoted_again(capsys, repo):
     assert "6.9.0 was rolled back" in result.err
     assert repo.head() == head
     status = json.loads(canary(capsys, "status", "-C", repo.work, "--json").out)
-    assert status["next"] == {"action": "rolled-back", "to": None}
+    assert status["next"] == {"action": "rolled-back", "to": 10, "needs_analysis": False}
     # --force goes ahead and says so in the commit.
     assert promote(capsys, repo, None, "--force", "--no-notify").code == EXIT_OK
     assert "was rolled back: canary: roll back podinfo-canary 6.9.0" in repo.message()
@@ -331,3 +331,24 @@ def test_dirty_tree_lines_are_aligned(capsys, repo):
     result = canary(capsys, "promote", "-C", repo.work)
     assert result.code == EXIT_REFUSED
     assert "\n    M  Pulumi.dev.yaml" in result.err and "\n    M  Pulumi.yaml" in result.err
+
+
+def test_every_command_speaks_json(capsys, repo, prom):
+    """--json: one object on stdout (human lines on stderr), so workflows need not parse git log."""
+    first = promote(capsys, repo, None, "--no-notify", "--json")
+    assert first.code == EXIT_OK, first.err
+    data = json.loads(first.out)
+    assert (data["action"], data["from"], data["to"], data["commits"]) == ("promote", 0, 10, [repo.head()])
+    assert "committed" in first.err
+    second = promote(capsys, repo, prom, "--no-notify", "--json")
+    assert json.loads(second.out)["analysis"]["verdict"] == "pass"
+    back = canary(capsys, "rollback", "-C", repo.work, "--no-notify", "--json", "--reason", "test")
+    data = json.loads(back.out)
+    assert (data["action"], data["from"], data["to"], data["commits"]) == ("rollback", 60, 0, [repo.head()])
+    again = canary(capsys, "rollback", "-C", repo.work, "--no-notify", "--json")
+    assert json.loads(again.out)["action"] == "none"
+    dry = canary(capsys, "notify", "-C", repo.work, "--dry-run", "--json")
+    assert json.loads(dry.out)["payload"]["text"].startswith("podinfo (dev)")
+    refused = promote(capsys, repo, None, "--no-notify", "--json")  # 6.9.0 was rolled back
+    assert refused.code == EXIT_REFUSED
+    assert json.loads(refused.out) | {"error": ""} == {"error": "", "exit_code": 4, "exit": "refused"}

@@ -1,0 +1,231 @@
+"""What the commands share: loading a stack under the repository lock, the Prometheus to ask, the output
+channel (human lines, or one JSON object), the analysis gate, and recording a decision (commit, push, notify)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+from rollout import analysis, gitops, httpclient, notify
+from rollout.analysis import Analysis, Verdict
+from rollout.exits import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REFUSED
+from rollout.lock import LockError, RepoLock
+from rollout.prometheus import TOKEN_ENV, Prometheus, PrometheusError
+from rollout.stackfile import ReleaseView, StackFile
+from stacks.settings import PROJECT
+
+VERDICT_EXIT = {Verdict.PASS: EXIT_OK, Verdict.FAIL: EXIT_FAIL, Verdict.INCONCLUSIVE: EXIT_INCONCLUSIVE}
+
+
+class Refused(Exception):
+    """Stop with a message and an exit code; nothing has been committed."""
+
+    def __init__(self, message: str, code: int = EXIT_REFUSED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Output:
+    """Where a command writes: human lines on stdout, or with --json one JSON object on stdout and the human
+    lines on stderr (so a script can parse stdout and a person still sees what happened)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.json = bool(getattr(args, "json", False))
+
+    def say(self, text: str) -> None:
+        print(text, file=sys.stderr if self.json else sys.stdout)
+
+    def result(self, data: dict[str, Any]) -> None:
+        if self.json:
+            print(json.dumps(data, indent=2))
+
+
+@dataclass
+class Context:
+    """The repository, the stack file, its validated release view, and the repository lock when writing.
+
+    A context manager: leaving it releases the lock, so one process can run several commands (the tests do).
+    """
+
+    repo: Path
+    stack_name: str
+    stack: StackFile
+    view: ReleaseView
+    invalid_weight: object = None  # rollback only: the unreadable weight that is being repaired
+    for_rollback: bool = False  # validate as a rollback does: only the release keys, any weight
+    lock: RepoLock | None = None
+    commits: list[str] = field(default_factory=list)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.lock:
+            self.lock.close()
+
+
+def load(args: argparse.Namespace, *, write: bool, for_rollback: bool = False) -> Context:
+    """Find the repository; for a command that writes, take the lock before anything is read, so the
+    clean-tree check and the file a step is computed from are the ones it commits over."""
+    start = Path(args.repo).resolve()
+    try:
+        repo = gitops.toplevel(start)
+    except gitops.GitError:
+        if write:
+            raise Refused(f"{start} is not inside a git work tree") from None
+        repo = start
+    lock = None
+    if write:
+        try:
+            lock = RepoLock(gitops.git_dir(repo))
+        except LockError as exc:
+            raise Refused(str(exc)) from None
+    try:
+        if write:
+            gitops.require_clean(repo)
+        stack = StackFile.for_stack(repo, args.stack)
+        invalid = None
+        if for_rollback:
+            view, invalid = stack.rollback_view()
+        else:
+            view = stack.view()
+        if write:
+            stack.check_writable()
+    except BaseException:
+        if lock:
+            lock.close()
+        raise
+    return Context(repo, args.stack, stack, view, invalid, for_rollback, lock)
+
+
+def prometheus(args: argparse.Namespace, view: ReleaseView, *, required: bool) -> Prometheus | None:
+    """The Prometheus to ask: --prometheus, else $PROMETHEUS_URL (both may carry user:password@ for Basic auth,
+    with $PROMETHEUS_TOKEN for Bearer), else prometheusUrl from the stack file (never a credential)."""
+    source, url = next(
+        (
+            (name, value)
+            for name, value in (
+                ("--prometheus", args.prometheus),
+                ("$PROMETHEUS_URL", os.environ.get("PROMETHEUS_URL")),
+            )
+            if value
+        ),
+        (f"{PROJECT}:prometheusUrl", view.release.prometheus_url),
+    )
+    if not url:
+        if required:
+            raise Refused(f"no Prometheus URL: pass --prometheus, set $PROMETHEUS_URL or {PROJECT}:prometheusUrl")
+        return None
+    try:
+        target = httpclient.parse_url(url)
+    except httpclient.HttpError as exc:
+        raise Refused(f"{source}: {exc}") from None
+    token = os.environ.get(TOKEN_ENV, "").strip() or None
+    if (target.username is not None or token) and target.scheme != "https" and not httpclient.is_loopback(target.host):
+        raise Refused(f"{source}: refusing to send credentials over plain http to {httpclient.redact(url)}; use https")
+    return Prometheus(url, timeout=args.timeout, token=token)
+
+
+def seconds(value: str) -> float:
+    """A --timeout: a number of seconds above 0 (0 would make every request fail at once)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r}: must be a number of seconds above 0")
+    return number
+
+
+def at(args: argparse.Namespace) -> float:
+    """--at as unix seconds (now by default)."""
+    try:
+        return analysis.parse_time(args.at)
+    except ValueError as exc:
+        raise Refused(str(exc)) from None
+
+
+def evidence(result: Analysis | None, source: Prometheus | None, unavailable: str = "") -> str:
+    """The commit body's account of the analysis a decision was taken on."""
+    if unavailable:
+        return f"Analysis unavailable: {unavailable}"
+    if result is None:
+        return "No analysis recorded."
+    where = f" from {source.shown}" if source else ""
+    return f"Analysis{where}:\n\n{analysis.table(result)}"
+
+
+@dataclass
+class Gate:
+    """What the analysis before a traffic step said: a result, or why there is none."""
+
+    result: Analysis | None = None
+    source: Prometheus | None = None
+    unavailable: str = ""  # the Prometheus error when --force went ahead without an analysis
+
+    def evidence(self) -> str:
+        return evidence(self.result, self.source, self.unavailable)
+
+    def to_json(self) -> dict[str, Any] | None:
+        if self.result:
+            return self.result.to_json()
+        return {"error": self.unavailable} if self.unavailable else None
+
+
+def gate(args: argparse.Namespace, ctx: Context, out: Output) -> Gate:
+    """Run the analysis that must pass before traffic moves; --force records it but does not obey it."""
+    source = prometheus(args, ctx.view, required=not args.force)
+    if source is None:
+        return Gate()
+    try:
+        result = analysis.analyze(ctx.view, source, at(args))
+    except PrometheusError as exc:
+        if not args.force:
+            raise
+        print(f"warning: --force: no analysis ({exc})", file=sys.stderr)
+        return Gate(source=source, unavailable=str(exc))
+    out.say(analysis.table(result))
+    if result.verdict is not Verdict.PASS and not args.force:
+        raise Refused(
+            f"analysis is {result.verdict.value}; not promoting (use --force to override)", VERDICT_EXIT[result.verdict]
+        )
+    return Gate(result=result, source=source)
+
+
+def commit(ctx: Context, out: Output, subject: str, body: str) -> str:
+    """Write the stack file and commit it alone; on a failed commit undo our own edit (never a newer one)."""
+    if not ctx.stack.save(rollback=ctx.for_rollback):
+        raise Refused(f"{ctx.stack.path.name} would not change; nothing to commit")
+    try:
+        commit_id = gitops.commit(ctx.repo, ctx.stack.path, f"{subject}\n\n{body}".rstrip() + "\n")
+    except gitops.GitError as exc:
+        # A modified, staged stack file would make every later run "dirty"; a file someone changed since is theirs.
+        what = "is restored" if ctx.stack.undo_save() else "was changed by someone else meanwhile and is left as it is"
+        raise Refused(f"{exc}\n{ctx.stack.path.name} {what}; nothing was committed for this step") from None
+    ctx.commits.append(commit_id)
+    out.say(f"committed {commit_id[:12]}: {subject}")
+    return commit_id
+
+
+def publish(ctx: Context, args: argparse.Namespace, out: Output, notice: str | None) -> None:
+    """The tail of every decision: push this run's commits one by one (CI runs `pulumi up` per step), then
+    tell Slack (unless `notice` is None). A failed push names the local commit; a failed notice is a warning."""
+    if args.push:
+        remote = httpclient.scrub(args.remote)  # --remote may be a URL with a token in it
+        for commit_id in ctx.commits:
+            try:
+                gitops.push(ctx.repo, args.remote, commit_id)
+            except gitops.GitError as exc:
+                raise Refused(
+                    f"the push to {remote} failed: {exc}\n"
+                    f"The local commit {commit_id[:12]} exists (HEAD is {gitops.head(ctx.repo)[:12]}): push it "
+                    f"yourself (git push {remote} HEAD) or drop it (git reset --hard {commit_id[:12]}~1)."
+                ) from None
+            out.say(f"pushed {commit_id[:12]} to {remote}")
+    if notice is not None and not args.no_notify:
+        notify.send(notice, ctx.repo, ctx.stack_name, ctx.stack.raw(notify.SECRET_KEY))

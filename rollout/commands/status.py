@@ -1,0 +1,91 @@
+"""`canary status`: weights and versions from the stack file, the next step, and live metrics when a
+Prometheus URL is known."""
+
+from __future__ import annotations
+
+import argparse
+
+from rollout import analysis, gitops, plan
+from rollout.commands import common
+from rollout.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
+from rollout.prometheus import PrometheusError
+from stacks.settings import PROJECT
+
+HELP = "weights and versions (+ live metrics)"
+EXITS = (EXIT_OK, EXIT_UNAVAILABLE, EXIT_REFUSED, EXIT_INTERNAL)
+USES = ("metrics", "json")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No options of its own."""
+
+
+def rolled_back(ctx: common.Context, *, required: bool) -> str | None:
+    """The rollback commit subject when the current canaryVersion was rolled back at weight 0, else None."""
+    app = ctx.view.app
+    if app.canary_weight != 0 or app.canary_version == app.ga_version:
+        return None
+    try:
+        return gitops.rolled_back(
+            ctx.repo, ctx.stack.path, ctx.view.canary_workload, app.canary_version, f"{PROJECT}:canaryVersion:"
+        )
+    except gitops.GitError:
+        if required:
+            raise
+        return None  # `status` outside a git repository: no history to read
+
+
+def next_step(ctx: common.Context, *, required: bool) -> tuple[plan.Step, str | None]:
+    """The planner's next step for this stack, and the rollback subject that blocks it (if any)."""
+    app = ctx.view.app
+    subject = rolled_back(ctx, required=required)
+    step = plan.next_step(
+        app.canary_weight, ctx.view.release.steps, app.ga_version, app.canary_version, rolled_back=bool(subject)
+    )
+    return step, subject
+
+
+def run(args: argparse.Namespace) -> int:
+    out = common.Output(args)
+    ctx = common.load(args, write=False)
+    app, rel = ctx.view.app, ctx.view.release
+    source = common.prometheus(args, ctx.view, required=False)
+    when = common.at(args)
+    step, _subject = next_step(ctx, required=False)
+    result, error = None, None
+    if source:
+        try:
+            result = analysis.analyze(ctx.view, source, when)
+        except PrometheusError as exc:  # the config part is still worth printing; the exit code says 3
+            error = str(exc)
+    code = EXIT_UNAVAILABLE if error else EXIT_OK
+    if out.json:
+        out.result(
+            {
+                "stack": ctx.stack_name,
+                "namespace": app.namespace,
+                "image": app.image,
+                "ga": {"workload": ctx.view.ga_workload, "version": app.ga_version, "weight": app.split["ga"]},
+                "canary": {
+                    "workload": ctx.view.canary_workload,
+                    "version": app.canary_version,
+                    "weight": app.canary_weight,
+                },
+                "steps": list(rel.steps),
+                "next": step.to_json(),
+                "checks": [{"name": c.name, "rule": c.rule()} for c in rel.checks],
+                "analysis": result.to_json() if result else ({"error": error} if error else None),
+            }
+        )
+        return code
+    out.say(f"stack {ctx.stack_name} ({ctx.stack.path.name}): {app.image} in namespace {app.namespace}")
+    out.say(f"  ga      {ctx.view.ga_workload:<24} {app.ga_version:<12} {app.split['ga']:>3}%")
+    out.say(f"  canary  {ctx.view.canary_workload:<24} {app.canary_version:<12} {app.canary_weight:>3}%")
+    out.say(f"  steps   0 -> {' -> '.join(str(s) for s in rel.steps)}; next: {step.describe()}")
+    out.say("  checks  " + "; ".join(f"{check.name} {check.rule()}" for check in rel.checks))
+    if result:
+        out.say("")
+        out.say(analysis.table(result))
+    if error:
+        out.say(f"  analysis unavailable: {error}")
+    return code
