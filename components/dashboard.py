@@ -1,9 +1,11 @@
-"""The canary Grafana dashboard, generated: request rate, p99 latency and success rate, GA next to canary."""
+"""The canary Grafana dashboard, generated: request rate, then one panel per check (the analysis' own list,
+built-in and the stack's), GA next to canary, the check's threshold drawn as a line."""
 
 from __future__ import annotations
 
 from components import promql
-from components.names import workload
+from components.checks import Check
+from components.names import SUBSETS, workload
 
 # The Grafana datasource the dashboard queries; the Monitoring component provisions it with this uid.
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
@@ -12,51 +14,75 @@ VERSION_COLOURS = {"ga": "green", "canary": "orange"}
 SCHEMA_VERSION = 39
 PANEL_WIDTH = 8
 PANEL_HEIGHT = 9
+PANELS_PER_ROW = 24 // PANEL_WIDTH
+# Grafana's unit ids for the units checks use; anything else is shown as a suffix.
+GRAFANA_UNITS = {"%": "percent", "ms": "ms", "s": "s", "req/s": "reqps", "": "short"}
 
 
-def _panel(panel_id: int, title: str, expr: str, unit: str, app: str, extra_defaults: dict | None = None) -> dict:
-    overrides = [
+def _overrides(app: str) -> list[dict]:
+    return [
         {
             "matcher": {"id": "byName", "options": workload(app, version)},
             "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": colour}}],
         }
         for version, colour in VERSION_COLOURS.items()
     ]
+
+
+def _panel(panel_id: int, title: str, targets: list[dict], app: str, defaults: dict) -> dict:
+    index = panel_id - 1
     return {
         "id": panel_id,
         "type": "timeseries",
         "title": title,
         "datasource": dict(DATASOURCE),
-        "gridPos": {"h": PANEL_HEIGHT, "w": PANEL_WIDTH, "x": (panel_id - 1) * PANEL_WIDTH, "y": 0},
-        "targets": [
-            {
-                "refId": "A",
-                "datasource": dict(DATASOURCE),
-                "expr": expr,
-                # One series per Deployment, named like it: <app>-ga, <app>-canary.
-                "legendFormat": "{{" + promql.BY_WORKLOAD + "}}",
-                "range": True,
-            }
-        ],
-        "fieldConfig": {"defaults": {"unit": unit, **(extra_defaults or {})}, "overrides": overrides},
+        "gridPos": {
+            "h": PANEL_HEIGHT,
+            "w": PANEL_WIDTH,
+            "x": (index % PANELS_PER_ROW) * PANEL_WIDTH,
+            "y": (index // PANELS_PER_ROW) * PANEL_HEIGHT,
+        },
+        "targets": [{"datasource": dict(DATASOURCE), "range": True, **target} for target in targets],
+        "fieldConfig": {"defaults": defaults, "overrides": _overrides(app)},
         "options": {"legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull", "max"]}},
     }
 
 
-def canary_dashboard(namespace: str, app: str, window: str = promql.DEFAULT_WINDOW) -> dict:
-    """Grafana dashboard JSON (a dict) for one app's GA and canary Deployments in `namespace`."""
-    panels = [
-        _panel(1, "Request rate per version", promql.request_rate(namespace, app, window), "reqps", app),
-        _panel(2, "p99 latency per version", promql.p99_latency(namespace, app, window), "ms", app),
-        _panel(
-            3,
-            "Success rate per version (non-5xx)",
-            promql.success_rate(namespace, app, window),
-            "percent",
-            app,
-            {"min": 0, "max": 100},
-        ),
+def _check_panel(panel_id: int, check: Check, namespace: str, app: str, window: str) -> dict:
+    """One check, once per Deployment (the query selects one workload), its threshold as a red line."""
+    targets = [
+        {
+            "refId": "AB"[i],
+            "expr": check.promql(namespace, workload(app, version), window),
+            "legendFormat": workload(app, version),
+        }
+        for i, version in enumerate(SUBSETS)
     ]
+    unit = GRAFANA_UNITS.get(check.unit, f"suffix: {check.unit}")
+    defaults = {
+        "unit": unit,
+        "thresholds": {
+            "mode": "absolute",
+            "steps": [{"color": "transparent", "value": None}, {"color": "red", "value": check.threshold}],
+        },
+        "custom": {"thresholdsStyle": {"mode": "line"}},
+    }
+    if check.unit == "%":
+        defaults |= {"min": 0, "max": 100}
+    return _panel(panel_id, f"{check.name} per version ({check.rule()})", targets, app, defaults)
+
+
+def canary_dashboard(namespace: str, app: str, checks: tuple[Check, ...], window: str = promql.DEFAULT_WINDOW) -> dict:
+    """Grafana dashboard JSON (a dict) for one app's GA and canary Deployments in `namespace`."""
+    rate = {
+        "refId": "A",
+        "expr": promql.request_rate(namespace, app, window),
+        # One series per Deployment, named like it: <app>-ga, <app>-canary.
+        "legendFormat": "{{" + promql.BY_WORKLOAD + "}}",
+    }
+    panels = [_panel(1, "Request rate per version", [rate], app, {"unit": "reqps"})]
+    judged = [check for check in checks if not check.gate]  # the gate's count is the rate panel's integral
+    panels += [_check_panel(i, check, namespace, app, window) for i, check in enumerate(judged, start=2)]
     return {
         # A fixed uid keeps the dashboard's URL stable across re-provisioning.
         "uid": f"canary-{app}"[:40],

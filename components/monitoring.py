@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.checks import Check
 from components.dashboard import DATASOURCE, canary_dashboard
 from components.k8s_common import child_options, helm_release
 from components.names import MONITORING_NAMESPACE
@@ -36,6 +37,7 @@ class MonitoringArgs:
     grafana_chart_version: str
     app_namespace: str
     app_name: str
+    checks: tuple[Check, ...]  # the analysis' checks: one dashboard panel each
     namespace: str = MONITORING_NAMESPACE
     depends_on: tuple[pulumi.Resource, ...] = ()
 
@@ -97,7 +99,7 @@ class Monitoring(pulumi.ComponentResource):
         self.namespace = args.namespace
         self.prometheus_url = f"http://{PROMETHEUS_SERVICE}.{args.namespace}.svc.cluster.local:{PROMETHEUS_PORT}"
         self.grafana_service = GRAFANA_SERVICE
-        self.dashboard = canary_dashboard(args.app_namespace, args.app_name)
+        self.dashboard = canary_dashboard(args.app_namespace, args.app_name, args.checks)
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             # Prometheus scrapes plain HTTP from outside the mesh: 15020 is not behind the sidecar's mTLS.

@@ -1,9 +1,9 @@
-"""PromQL over Istio's standard metrics, per version of the app: the one place these query strings are built.
+"""PromQL over Istio's standard metrics: the one place these query strings are built.
 
-Shared by the Grafana dashboard and the release tools so that what a person sees and what analysis decides
-on are the same expressions. Every query is `sum by (destination_workload)`, one series per Deployment
-(`<app>-ga`, `<app>-canary`), and reads the server side (`reporter="destination"`) as Flagger does: the
-client side would also count requests that never reached a pod.
+The dashboard's request-rate panel (`sum by (destination_workload)`: one series per Deployment) and the
+built-in check templates, which the analysis and the dashboard both render once per Deployment. Every query
+reads the server side (`reporter="destination"`) as Flagger does: the client side would also count requests
+that never reached a pod.
 """
 
 from __future__ import annotations
@@ -48,40 +48,9 @@ def request_rate(namespace: str, app: str, window: str = DEFAULT_WINDOW, version
     return f"sum by ({BY_WORKLOAD}) (rate({REQUESTS_TOTAL}{selector(namespace, app, versions)}[{_window(window)}]))"
 
 
-def request_count(namespace: str, app: str, window: str = DEFAULT_WINDOW, versions: Sequence[str] = VERSIONS) -> str:
-    """Requests each version served within the window (to tell "too little traffic" from "healthy")."""
-    return f"sum by ({BY_WORKLOAD}) (increase({REQUESTS_TOTAL}{selector(namespace, app, versions)}[{_window(window)}]))"
-
-
-def server_error_count(
-    namespace: str, app: str, window: str = DEFAULT_WINDOW, versions: Sequence[str] = VERSIONS
-) -> str:
-    """5xx responses each version served within the window."""
-    failed = selector(namespace, app, versions)[:-1] + f', response_code=~"{SERVER_ERROR}"' + "}"
-    return f"sum by ({BY_WORKLOAD}) (increase({REQUESTS_TOTAL}{failed}[{_window(window)}]))"
-
-
-def p99_latency(namespace: str, app: str, window: str = DEFAULT_WINDOW, versions: Sequence[str] = VERSIONS) -> str:
-    """99th percentile request duration of each version, in milliseconds."""
-    return (
-        f"histogram_quantile(0.99, sum by (le, {BY_WORKLOAD}) "
-        f"(rate({DURATION_BUCKET}{selector(namespace, app, versions)}[{_window(window)}])))"
-    )
-
-
-def success_rate(namespace: str, app: str, window: str = DEFAULT_WINDOW, versions: Sequence[str] = VERSIONS) -> str:
-    """Percent of each version's requests that were not 5xx; no traffic gives no value, never 100."""
-    window = _window(window)
-    every = selector(namespace, app, versions)
-    ok = every[:-1] + f', response_code!~"{SERVER_ERROR}"' + "}"
-    total = f"sum by ({BY_WORKLOAD}) (rate({REQUESTS_TOTAL}{every}[{window}]))"
-    # A version that answered only 5xx has no non-5xx series at all; `or total * 0` gives it 0 %, not a gap.
-    return f"(sum by ({BY_WORKLOAD}) (rate({REQUESTS_TOTAL}{ok}[{window}])) or {total} * 0) / {total} * 100"
-
-
 # --- check templates: one workload at a time, with {namespace}, {workload} and {window} left to fill in ------
 # The analysis and the dashboard render these per Deployment (components/checks.py). They are written with the
-# same metric names and matchers as the queries above; placeholders are filled by exact replacement, which
+# same metric names and matchers as the rate query above; placeholders are filled by exact replacement, which
 # never touches PromQL's own braces (a bare `{namespace}` is not a valid PromQL selector).
 
 TEMPLATE_VARIABLES = ("namespace", "workload", "window")

@@ -90,6 +90,7 @@ def build(settings: Settings) -> BuiltStack:
                 grafana_chart_version=m.grafana_chart_version,
                 app_namespace=a.namespace,
                 app_name=a.name,
+                checks=settings.release.checks,
                 # After the mesh: the namespace's injection label means nothing before istiod's webhook exists.
                 depends_on=tuple(mesh.ready),
             ),

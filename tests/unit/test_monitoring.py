@@ -8,6 +8,7 @@ import re
 import pytest
 
 from components import promql
+from components.checks import MAX, Check, builtin_checks
 from components.dashboard import canary_dashboard
 from stacks import settings
 from tests.unit.conftest import GCP, Program, config
@@ -50,13 +51,24 @@ def balanced(expr: str) -> bool:
 # --- the dashboard -----------------------------------------------------------------------------------------
 
 
+CHECKS = builtin_checks(min_requests=100, min_success_rate=99.0, max_p99_ms=500, max_p99_over_ga_pct=50)
+ERRORS_PER_S = Check(
+    "errors_per_s",
+    'sum(rate(istio_requests_total{destination_workload_namespace="{namespace}", destination_workload="{workload}",'
+    ' response_code=~"5.."}[{window}])) or vector(0)',
+    MAX,
+    0.5,
+    unit="req/s",
+)
+
+
 def test_dashboard_is_grafana_dashboard_json() -> None:
-    dashboard = canary_dashboard("shop", "web")
+    dashboard = canary_dashboard("shop", "web", CHECKS + (ERRORS_PER_S,))
     assert json.loads(json.dumps(dashboard)) == dashboard
     assert dashboard["uid"] and len(dashboard["uid"]) <= 40
     assert isinstance(dashboard["schemaVersion"], int) and dashboard["title"]
     ids = [panel["id"] for panel in dashboard["panels"]]
-    assert len(ids) == len(set(ids)) == 3
+    assert len(ids) == len(set(ids)) == 4  # the rate, then one per judged check (the request gate has none)
     cells: set[tuple[int, int]] = set()
     for panel in dashboard["panels"]:
         assert panel["type"] == "timeseries"
@@ -68,58 +80,76 @@ def test_dashboard_is_grafana_dashboard_json() -> None:
         }
         assert not cells & covered, f"panel {panel['title']} overlaps another"
         cells |= covered
-        (target,) = panel["targets"]
-        assert target["refId"] == "A" and target["datasource"] == panel["datasource"]
-        assert target["legendFormat"] == "{{destination_workload}}"
+        for target in panel["targets"]:
+            assert target["datasource"] == panel["datasource"] and balanced(target["expr"])
+        assert len({target["refId"] for target in panel["targets"]}) == len(panel["targets"])
 
 
-def test_dashboard_has_rate_p99_and_success_rate_split_by_version() -> None:
-    panels = {panel["fieldConfig"]["defaults"]["unit"]: panel for panel in canary_dashboard("shop", "web")["panels"]}
-    assert set(panels) == {"reqps", "ms", "percent"}
-    assert panels["reqps"]["targets"][0]["expr"] == RATE
-    assert panels["ms"]["targets"][0]["expr"] == P99
-    success = panels["percent"]["targets"][0]["expr"]
-    assert f'rate(istio_requests_total{{{SHOP_WEB}, response_code!~"5.."}}[1m])' in success
-    assert success.endswith(f"/ sum by (destination_workload) (rate(istio_requests_total{{{SHOP_WEB}}}[1m])) * 100")
-    for panel in panels.values():
+def test_the_rate_panel_and_one_panel_per_check_split_by_version() -> None:
+    panels = canary_dashboard("shop", "web", CHECKS + (ERRORS_PER_S,))["panels"]
+    assert panels[0]["targets"][0]["expr"] == RATE
+    assert panels[0]["targets"][0]["legendFormat"] == "{{destination_workload}}"
+    by_title = {panel["title"].split(" ")[0]: panel for panel in panels[1:]}
+    assert set(by_title) == {"success_rate", "p99_ms", "errors_per_s"}
+    for check in (CHECKS[1], CHECKS[2], ERRORS_PER_S):
+        panel = by_title[check.name]
+        # The analysis' own query, once per Deployment: what a person sees is what promote decided on.
+        assert [t["expr"] for t in panel["targets"]] == [
+            check.promql("shop", f"web-{v}", "1m") for v in ("ga", "canary")
+        ]
+        assert [t["legendFormat"] for t in panel["targets"]] == ["web-ga", "web-canary"]
+        assert panel["fieldConfig"]["defaults"]["thresholds"]["steps"][-1]["value"] == check.threshold
+    units = {name: panel["fieldConfig"]["defaults"]["unit"] for name, panel in by_title.items()}
+    assert units == {"success_rate": "percent", "p99_ms": "ms", "errors_per_s": "reqps"}
+    for panel in panels:
         # GA and canary get a fixed colour each, by the series names the legend produces.
         assert {o["matcher"]["options"] for o in panel["fieldConfig"]["overrides"]} == {"web-ga", "web-canary"}
 
 
 def test_dashboard_follows_the_app_namespace_and_name() -> None:
-    dashboard = canary_dashboard("payments", "checkout")
+    dashboard = canary_dashboard("payments", "checkout", CHECKS)
     for panel in dashboard["panels"]:
-        expr = panel["targets"][0]["expr"]
-        assert 'destination_workload_namespace="payments"' in expr
-        assert 'destination_workload=~"checkout-(ga|canary)"' in expr
-        assert "shop" not in expr and "podinfo" not in expr
-    assert dashboard["uid"] != canary_dashboard("shop", "web")["uid"]
+        for target in panel["targets"]:
+            assert 'destination_workload_namespace="payments"' in target["expr"]
+            assert "checkout-" in target["expr"] and "shop" not in target["expr"] and "podinfo" not in target["expr"]
+    assert dashboard["uid"] != canary_dashboard("shop", "web", CHECKS)["uid"]
+
+
+def test_a_stacks_own_check_gets_its_panel_through_the_program(program) -> None:
+    import json as _json
+
+    entry = {"name": "errors_per_s", "query": ERRORS_PER_S.query, "max": 0.5, "unit": "req/s"}
+    run = program(analysisChecks=_json.dumps([entry]))
+    [configmap] = [r for r in run.of_type("kubernetes:core/v1:ConfigMap") if "dashboard" in r.name]
+    dashboard = _json.loads(next(iter(configmap.inputs["data"].values())))
+    assert [panel["title"].split(" ")[0] for panel in dashboard["panels"]][-1] == "errors_per_s"
 
 
 # --- the PromQL builders -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("build", [promql.request_rate, promql.request_count, promql.p99_latency, promql.success_rate])
-def test_queries_are_well_formed_and_server_side(build) -> None:
-    expr = build("test", "podinfo", "5m")
+def test_the_rate_query_is_well_formed_and_server_side() -> None:
+    expr = promql.request_rate("test", "podinfo", "5m")
     assert balanced(expr)
     assert 'reporter="destination"' in expr and "[5m]" in expr and "[1m]" not in expr
-    assert expr.count("sum by (") == expr.count("destination_workload)")  # every sum keeps one series per version
+    assert expr.count("sum by (") == expr.count("destination_workload)")  # one series per version
 
 
-def test_queries_can_target_the_canary_alone() -> None:
-    expr = promql.request_count("test", "podinfo", "5m", versions=("canary",))
-    assert expr == (
-        'sum by (destination_workload) (increase(istio_requests_total{reporter="destination", '
-        'destination_workload_namespace="test", destination_workload=~"podinfo-(canary)"}[5m]))'
-    )
+@pytest.mark.parametrize("template", [promql.requests_template, promql.success_rate_template, promql.p99_template])
+def test_check_templates_select_one_workload_server_side(template) -> None:
+    expr = promql.render(template(), "test", "podinfo-canary", "5m")
+    assert balanced(expr)
+    assert "{namespace}" not in expr and "{workload}" not in expr and "{window}" not in expr
+    selectors = re.findall(r"\{[^{}]*\}", expr)
+    assert selectors and all('reporter="destination"' in sel for sel in selectors)
+    assert all('destination_workload="podinfo-canary"' in sel and "[5m]" in expr for sel in selectors)
 
 
 def test_success_rate_of_a_version_with_only_errors_is_zero_not_missing() -> None:
-    # Without the `or ... * 0` branch a version answering only 5xx has no non-5xx series and drops off the graph.
-    expr = promql.success_rate("test", "podinfo")
-    numerator = expr.split(") / sum by")[0]
-    assert " or sum by (destination_workload) (rate(istio_requests_total{" in numerator
+    # Without the `or ... * 0` branch a version answering only 5xx has no non-5xx series: no value at all.
+    expr = promql.render(promql.success_rate_template(), "test", "podinfo-canary", "1m")
+    numerator = expr.split(") / sum(")[0]
+    assert " or sum(rate(istio_requests_total{" in numerator
     assert numerator.endswith("* 0")
 
 
@@ -130,6 +160,8 @@ def test_success_rate_of_a_version_with_only_errors_is_zero_not_missing() -> Non
 def test_values_that_would_break_out_of_the_query_are_rejected(namespace: str, app: str, window: str) -> None:
     with pytest.raises(ValueError):
         promql.request_rate(namespace, app, window)
+    with pytest.raises(ValueError):
+        promql.render(promql.p99_template(), namespace, f"{app}-canary", window)
 
 
 # --- the component under mocks ----------------------------------------------------------------------------
@@ -186,7 +218,7 @@ def test_grafana_reads_prometheus_and_the_dashboard_configmap(program) -> None:
     assert configmap.inputs["metadata"]["namespace"] == "monitoring"
     assert configmap.inputs["metadata"]["labels"] == {sidecar["label"]: sidecar["labelValue"]}
     (content,) = configmap.inputs["data"].values()
-    assert json.loads(content) == built.dashboard == canary_dashboard("shop", "web")
+    assert json.loads(content) == built.dashboard == canary_dashboard("shop", "web", CHECKS)
 
 
 def test_install_order_is_explicit(program) -> None:
