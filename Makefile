@@ -62,7 +62,7 @@ test: venv lint checkov-venv integration-deps toolchain
 	. "$(TOOLCHAIN_DIR)/env.sh" && $(PY) -m pytest tests
 
 local-cluster: venv toolchain
-	. "$(TOOLCHAIN_DIR)/env.sh" && $(PY) -m toolchain.controlplane up --dir "$(TOOLCHAIN_DIR)/../local-cluster"
+	. "$(TOOLCHAIN_DIR)/env.sh" && $(PY) -m toolchain.controlplane up --dir "$(TOOLCHAIN_DIR)/../local-cluster" --crds toolchain/istio_crds.yaml
 
 bench: venv integration-deps toolchain
 	. "$(TOOLCHAIN_DIR)/env.sh" && for b in bench/bench_*.py; do echo "== $$b"; $(PY) "$$b" || exit 1; done

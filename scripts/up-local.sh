@@ -34,21 +34,19 @@ LOCAL_DIR="${ISTIO_CANARY_LOCAL_DIR:-$(dirname "$CACHE")/local-cluster}"
 STACK_DIR="$LOCAL_DIR/stack"
 STACK_CONFIG="$STACK_DIR/Pulumi.$STACK.yaml"
 PY="${PYTHON:-.venv/bin/python}"
-CRDS=tests/engine/istio_crds.yaml
+CRDS=toolchain/istio_crds.yaml
 START_TIMEOUT=180  # seconds for the control plane to answer
 
 fail() { printf 'make up STACK=local: %s\n' "$*" >&2; exit 1; }
 say() { printf 'make up STACK=local: %s\n' "$*" >&2; }
 
-# kube_ok [kubeconfig]: does that kubeconfig (default: the ambient one) reach a ready API server?
+# kube_ok: does the ambient kubeconfig (KUBECONFIG or ~/.kube/config) reach a ready API server? (needs kubectl)
 kube_ok() {
     command -v kubectl >/dev/null 2>&1 || return 1
-    if [ -n "${1:-}" ]; then
-        [ -f "$1" ] && KUBECONFIG="$1" kubectl get --raw=/readyz --request-timeout=5s >/dev/null 2>&1
-    else
-        kubectl config current-context >/dev/null 2>&1 && kubectl get --raw=/readyz --request-timeout=5s >/dev/null 2>&1
-    fi
+    kubectl config current-context >/dev/null 2>&1 && kubectl get --raw=/readyz --request-timeout=5s >/dev/null 2>&1
 }
+# plane_ok: does our local control plane answer with the kubeconfig it wrote? (no kubectl needed)
+plane_ok() { "$PY" -m toolchain.controlplane ready --kubeconfig "$LOCAL_DIR/kubeconfig"; }
 
 # --- 1. tools ----------------------------------------------------------------------------------
 [ -x "$PY" ] || fail "no $PY: run make venv"
@@ -73,7 +71,7 @@ if kube_ok; then
             (umask 077 && kubectl config view --flatten --minify >"$KCFG") ;;
         *) KCFG="$KUBECONFIG" ;;
     esac
-elif kube_ok "$LOCAL_DIR/kubeconfig"; then
+elif plane_ok; then
     KCFG="$LOCAL_DIR/kubeconfig"
     say "using the running local control plane ($KCFG)"
 else
@@ -95,7 +93,7 @@ else
     say "local control plane up (pid $(cat "$LOCAL_DIR/controlplane.pid")); stop it with: kill $(cat "$LOCAL_DIR/controlplane.pid")"
 fi
 KCFG="$(realpath "$KCFG")"
-[ -n "${KCTX:-}" ] || KCTX="$(KUBECONFIG="$KCFG" kubectl config current-context)"
+KCTX="${KCTX:-}"  # empty for the local control plane: its kubeconfig's current context
 
 # --- 3. state ----------------------------------------------------------------------------------
 if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
@@ -116,7 +114,7 @@ salt="$(grep -m1 '^encryptionsalt:' "$STACK_CONFIG" 2>/dev/null || true)"
 mv "$STACK_CONFIG.tmp" "$STACK_CONFIG"
 pulumi config set-all --stack "$STACK" --config-file "$STACK_CONFIG" --non-interactive \
     --plaintext "kubeconfig=$KCFG" --plaintext "kubeContext=$KCTX"
-say "stack config: $STACK_CONFIG (Pulumi.$STACK.yaml + kubeconfig $KCFG, context $KCTX)"
+say "stack config: $STACK_CONFIG (Pulumi.$STACK.yaml + kubeconfig $KCFG${KCTX:+, context $KCTX})"
 say "other pulumi commands on this stack: PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL pulumi <command> --stack $STACK --config-file $STACK_CONFIG"
 
 # --- 5. refresh, then up -------------------------------------------------------------------------

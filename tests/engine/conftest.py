@@ -1,6 +1,6 @@
 """Engine-test harness: the real Pulumi CLI against a local kube-apiserver + etcd.
 
-Session fixtures start one LocalControlPlane (toolchain/controlplane.py) with the minimal Istio CRDs,
+Session fixtures start one LocalControlPlane (toolchain/controlplane/) with the minimal Istio CRDs,
 and copy the project into a temporary git repository with a file backend, so every test types the same
 commands a user would (`pulumi config set`, `pulumi preview --json`, `pulumi up`, `git revert`).
 

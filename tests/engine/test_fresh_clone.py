@@ -15,27 +15,21 @@ Everything is bounded; the control plane `make up` leaves running is stopped at 
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.engine.conftest import COMMAND_TIMEOUT, NAMESPACE, REPO, Project, cli_env, process_tree
-from toolchain.controlplane import TOOLCHAIN_CACHE
+from toolchain.controlplane import TOOLCHAIN_CACHE, KubeClient
 
 GIT = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid"}
 GIT.update({"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"})
@@ -157,23 +151,10 @@ def stop_control_plane(local_dir: Path, timeout: float = 30) -> None:
 
 
 def kube_get(kubeconfig: Path, path: str) -> dict | None:
-    """GET with the kubeconfig's cluster and client certificate (embedded data); None on 404."""
-    config = yaml.safe_load(kubeconfig.read_text())
-    cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
-    with tempfile.TemporaryDirectory() as tmp:
-        files = {}
-        for key in ("client-certificate-data", "client-key-data"):
-            files[key] = Path(tmp) / key
-            files[key].write_bytes(base64.b64decode(user[key]))
-        context = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
-        context.load_cert_chain(files["client-certificate-data"], files["client-key-data"])
-    try:
-        with urllib.request.urlopen(cluster["server"] + path, context=context, timeout=10) as resp:
-            return yaml.safe_load(resp.read())
-    except urllib.error.HTTPError as err:
-        if err.code == 404:
-            return None
-        raise
+    """GET with the kubeconfig's cluster and client certificate; None on 404."""
+    status, body = KubeClient.from_kubeconfig(kubeconfig).request("GET", path)
+    assert status in (200, 404), f"GET {path}: {status} {body}"
+    return body if status == 200 else None
 
 
 def engine_setup(bins: dict[str, Path], home: Path, clone: Path, kubeconfig: Path | None) -> Project:
