@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pulumi
 import pulumi_gcp as gcp
@@ -93,7 +94,8 @@ class Cluster(pulumi.ComponentResource):
         self.provider = k8s.Provider(
             f"{name}-k8s",
             # Empty (existing mode without a path) means the provider's own default: $KUBECONFIG or ~/.kube/config.
-            kubeconfig=self.kubeconfig.apply(lambda value: value or None),
+            # (None inside the Output: the engine treats the input as unset, which pulumi's types cannot say.)
+            kubeconfig=cast("pulumi.Output[str]", self.kubeconfig.apply(lambda value: value or None)),
             context=args.context or None,
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 
 from components.checks import Check
 from components.names import workload
@@ -31,7 +31,7 @@ class BadCheckQuery(RuntimeError):
     """Prometheus could not parse a check's query: the stack's config is wrong, not Prometheus."""
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """Outcome of an analysis; no data is never a pass."""
 
     PASS = "pass"

@@ -59,14 +59,14 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def _parents() -> dict[str, argparse.ArgumentParser]:
-    common_options = argparse.ArgumentParser(add_help=False)
+def _parents() -> dict[str, _Parser]:
+    common_options = _Parser(add_help=False)
     common_options.add_argument(
         "--stack", default=os.environ.get("CANARY_STACK", "dev"), help="stack name (env: CANARY_STACK)"
     )
     common_options.add_argument("-C", "--repo", default=".", help="directory inside the repository")
 
-    metrics = argparse.ArgumentParser(add_help=False)
+    metrics = _Parser(add_help=False)
     metrics.add_argument(
         "--prometheus",
         help=f"Prometheus base URL, may hold user:password@ (default: env PROMETHEUS_URL, then prometheusUrl; "
@@ -75,12 +75,12 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     metrics.add_argument("--at", help="evaluate queries at this time: RFC 3339 or unix seconds (default: now)")
     metrics.add_argument("--timeout", type=common.seconds, default=DEFAULT_TIMEOUT_S, help="seconds per whole request")
 
-    git = argparse.ArgumentParser(add_help=False)
+    git = _Parser(add_help=False)
     git.add_argument("--push", action="store_true", help="push the commit(s) to --remote")
     git.add_argument("--remote", default="origin", help="remote to push to")
     git.add_argument("--no-notify", action="store_true", help="do not post to Slack (env SLACK_WEBHOOK_URL)")
 
-    output = argparse.ArgumentParser(add_help=False)
+    output = _Parser(add_help=False)
     output.add_argument("--json", action="store_true", help="one JSON object on stdout; human lines go to stderr")
     return {"common": common_options, "metrics": metrics, "git": git, "json": output}
 
@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not isinstance(sys.stdout, _PipeSafeStdout):
         try:
             sys.stdout.fileno()
-            sys.stdout = _PipeSafeStdout(sys.stdout)  # type: ignore[assignment]
+            sys.stdout = _PipeSafeStdout(sys.stdout)
         except (OSError, ValueError, AttributeError):  # not a real file (pytest's capture): nothing to protect
             pass
     args = build_parser().parse_args(argv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 
@@ -67,10 +68,8 @@ def commit(repo: Path, path: Path, message: str) -> str:
     try:
         _git(repo, "commit", "--quiet", "-m", message, "--", relative)
     except GitError:
-        try:
+        with contextlib.suppress(GitError):  # the first error is the one to report
             _git(repo, "reset", "--quiet", "--", relative)
-        except GitError:  # the first error is the one to report
-            pass
         raise
     return head(repo)
 

@@ -14,6 +14,7 @@ Prometheus, the registry and Slack all go through `request()`. Contract:
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import ipaddress
 import re
@@ -177,10 +178,8 @@ def _exchange(
         expired.set()
         sock = conn.sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):  # already closed
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     timer = threading.Timer(remaining, cut)
     timer.daemon = True

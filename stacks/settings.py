@@ -31,7 +31,7 @@ PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
 # Bounded: Python refuses int() of over 4300 digits, and no setting needs more than 18.
 _INT = re.compile(r"0|[1-9][0-9]{0,17}")
 # An image tag MAJOR.MINOR.PATCH, optional leading v; a `-suffix` marks a pre-release.
-# ASCII digits only ([0-9], never \d: `6.1６.0` is not a tag), at most 9 per part, 128 characters in all
+# ASCII digits only ([0-9], never \d: 6.1 followed by a full-width 6 is not a tag), at most 9 per part, 128 characters in all
 # (the OCI limit for a tag).
 SEMVER_TAG = re.compile(r"v?(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})(-[0-9A-Za-z.-]+)?")
 MAX_TAG_LENGTH = 128
@@ -453,8 +453,8 @@ def _user_checks(reader: _Reader, taken: set[str]) -> tuple[Check, ...]:
             continue
         checks.append(
             Check(
-                name=name,
-                query=query,
+                name=str(name),
+                query=str(query),
                 comparison=MAX if bounds[0][0] == "max" else MIN,
                 threshold=float(threshold),  # type: ignore[arg-type]
                 unit=unit,

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ruamel.yaml
+import yaml
+
 from rollout.cli import EXIT_OK, EXIT_REFUSED
 from tests.integration.conftest import ROOT
 
@@ -23,13 +26,22 @@ def _install(tmp_path: Path) -> Path:
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index"]
-        + ["--target", str(target), str(source)],
+        [
+            *(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index"),
+            *("--target", str(target), str(source)),
+        ],
         check=True,
         timeout=300,
         capture_output=True,
     )
     shutil.rmtree(source)  # nothing may read the source tree any more
+    # The runtime dependencies, copied beside it: the run below starts Python without site-packages (-S), so
+    # the development venv's editable install of this very project cannot stand in for a missing module.
+    for module in (yaml, ruamel.yaml):
+        top = Path(str(module.__file__)).parent if module is yaml else Path(str(module.__file__)).parent.parent
+        shutil.copytree(top, target / top.name, dirs_exist_ok=True)
+    for extension in Path(yaml.__file__).parent.parent.glob("_yaml*"):
+        (shutil.copytree if extension.is_dir() else shutil.copy)(extension, target / extension.name)
     return target
 
 
@@ -40,7 +52,7 @@ def _run(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
         "from rollout.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     return subprocess.run(
-        [sys.executable, "-c", code, *args],
+        [sys.executable, "-S", "-c", code, *args],
         cwd=cwd,
         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
         capture_output=True,

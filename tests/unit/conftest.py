@@ -61,8 +61,8 @@ class Mocks(pulumi.runtime.Mocks):
             state["status"] = {"loadBalancer": {"ingress": [{"ip": INGRESS_IP}]}}
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
-        return {}
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
+        return {}, None  # the program calls no provider functions
 
 
 MOCKS = Mocks()

@@ -39,7 +39,7 @@ ISTIO_MODELS: dict[tuple[str, str], type[pydantic.BaseModel]] = {
     ("networking.istio.io/v1", "Gateway"): networking_v1.Gateway,
     ("security.istio.io/v1", "PeerAuthentication"): security_v1.PeerAuthentication,
 }
-CONFIGS = {
+CONFIGS: dict[str, dict[str, Any]] = {
     "default": {},
     "weight-10": {"canaryWeight": 10},
     "weight-60": {"canaryWeight": 60},

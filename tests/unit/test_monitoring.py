@@ -33,7 +33,9 @@ def monitoring_releases(run: Program) -> dict[str, dict]:
 
 
 def seconds(duration: str) -> int:
-    number, unit = re.fullmatch(r"(\d+)([smh])", duration).groups()
+    match = re.fullmatch(r"(\d+)([smh])", duration)
+    assert match, duration
+    number, unit = match.groups()
     return int(number) * {"s": 1, "m": 60, "h": 3600}[unit]
 
 
@@ -63,7 +65,7 @@ ERRORS_PER_S = Check(
 
 
 def test_dashboard_is_grafana_dashboard_json() -> None:
-    dashboard = canary_dashboard("shop", "web", CHECKS + (ERRORS_PER_S,))
+    dashboard = canary_dashboard("shop", "web", (*CHECKS, ERRORS_PER_S))
     assert json.loads(json.dumps(dashboard)) == dashboard
     assert dashboard["uid"] and len(dashboard["uid"]) <= 40
     assert isinstance(dashboard["schemaVersion"], int) and dashboard["title"]
@@ -86,7 +88,7 @@ def test_dashboard_is_grafana_dashboard_json() -> None:
 
 
 def test_the_rate_panel_and_one_panel_per_check_split_by_version() -> None:
-    panels = canary_dashboard("shop", "web", CHECKS + (ERRORS_PER_S,))["panels"]
+    panels = canary_dashboard("shop", "web", (*CHECKS, ERRORS_PER_S))["panels"]
     assert panels[0]["targets"][0]["expr"] == RATE
     assert panels[0]["targets"][0]["legendFormat"] == "{{destination_workload}}"
     by_title = {panel["title"].split(" ")[0]: panel for panel in panels[1:]}

@@ -56,7 +56,8 @@ numbers = st.one_of(
     st.integers(min_value=-(10**6), max_value=10**12),
     st.booleans(),
 )
-CHECKS = builtin_checks(min_requests=100, min_success_rate=99.0, max_p99_ms=500, max_p99_over_ga_pct=50) + (
+CHECKS = (
+    *builtin_checks(min_requests=100, min_success_rate=99.0, max_p99_ms=500, max_p99_over_ga_pct=50),
     Check("errors_per_s", 'sum(rate(x{w="{workload}"}[{window}]))', MAX, 2.0, max_worse_than_ga_pct=10),
 )
 

@@ -13,7 +13,7 @@ BAD_WEIGHTS = ["", "abc", "10.5", "-1", "101", "50%", "1e2", " 10", "0x10", "1_0
 
 
 @pytest.mark.parametrize("weight", [0, 10, 60, 100, "0", "60", "100"])
-def test_valid_weights_become_ints(weight: object) -> None:
+def test_valid_weights_become_ints(weight: int | str) -> None:
     settings = parse(config(canaryWeight=weight), GCP)
     assert settings.app.canary_weight == int(weight)
     assert settings.app.split == {"ga": 100 - int(weight), "canary": int(weight)}
@@ -106,7 +106,7 @@ def test_existing_mode_needs_no_gcp_project_but_a_real_kubeconfig(tmp_path) -> N
     kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
     settings = parse({"clusterMode": "existing", "kubeconfig": str(kubeconfig)}, {})
     assert settings.cluster.mode == "existing"
-    with pytest.raises(ConfigError, match="kubeconfig: .*existing kubeconfig file"):
+    with pytest.raises(ConfigError, match=r"kubeconfig: .*existing kubeconfig file"):
         parse({"clusterMode": "existing", "kubeconfig": str(tmp_path / "missing")}, {})
 
 
@@ -120,7 +120,7 @@ def test_defaults_come_from_the_pulumi_yaml_schema() -> None:
     defaults = {key: spec.get("default") for key, spec in schema().items()}
     assert settings.app.canary_weight == defaults["canaryWeight"]
     assert settings.mesh.version == defaults["istioVersion"]
-    assert settings.release.steps == tuple(defaults["canarySteps"])
+    assert settings.release.steps == tuple(defaults["canarySteps"] or ())
     assert settings.cluster.release_channel == defaults["releaseChannel"]
 
 

@@ -7,6 +7,7 @@ import json
 import runpy
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pulumi
 import pytest
@@ -80,7 +81,7 @@ def test_main_exports_name_kubeconfig_ingress_and_split(stack_config) -> None:
         exported[name] = value
 
     original = pulumi.export
-    pulumi.export = capture  # type: ignore[assignment]
+    pulumi.export = capture
     try:
 
         @pulumi.runtime.test
@@ -90,7 +91,7 @@ def test_main_exports_name_kubeconfig_ingress_and_split(stack_config) -> None:
 
         program()
     finally:
-        pulumi.export = original  # type: ignore[assignment]
+        pulumi.export = original
     assert set(exported) >= {"clusterName", "kubeconfig", "ingressAddress", "split"}
     assert exported["clusterName"] == "istio-canary"
     assert exported["split"] == {"ga": 90, "canary": 10}
@@ -105,7 +106,8 @@ def test_kubeconfig_output_is_secret() -> None:
         from stacks.wiring import build
 
         built = build(settings.parse(config(), GCP))
-        flag = pulumi.Output.from_input(built.cluster.kubeconfig.is_secret())
+        # is_secret() is a coroutine; from_input awaits it (its type hints do not say so).
+        flag: pulumi.Output[bool] = pulumi.Output.from_input(cast(Any, built.cluster.kubeconfig.is_secret()))
         return flag.apply(lambda value: secret.update(flag=value))
 
     program()
