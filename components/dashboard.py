@@ -59,7 +59,7 @@ def _check_panel(panel_id: int, check: Check, namespace: str, app: str, window: 
         for i, version in enumerate(SUBSETS)
     ]
     unit = GRAFANA_UNITS.get(check.unit, f"suffix: {check.unit}")
-    defaults = {
+    defaults: dict[str, object] = {
         "unit": unit,
         "thresholds": {
             "mode": "absolute",
