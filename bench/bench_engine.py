@@ -27,7 +27,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # After the sys.path line, so the script runs from anywhere.
-from tests.engine.conftest import NAMESPACE, Kube, Project, cli_env, toolchain
+from testkit.engine import NAMESPACE, Kube, Project, cli_env, toolchain
 from toolchain.controlplane import ISTIO_CRDS, ControlPlaneError, LocalControlPlane
 
 VS_PATH = f"/apis/networking.istio.io/v1/namespaces/{NAMESPACE}/virtualservices/podinfo"

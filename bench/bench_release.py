@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rollout.cli import main  # after the sys.path set-up above
-from tests.integration import servers
-from tests.integration.conftest import stack_text
+from testkit import servers
+from testkit.stackfiles import stack_text
 
 ANALYZE_RUNS = 20
 CLI_RUNS = 5
@@ -76,6 +76,7 @@ def main_bench() -> None:
             print(f"prometheus_backfill_and_start_s {time.perf_counter() - start:.2f}")
             stack_dir = base / "stack"
             stack_dir.mkdir()
+            shutil.copy(ROOT / "Pulumi.yaml", stack_dir / "Pulumi.yaml")  # canary -C reads the schema from there
             (stack_dir / "Pulumi.dev.yaml").write_text(stack_text(namespace="healthy", weight=10, window=WINDOW))
             argv = ["analyze", "-C", str(stack_dir), "--prometheus", prom.url, "--at", str(prom.end), "--json"]
             samples = []

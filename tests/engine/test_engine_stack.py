@@ -15,10 +15,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
-from tests.engine.conftest import (
+from testkit.engine import (
     NAMESPACE,
     STACK,
     Kube,
@@ -384,10 +384,8 @@ def _kill_tree(proc: subprocess.Popen) -> None:
     group would leave them running; they are found through /proc instead.
     """
     for pid in process_tree(proc.pid):
-        try:
+        with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     proc.wait(30)
 
 

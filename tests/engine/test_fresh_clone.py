@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.conftest import COMMAND_TIMEOUT, NAMESPACE, REPO, Project, cli_env, process_tree
+from testkit.engine import COMMAND_TIMEOUT, NAMESPACE, REPO, Project, cli_env, process_tree
 from toolchain.controlplane import TOOLCHAIN_CACHE, KubeClient
 
 GIT = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid"}

@@ -1,0 +1,8 @@
+"""What the tests share with bench/ and scripts/: helpers, not tests (no pytest in here).
+
+- servers.py: real Prometheus with generated Istio metrics, an OCI registry, HTTP stubs (integration tests,
+  bench/bench_release.py)
+- stackfiles.py: the commented test stack file (integration tests, bench/bench_release.py)
+- engine.py: the engine-test harness: toolchain lookup, a project copy driven through the real Pulumi CLI,
+  reading objects back from the API server (tests/engine, bench/bench_engine.py)
+"""
