@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 TOOLCHAIN_DIR ?= $(or $(ISTIO_CANARY_TOOLCHAIN),$(HOME)/.cache/istio-canary/toolchain)
 export ISTIO_CANARY_TOOLCHAIN := $(TOOLCHAIN_DIR)
 
-.PHONY: help venv up test unit integration engine lint toolchain checkov-venv integration-deps bench local-cluster manifests
+.PHONY: help venv lock up test unit integration engine lint toolchain checkov-venv integration-deps bench local-cluster manifests
 
 help:
 	@echo "make up [STACK=dev|local]  deploy (dev: GKE, needs pulumi + Google credentials; local: no cloud;"
@@ -18,10 +18,11 @@ help:
 	@echo "make bench                 print benchmark numbers"
 	@echo "make toolchain             build pulumi, plugins, kube-apiserver, etcd from Go modules (cached)"
 
-# The venv is rebuilt only when a requirements file or pyproject changes.
-$(VENV)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
+# The venv is rebuilt only when a lock file or pyproject changes. Every package comes from the hash-checked
+# lock (scripts/lock.sh writes it from requirements*.txt); the project itself adds no dependency of its own.
+$(VENV)/.stamp: requirements-dev.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements-dev.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
@@ -34,6 +35,10 @@ up: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Re-pin every package (with hashes) after editing requirements*.txt or pyproject's dependencies.
+lock:
+	scripts/lock.sh
 
 checkov-venv:
 	PYTHON=$(PYTHON) scripts/install-checkov.sh

@@ -47,6 +47,7 @@ PROGRAM_FILES = [
     "Pulumi.yaml",
     "Pulumi.dev.yaml",
     "requirements.txt",
+    "requirements.lock",
     "stacks/settings.py",
     "components/canary_app.py",
 ]
@@ -352,7 +353,9 @@ def test_pulumi_runs_with_its_own_google_identity_and_its_own_venv(name: str) ->
     workflow = load(WORKFLOWS / name)
     auth = index_of(workflow, lambda s: s.get("uses", "").startswith("google-github-actions/auth@"))
     gcloud = index_of(workflow, lambda s: s.get("uses", "").startswith("google-github-actions/setup-gcloud@"))
-    deps = index_of(workflow, lambda s: "-r requirements.txt" in s.get("run", "") and ".venv" in s.get("run", ""))
+    deps = index_of(
+        workflow, lambda s: "--require-hashes -r requirements.lock" in s.get("run", "") and ".venv" in s.get("run", "")
+    )
     pulumi = index_of(workflow, lambda s: s.get("uses", "").startswith(PULUMI_ACTION))
     assert max(auth, gcloud, deps) < pulumi
     auth_with = steps(workflow)[auth]["with"]
