@@ -13,6 +13,11 @@
 # Env:   ISTIO_CANARY_TOOLCHAIN  cache root
 #        TOOLCHAIN_JOBS          go build -p (default 2)
 #        TOOLCHAIN_USE_PATH_PULUMI=0  always build pulumi even if a compatible one is on PATH
+#        TOOLCHAIN_PROGRESS_EVERY  seconds between progress lines of a build (default 30)
+#
+# A build says which step it is ([2/5] kube-apiserver), what a cold build of it took on the reference machine
+# (COLD_S below), and every TOOLCHAIN_PROGRESS_EVERY seconds how far it is: packages compiled so far
+# (`go build -v` prints each one it compiles) out of those the build cache lacks (`go list -deps`, .Stale).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,8 +31,20 @@ export GOTOOLCHAIN=local           # every wrapper module says go <= 1.26.x
 export CGO_ENABLED=0
 export GOFLAGS="-trimpath -buildvcs=false -mod=readonly"
 
+PROGRESS_EVERY="${TOOLCHAIN_PROGRESS_EVERY:-30}"
+# Seconds a fully cold build of each binary took on the 2-core reference machine: the "fully cold" column of
+# the Measured times table in toolchain/README.md (tests/engine/test_toolchain_build.py keeps them equal).
+declare -A COLD_S=([etcd]=59 [kube-apiserver]=327 [pulumi]=253 [pulumi-language-python]=17 [pulumi-resource-kubernetes]=583)
+COLD_TOTAL_S=1239  # all five in sequence: 20 min 39 s
+
 log() { printf '[toolchain %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# dur SECONDS: 75 -> 1m15s, 9 -> 9s
+dur() { if [ "$1" -ge 60 ]; then printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); else printf '%ds' "$1"; fi; }
+BUILD_PID=""  # a running `go build`: stopped with us, also on Ctrl-C or SIGTERM
+trap '[ -z "$BUILD_PID" ] || kill "$BUILD_PID" 2>/dev/null || true' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 command -v go >/dev/null || die "go not found on PATH (need Go >= 1.26)"
 mkdir -p "$CACHE"
@@ -51,16 +68,48 @@ stamp() {
 # fresh <outdir> <stamp>: is a finished build with this stamp present?
 fresh() { [ -f "$1/.stamp" ] && [ "$(cat "$1/.stamp")" = "$2" ]; }
 
-# gobuild <wrapper-dir> <outdir> <binary> <package> <ldflags>: build into <outdir>.tmp, then swap in.
+# progress <binary> <build log> <packages to compile> <start time>: one line saying how far the build is.
+progress() {
+    local bin="$1" blog="$2" total="$3" t0="$4" n pct
+    # `go build -v` prints each package it compiles, one import path a line; errors have spaces or a '#'.
+    n=$(grep -c -E '^[^[:space:]#]+$' "$blog" 2>/dev/null || true)
+    [ "$total" -gt 0 ] && [ "$n" -gt "$total" ] && n="$total"
+    pct=$(( total > 0 ? 100 * n / total : 100 ))
+    log "$STEP $bin: $n/$total packages compiled ($pct%), $(dur $(( $(date +%s) - t0 ))) so far; a cold build took $(dur "${COLD_S[$bin]:-0}") on the reference machine"
+}
+
+COLD_NOTICE=""
+# gobuild <wrapper-dir> <outdir> <binary> <package> <ldflags> <stamp>: build into <outdir>.tmp, then swap in.
 gobuild() {
-    local wdir="$1" out="$2" bin="$3" pkg="$4" ld="$5" st="$6" t0
+    local wdir="$1" out="$2" bin="$3" pkg="$4" ld="$5" st="$6" t0 total blog last now
+    if [ -z "$COLD_NOTICE" ]; then
+        COLD_NOTICE=1
+        log "building from Go modules: a first build of all five takes ~$(dur "$COLD_TOTAL_S") on 2 cores and ~12 GB of Go caches (toolchain/README.md); progress every ${PROGRESS_EVERY}s"
+    fi
     rm -rf "$out.tmp"; mkdir -p "$out.tmp"
     t0=$(date +%s)
-    log "building $bin -> $out (go build -p $JOBS; cold builds take minutes)"
-    (cd "$wdir" && go build -p "$JOBS" -ldflags "-s -w $ld" -o "$out.tmp/$bin" "$pkg")
+    log "$STEP $bin: listing packages (go list -deps; on a machine without the modules it downloads them first)"
+    total=$(cd "$wdir" && go list -deps -f '{{if .Stale}}{{.ImportPath}}{{end}}' "$pkg" | grep -c . || true)
+    log "$STEP building $bin -> $out: $total packages to compile (go build -p $JOBS; a cold build took $(dur "${COLD_S[$bin]:-0}") on the reference machine)"
+    blog="$out.tmp/go-build.log"
+    (cd "$wdir" && exec go build -v -p "$JOBS" -ldflags "-s -w $ld" -o "$out.tmp/$bin" "$pkg") 2>"$blog" &
+    BUILD_PID=$!
+    last=$t0
+    while kill -0 "$BUILD_PID" 2>/dev/null; do
+        sleep 1
+        now=$(date +%s)
+        if [ $(( now - last )) -ge "$PROGRESS_EVERY" ]; then last=$now; progress "$bin" "$blog" "$total" "$t0"; fi
+    done
+    if ! wait "$BUILD_PID"; then
+        BUILD_PID=""
+        grep -v -E '^[^[:space:]#]+$' "$blog" | tail -n 40 >&2 || true
+        die "go build of $bin failed (whole log: $blog)"
+    fi
+    BUILD_PID=""
+    rm -f "$blog"
     echo "$st" > "$out.tmp/.stamp"
     rm -rf "$out"; mv "$out.tmp" "$out"
-    log "built $bin in $(( $(date +%s) - t0 ))s"
+    log "$STEP built $bin in $(dur $(( $(date +%s) - t0 )))"
 }
 
 PATH_DIRS=()
@@ -186,7 +235,10 @@ run_one() {
     esac
 }
 CHECK_ONLY=""
-for n in "${WANT[@]}"; do run_one "$n"; done
+STEP=""
+i=0
+for n in "${WANT[@]}"; do i=$((i + 1)); STEP="[$i/${#WANT[@]}]"; run_one "$n"; done
+STEP=""
 # env.sh lists every up-to-date binary, also those not asked for in this run.
 CHECK_ONLY=1
 for n in "${ALL[@]}"; do
