@@ -14,21 +14,15 @@ preview accepts. Only `rollback_view()` is lenient: a rollback needs just the we
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.constructor import RoundTripConstructor
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.comments import CommentedMap
 
 from components.names import workload
+from rollout.yamledit import BOM, ODD_BREAKS, EditError, load, plain, read_text, with_value, write_atomically
 from stacks.settings import PROJECT, AppSettings, ConfigError, ReleaseSettings, parse, parse_weight, schema
 
 # What `canary rollback` validates: the app's identity, versions, weight and every `analysis*` key (the checks
@@ -52,12 +46,6 @@ def is_release_key(key: str, known: Iterable[str]) -> bool:
     return key in RELEASE_KEYS or (key.startswith("analysis") and key in known)
 
 
-BOM = "\ufeff"
-# Line breaks YAML or Python count that a line-by-line edit would not: refused rather than guessed at.
-_ODD_BREAKS = re.compile(r"\r(?!\n)|[\x85\u2028\u2029\x0b\x0c\x1c-\x1e]")
-_PLAIN_SAFE = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]*")
-
-
 @dataclass(frozen=True)
 class ReleaseView:
     """The validated release-relevant part of a stack: app identity/versions/weight and the release rules."""
@@ -74,78 +62,6 @@ class ReleaseView:
     def canary_workload(self) -> str:
         """Name of the canary Deployment."""
         return workload(self.app.name, "canary")
-
-
-def _plain(node: Any) -> Any:
-    """A ruamel tree as plain Python values (for comparing two parses)."""
-    if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    return node if node is None or isinstance(node, bool | int | float) else str(node)
-
-
-class _Constructor(RoundTripConstructor):
-    """Round-trip loading, but an integer Python refuses to convert (over 4300 digits) stays its text: the
-    validator then names it as a bad value, and `rollback` can still repair it."""
-
-    def construct_yaml_int(self, node: Any) -> Any:
-        try:
-            return super().construct_yaml_int(node)
-        except ValueError:
-            return str(node.value)
-
-
-_Constructor.add_constructor("tag:yaml.org,2002:int", _Constructor.construct_yaml_int)
-
-
-def _load(text: str, name: str) -> CommentedMap:
-    yaml = YAML()  # round-trip mode: keeps the positions of keys and values
-    yaml.Constructor = _Constructor
-    try:
-        doc = yaml.load(text)
-    except YAMLError as exc:
-        raise ConfigError(f"{name}: not valid YAML: {str(exc)[:300]}") from None
-    if doc is None:
-        doc = CommentedMap()
-    if not isinstance(doc, CommentedMap):
-        raise ConfigError(f"{name}: expected a mapping with a `config:` key")
-    config = doc.get("config")
-    if config is not None and not isinstance(config, CommentedMap):
-        raise ConfigError(f"{name}: `config:` must be a mapping")
-    return doc
-
-
-def _scalar_end(line: str, col: int) -> int | None:
-    """End column of the one-line scalar starting at `col`, or None when it does not end on this line."""
-    if col >= len(line):
-        return None
-    quote = line[col]
-    if quote == '"':
-        i = col + 1
-        while i < len(line):
-            if line[i] == "\\":
-                i += 2
-                continue
-            if line[i] == '"':
-                return i + 1
-            i += 1
-        return None
-    if quote == "'":
-        i = col + 1
-        while i < len(line):
-            if line[i] == "'":
-                if line[i + 1 : i + 2] == "'":
-                    i += 2
-                    continue
-                return i + 1
-            i += 1
-        return None
-    if quote in "|>&!*[{":  # block scalar, anchor, tag, alias, flow collection: not a value to rewrite
-        return None
-    comment = re.search(r"\s#", line[col:])
-    end = col + (comment.start() if comment else len(line) - col)
-    return len(line[:end].rstrip())
 
 
 class StackFile:
@@ -169,11 +85,17 @@ class StackFile:
             ) from None
         self.bom = BOM if text.startswith(BOM) else ""
         self.text = text[len(self.bom) :]
-        if _ODD_BREAKS.search(self.text):
+        if ODD_BREAKS.search(self.text):
             raise ConfigError(f"{path.name}: has a line break other than LF or CRLF; refusing to read it")
         self.original = self.text
         self._replaced_text: str | None = None
-        self.doc = _load(self.text, path.name)
+        self.doc = self._parse(self.text)
+
+    def _parse(self, text: str) -> CommentedMap:
+        try:
+            return load(text)
+        except EditError as exc:
+            raise ConfigError(f"{self.path.name}: {exc}") from None
 
     @classmethod
     def for_stack(cls, repo: Path, stack: str) -> StackFile:
@@ -190,7 +112,7 @@ class StackFile:
         """Project values without the `istio-canary:` prefix, secrets ({secure: ...}) included as they are."""
         prefix = f"{PROJECT}:"
         return {
-            key[len(prefix) :]: _plain(value)
+            key[len(prefix) :]: plain(value)
             for key, value in self.config.items()
             if isinstance(key, str) and key.startswith(prefix)
         }
@@ -244,69 +166,10 @@ class StackFile:
         Raises ConfigError, changing nothing, when the edit cannot be made as one value on one line.
         """
         self.check_writable()
-        full = f"{PROJECT}:{key}"
-        config = self.doc.get("config")
-        if isinstance(config, CommentedMap) and full in config:
-            text = self._replaced(config, full, value)
-        else:
-            text = self._appended(full, value)
-        doc = _load(text, self.path.name)
-        expected = _plain(self.doc)
-        expected.setdefault("config", {})
-        expected["config"] = {**(expected["config"] or {}), full: value}
-        if _plain(doc) != expected:
-            raise ConfigError(f"{self.path.name}: cannot change {full} without touching other values; edit it by hand")
-        self.text, self.doc = text, doc
-
-    def _render(self, value: int | str, style: str) -> str:
-        if isinstance(value, int):
-            return str(value)
-        if style == "'":
-            return "'" + value.replace("'", "''") + "'"
-        if style == '"' or not _PLAIN_SAFE.fullmatch(value):
-            return json.dumps(value)
-        return value
-
-    def _replaced(self, config: CommentedMap, full: str, value: int | str) -> str:
-        line_no, col = config.lc.value(full)
-        lines = self.text.split("\n")
-        line = lines[line_no]
-        end = _scalar_end(line.rstrip("\r"), col)
-        if end is None or isinstance(config[full], CommentedMap | CommentedSeq):
-            raise ConfigError(f"{self.path.name}: {full} is not a one-line value; edit it by hand")
-        style = line[col] if line[col] in "'\"" else ""
-        rendered = self._render(value, style)
-        if style == "" and isinstance(value, str) and not isinstance(config[full], str):
-            rendered = json.dumps(value)  # `gaVersion: 1.0` was a float: the new text must be a string
-        lines[line_no] = line[:col] + rendered + line[end:]
-        return "\n".join(lines)
-
-    def _appended(self, full: str, value: int | str) -> str:
-        """The text with `  <full>: <value>` after the last line of the config block (added if missing)."""
-        newline = "\r\n" if "\r\n" in self.text else "\n"
-        lines = self.text.split("\n")
-        config = self.doc.get("config")
-        entry = f"{full}: {self._render(value, '')}"
-        if isinstance(config, CommentedMap) and config:
-            last_key = list(config)[-1]
-            indent = config.lc.key(last_key)[1]
-            at = config.lc.key(last_key)[0] + 1
-            while at < len(lines) and lines[at].strip() and not lines[at].lstrip().startswith("#"):
-                if len(lines[at]) - len(lines[at].lstrip(" ")) <= indent and not lines[at].lstrip().startswith("-"):
-                    break
-                at += 1
-            eol = "\r" if lines[at - 1].endswith("\r") else ""
-            lines.insert(at, " " * indent + entry + eol)
-            return "\n".join(lines)
-        if "config" in self.doc:
-            line_no = self.doc.lc.key("config")[0]
-            if lines[line_no].rstrip("\r").rstrip() != "config:":
-                raise ConfigError(f"{self.path.name}: `config:` is written inline; edit it by hand")
-            eol = "\r" if lines[line_no].endswith("\r") else ""
-            lines.insert(line_no + 1, "  " + entry + eol)
-            return "\n".join(lines)
-        body = self.text if not self.text or self.text.endswith("\n") else self.text + newline
-        return f"{body}config:{newline}  {entry}{newline}"
+        try:
+            self.text, self.doc = with_value(self.text, self.doc, f"{PROJECT}:{key}", value)
+        except EditError as exc:
+            raise ConfigError(f"{self.path.name}: {exc}") from None
 
     def render(self) -> str:
         """The file text as it would be written now (BOM included)."""
@@ -317,7 +180,7 @@ class StackFile:
         repository, or turn a link git tracks into a file) or one with line breaks the editor cannot keep."""
         if self.path.is_symlink():
             raise ConfigError(f"{self.path.name} is a symbolic link; refusing to write through it")
-        if _ODD_BREAKS.search(self.text):
+        if ODD_BREAKS.search(self.text):
             raise ConfigError(f"{self.path.name}: has a line break other than LF or CRLF; refusing to edit it")
 
     def undo_save(self) -> bool:
@@ -327,7 +190,7 @@ class StackFile:
             return False
         write_atomically(self.path, self._replaced_text)
         self.text = self.original = self._replaced_text[len(self.bom) :]
-        self.doc = _load(self.text, self.path.name)
+        self.doc = self._parse(self.text)
         self._replaced_text = None
         return True
 
@@ -343,27 +206,3 @@ class StackFile:
         self._replaced_text = self.bom + self.original
         self.original = self.text
         return True
-
-
-def read_text(path: Path) -> str | None:
-    """A file's text as written (BOM and CRLF kept), or None when it cannot be read as UTF-8."""
-    try:
-        return path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` through a temporary file in the same directory and a rename."""
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

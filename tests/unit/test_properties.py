@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from components.checks import MAX, Check, builtin_checks
 from rollout.analysis import ImpossibleMetrics, Measurement, Verdict, judge
-from rollout.stackfile import StackFile, _load, _plain
+from rollout.stackfile import StackFile
+from rollout.yamledit import load, plain
 from scripts.fuzz_config import CORPUS, classify, run
 from stacks.settings import PROJECT, ConfigError, schema
 
@@ -164,7 +165,7 @@ def test_an_edit_changes_one_value_and_keeps_every_other_byte(text, key, new):
         path = Path(directory) / "Pulumi.dev.yaml"
         path.write_bytes(text.encode())
         stack = StackFile(path)
-        before = _plain(stack.doc)
+        before = plain(stack.doc)
         try:
             stack.set(key, new)
         except ConfigError:
@@ -185,4 +186,4 @@ def test_an_edit_changes_one_value_and_keeps_every_other_byte(text, key, new):
     expected = before if before else {}
     expected.setdefault("config", {})
     expected["config"] = {**(expected["config"] or {}), f"{PROJECT}:{key}": new}
-    assert _plain(_load(after.removeprefix("\ufeff"), "x")) == expected
+    assert plain(load(after.removeprefix("\ufeff"))) == expected
