@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.unit.conftest import config, run_program
+from testkit.mocks import config, run_program
 
 RUNS = 20
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.unit.manifests import stack_manifests, write_manifests
+from testkit.manifests import stack_manifests, write_manifests
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -3,6 +3,8 @@
 - servers.py: real Prometheus with generated Istio metrics, an OCI registry, HTTP stubs (integration tests,
   bench/bench_release.py)
 - stackfiles.py: the commented test stack file (integration tests, bench/bench_release.py)
+- mocks.py: Pulumi mocks (set on import) and run_program/config (tests/unit, bench/bench_program.py)
+- manifests.py: the registered Kubernetes objects as manifests (tests/unit, scripts/dump_manifests.py)
 - engine.py: the engine-test harness: toolchain lookup, a project copy driven through the real Pulumi CLI,
   reading objects back from the API server (tests/engine, bench/bench_engine.py)
 """
