@@ -60,6 +60,17 @@ class Context:
     for_rollback: bool = False  # validate as a rollback does: only the release keys, any weight
     lock: RepoLock | None = None
     commits: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)  # each commit's full message, for --json
+
+    def recorded(self) -> dict[str, Any]:
+        """The commits this run made, for --json: ids, and the last one's subject and message (a PR's title
+        and body, so a workflow need not read them back from git)."""
+        last = self.messages[-1] if self.messages else None
+        return {
+            "commits": list(self.commits),
+            "subject": last.splitlines()[0] if last else None,
+            "message": last,
+        }
 
     def __enter__(self) -> Self:
         return self
@@ -202,12 +213,14 @@ def commit(ctx: Context, out: Output, subject: str, body: str) -> str:
     if not ctx.stack.save(rollback=ctx.for_rollback):
         raise Refused(f"{ctx.stack.path.name} would not change; nothing to commit")
     try:
-        commit_id = gitops.commit(ctx.repo, ctx.stack.path, f"{subject}\n\n{body}".rstrip() + "\n")
+        message = f"{subject}\n\n{body}".rstrip() + "\n"
+        commit_id = gitops.commit(ctx.repo, ctx.stack.path, message)
     except gitops.GitError as exc:
         # A modified, staged stack file would make every later run "dirty"; a file someone changed since is theirs.
         what = "is restored" if ctx.stack.undo_save() else "was changed by someone else meanwhile and is left as it is"
         raise Refused(f"{exc}\n{ctx.stack.path.name} {what}; nothing was committed for this step") from None
     ctx.commits.append(commit_id)
+    ctx.messages.append(message)
     out.say(f"committed {commit_id[:12]}: {subject}")
     return commit_id
 

@@ -104,7 +104,7 @@ def _result(ctx: common.Context, args: argparse.Namespace, action: str, start: i
         "stack": ctx.stack_name,
         "from": start,
         "to": to,
-        "commits": list(ctx.commits),
+        **ctx.recorded(),
         "pushed": bool(args.push),
         "analysis": gate.to_json(),
     }

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                 "stack": ctx.stack_name,
                 "from": app.canary_weight if invalid is None else shown(invalid),
                 "to": 0,
-                "commits": list(ctx.commits),
+                **ctx.recorded(),
                 "pushed": bool(args.push),
                 "analysis": result.to_json() if result else None,
             }

@@ -50,7 +50,5 @@ def run(args: argparse.Namespace) -> int:
         source = f"{httpclient.redact(ref.base_url)} ({ref.name})"
         common.commit(ctx, out, subject, f"Tags listed from {source}: {len(found)} tags.")
         common.publish(ctx, args, out, f":package: {subject}")
-        out.result(
-            {**result, "action": "bump", "newest": newest, "commits": list(ctx.commits), "pushed": bool(args.push)}
-        )
+        out.result({**result, "action": "bump", "newest": newest, **ctx.recorded(), "pushed": bool(args.push)})
     return EXIT_OK

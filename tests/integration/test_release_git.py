@@ -340,6 +340,7 @@ def test_every_command_speaks_json(capsys, repo, prom):
     data = json.loads(first.out)
     assert (data["action"], data["from"], data["to"], data["commits"]) == ("promote", 0, 10, [repo.head()])
     assert "committed" in first.err
+    assert data["subject"] == repo.message().splitlines()[0] and data["message"].strip() == repo.message().strip()
     second = promote(capsys, repo, prom, "--no-notify", "--json")
     assert json.loads(second.out)["analysis"]["verdict"] == "pass"
     back = canary(capsys, "rollback", "-C", repo.work, "--no-notify", "--json", "--reason", "test")
