@@ -142,6 +142,9 @@ def measure(
             if exc.error_type == "bad_data":
                 raise BadCheckQuery(f"check {check.name}: Prometheus could not parse its query: {exc}") from None
             raise
+    for check in checks:
+        if check.gate and values[check.name] is None:
+            values[check.name] = 0.0  # a count with no series counted nothing: zero, not "no value"
     traffic = next((values[c.name] for c in checks if c.gate), None)
     for key, value in values.items():
         if value is not None and math.isnan(value):

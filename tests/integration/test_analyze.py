@@ -357,3 +357,10 @@ def test_the_built_in_check_queries_parse_with_promtool(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"SUCCESS: {len(checks)} rules found" in done.stdout
+
+
+def test_no_series_at_all_reads_as_zero_requests_not_null(tmp_path, capsys, prom):
+    code, data = analyze_json(capsys, prom, stack_dir(tmp_path, "no-such-namespace"))
+    assert code == EXIT_INCONCLUSIVE
+    assert data["canary"]["requests"] == 0 and data["canary"]["p99_ms"] is None
+    assert data["reasons"] == ["canary served 0 requests in the window, fewer than 100"]
