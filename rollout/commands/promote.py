@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rollout import plan
+from rollout import steps
 from rollout.commands import common, status
 from rollout.exits import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
 
@@ -26,22 +26,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     out = common.Output(args)
     with common.load(args, write=True) as ctx:
-        app, steps = ctx.view.app, ctx.view.release.steps
+        app, schedule = ctx.view.app, ctx.view.release.steps
         weight = app.canary_weight
         step, rolled_back = status.next_step(ctx, required=True)
-        if step.action == plan.UNKNOWN_STEP:
+        if step.action == steps.UNKNOWN_STEP:
             raise common.Refused(
-                f"canaryWeight {weight} is not 0 or a step of canarySteps {list(steps)}; set it by hand or roll back"
+                f"canaryWeight {weight} is not 0 or a step of canarySteps {list(schedule)}; set it by hand or roll back"
             )
         if app.canary_version == app.ga_version and weight in (0, 100) and not (weight == 100 and args.finish):
             raise common.Refused(f"canaryVersion equals gaVersion ({app.ga_version}): nothing to release")
-        if step.action == plan.FINISH:
+        if step.action == steps.FINISH:
             if not args.finish:
                 raise common.Refused("the canary already has 100%; run `canary promote --finish` to make it GA")
             return _finish(args, ctx, out)
         if args.finish:
             raise common.Refused(f"--finish needs the canary at 100%, it is at {weight}%")
-        if step.action == plan.ROLLED_BACK and not args.force:
+        if step.action == steps.ROLLED_BACK and not args.force:
             # At 0% the first step needs no analysis, so without this a rolled-back version would go straight
             # back to live traffic. A newer tag from watch-images (a new canaryVersion) clears it.
             raise common.Refused(

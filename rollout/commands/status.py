@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from rollout import analysis, gitops, plan
+from rollout import analysis, gitops, steps
 from rollout.commands import common
 from rollout.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
 from rollout.prometheus import PrometheusError
@@ -35,11 +35,11 @@ def rolled_back(ctx: common.Context, *, required: bool) -> str | None:
         return None  # `status` outside a git repository: no history to read
 
 
-def next_step(ctx: common.Context, *, required: bool) -> tuple[plan.Step, str | None]:
+def next_step(ctx: common.Context, *, required: bool) -> tuple[steps.Step, str | None]:
     """The planner's next step for this stack, and the rollback subject that blocks it (if any)."""
     app = ctx.view.app
     subject = rolled_back(ctx, required=required)
-    step = plan.next_step(
+    step = steps.next_step(
         app.canary_weight, ctx.view.release.steps, app.ga_version, app.canary_version, rolled_back=bool(subject)
     )
     return step, subject
