@@ -33,7 +33,10 @@ fi
 command -v pulumi >/dev/null 2>&1 || fail "no Pulumi CLI on PATH. Install it (https://www.pulumi.com/docs/install/) \
 or build it from Go modules with 'make toolchain' and '. ~/.cache/istio-canary/toolchain/env.sh'."
 
-[ -f "Pulumi.$stack.yaml" ] || fail "no Pulumi.$stack.yaml; stacks in this repo: $(ls Pulumi.*.yaml | sed 's/Pulumi.\(.*\).yaml/\1/' | grep -v '^yaml$' | tr '\n' ' ')"
+if [ ! -f "Pulumi.$stack.yaml" ]; then
+  stacks=""; for f in Pulumi.*.yaml; do f="${f#Pulumi.}"; stacks+="${f%.yaml} "; done
+  fail "no Pulumi.$stack.yaml; stacks in this repo: $stacks"
+fi
 
 if grep -q 'clusterMode: existing' "Pulumi.$stack.yaml"; then
   exec pulumi up --stack "$stack" "$@"

@@ -110,12 +110,13 @@ def test_restart_apiserver_keeps_data(binaries: dict[str, str], tmp_path: Path) 
     with LocalControlPlane(tmp_path / "cp", etcd=binaries["etcd"], kube_apiserver=binaries["kube-apiserver"]) as cp:
         status, body = cp.request("POST", "/api/v1/namespaces", {"metadata": {"name": "survivor"}})
         assert status == 201, body
+        assert cp.apiserver is not None
         old_pid, server = cp.apiserver.pid, cp.server
         cp.kill_apiserver()
         with pytest.raises(OSError):
             cp.request("GET", "/readyz", timeout=2)
         cp.restart_apiserver()
-        assert cp.apiserver.pid != old_pid and cp.server == server
+        assert cp.apiserver is not None and cp.apiserver.pid != old_pid and cp.server == server
         assert cp.request("GET", "/api/v1/namespaces/survivor")[0] == 200
         pids = cp.pids
     assert all(gone(p) for p in pids)
@@ -169,6 +170,7 @@ def test_client_certificate_and_service_account_keys_work_against_the_apiserver(
     kubeconfig = tmp_path / "cp" / "kubeconfig"
     assert cli(["ready", "--kubeconfig", str(kubeconfig)]) == 1  # no file yet
     with LocalControlPlane(tmp_path / "cp", etcd=binaries["etcd"], kube_apiserver=binaries["kube-apiserver"]) as cp:
+        assert cp.pki is not None
         assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600
         client = KubeClient.from_kubeconfig(kubeconfig)
         status, review = client.request(

@@ -70,7 +70,8 @@ def share_venv(clone: Path) -> None:
     `make up` neither runs pip nor touches the repository's venv (an editable install of the clone there would
     redirect the repository's own)."""
     venv = clone / ".venv"
-    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    base_python = getattr(sys, "_base_executable", sys.executable)  # the interpreter this venv was made from
+    subprocess.run([base_python, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     paths = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
     (site,) = venv.glob("lib/python*/site-packages")
     (site / "istio_canary_repo_venv.pth").write_text("".join(f"{p}\n" for p in paths))

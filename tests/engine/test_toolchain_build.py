@@ -120,7 +120,10 @@ def _state(pid: int) -> str:
 def test_cold_figures_match_the_readme() -> None:
     """build.sh's COLD_S is the 'fully cold' column of toolchain/README.md's Measured times."""
     script = BUILD.read_text()
-    cold = dict(re.findall(r"\[([a-z-]+)\]=(\d+)", re.search(r"declare -A COLD_S=\((.*?)\)\n", script).group(1)))
+    declared = re.search(r"declare -A COLD_S=\((.*?)\)\n", script)
+    total_s = re.search(r"COLD_TOTAL_S=(\d+)", script)
+    assert declared and total_s, "build.sh lost COLD_S or COLD_TOTAL_S"
+    cold = dict(re.findall(r"\[([a-z-]+)\]=(\d+)", declared.group(1)))
     table = (REPO / "toolchain" / "README.md").read_text().split("## Measured times", 1)[1]
     readme = {}
     for name in cold:
@@ -128,5 +131,6 @@ def test_cold_figures_match_the_readme() -> None:
         assert row, f"no Measured times row for {name}"
         readme[name] = row.group(1)
     assert cold == readme
-    minutes, seconds = re.search(r"\| \*\*total\*\* \| \*\*(\d+) min (\d+) s\*\*", table).groups()
-    assert int(re.search(r"COLD_TOTAL_S=(\d+)", script).group(1)) == int(minutes) * 60 + int(seconds)
+    total = re.search(r"\| \*\*total\*\* \| \*\*(\d+) min (\d+) s\*\*", table)
+    assert total, "no total row in Measured times"
+    assert int(total_s.group(1)) == int(total.group(1)) * 60 + int(total.group(2))

@@ -79,6 +79,8 @@ def read_credentials(path: Path, context: str | None = None) -> Credentials:
     """The server, CA and client certificate of a kubeconfig's context (default: current-context)."""
     config = _load(path)
     name = context or config.get("current-context")
+    if not name:
+        raise ControlPlaneError(f"{path}: no context given and no current-context")
 
     def named(kind: str, wanted: str) -> dict:
         for item in config.get(kind) or []:

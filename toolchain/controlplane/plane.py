@@ -57,6 +57,7 @@ class LocalControlPlane:
         self.client: KubeClient | None = None
         self.etcd: subprocess.Popen | None = None
         self.apiserver: subprocess.Popen | None = None
+        self._apiserver_argv: list[str] = []
         self.logs = process.Logs(self.workdir / "logs")
         self._finalizer: NamespaceFinalizer | None = None
 
@@ -93,33 +94,31 @@ class LocalControlPlane:
         port = process.free_port()
         self.server = f"https://127.0.0.1:{port}"
         self.client = KubeClient(self.server, ca=pki.ca, cert=pki.client_cert, key=pki.client_key)
-        self.apiserver = self._spawn(
-            "kube-apiserver",
-            [
-                self.apiserver_bin,
-                f"--etcd-servers={self.etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={port}",
-                f"--tls-cert-file={pki.server_cert}",
-                f"--tls-private-key-file={pki.server_key}",
-                f"--client-ca-file={pki.ca}",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={pki.sa_pub}",
-                f"--service-account-signing-key-file={pki.sa_key}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--authorization-mode=RBAC",
-                f"--disable-admission-plugins={DISABLED_ADMISSION}",
-                # The endpoint reconciler refuses a loopback advertise address; nothing here needs the
-                # `kubernetes` Service's endpoints.
-                "--endpoint-reconciler-type=none",
-                "--allow-privileged=true",
-                "--enable-priority-and-fairness=false",
-                "--profiling=false",
-                f"--cert-dir={self.workdir / 'apiserver-certs'}",
-                "--v=1",
-            ],
-        )
+        self._apiserver_argv = [
+            self.apiserver_bin,
+            f"--etcd-servers={self.etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--tls-cert-file={pki.server_cert}",
+            f"--tls-private-key-file={pki.server_key}",
+            f"--client-ca-file={pki.ca}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=RBAC",
+            f"--disable-admission-plugins={DISABLED_ADMISSION}",
+            # The endpoint reconciler refuses a loopback advertise address; nothing here needs the
+            # `kubernetes` Service's endpoints.
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+            "--enable-priority-and-fairness=false",
+            "--profiling=false",
+            f"--cert-dir={self.workdir / 'apiserver-certs'}",
+            "--v=1",
+        ]
+        self.apiserver = self._spawn("kube-apiserver", self._apiserver_argv)
         self._wait_apiserver()
         write_kubeconfig(self.kubeconfig_path, self.server, ca=pki.ca, cert=pki.client_cert, key=pki.client_key)
         if self.finalize_namespaces:
@@ -150,7 +149,7 @@ class LocalControlPlane:
         if self.apiserver is None:
             raise ControlPlaneError("the control plane was never started")
         process.stop(self.apiserver, self.stop_timeout, kill=crash)
-        self.apiserver = self._spawn("kube-apiserver", [str(a) for a in self.apiserver.args])
+        self.apiserver = self._spawn("kube-apiserver", self._apiserver_argv)
         self._wait_apiserver()
 
     @property
@@ -187,6 +186,7 @@ class LocalControlPlane:
         return process.spawn(argv, self.logs.open(name), self.workdir)
 
     def _wait_apiserver(self) -> None:
+        assert self.apiserver is not None
         process.wait_ready("kube-apiserver", self.apiserver, self._apiserver_ready, self.ready_timeout, self.logs)
 
     def _etcd_healthy(self) -> tuple[bool, object]:
