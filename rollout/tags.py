@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 
-from stacks.settings import parse_semver
+from stacks.rules import parse_semver
 
 # (major, minor, patch, is_release): 6.9.0 < 6.9.1-rc.1 < 6.9.1, as semver orders them.
 Order = tuple[int, int, int, bool]

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 import re
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -21,43 +19,37 @@ from typing import Any
 import yaml
 
 from components.checks import CHECK_NAME, MAX, MIN, UNIT, Check, builtin_checks, template_error
-from components.names import DNS_LABEL as _DNS_LABEL
+from components.names import DNS_LABEL, ISTIO_NAMESPACE, KUBERNETES_NAMESPACES, MONITORING_NAMESPACE, traffic_split
 from components.names import DURATION as _PROM_DURATION
-from components.names import ISTIO_NAMESPACE, KUBERNETES_NAMESPACES, MONITORING_NAMESPACE, traffic_split
+from stacks.rules import (
+    CHART_VERSION,
+    GCP_PROJECT,
+    GCP_REGION,
+    GCP_ZONE,
+    GKE_NAME,
+    IMAGE_REPO,
+    INT,
+    ISTIO_VERSION,
+    MACHINE_TYPE,
+    MIN_ISTIO_MINOR,
+    MIN_VCPUS,
+    TAG_POLICY,
+    dns_name,
+    finite_number,
+    glob_can_match_release,
+    parse_semver,
+    prometheus_url_error,
+    shown,
+    too_small,
+)
 
 PROJECT = "istio-canary"
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
 
-# Bounded: Python refuses int() of over 4300 digits, and no setting needs more than 18.
-_INT = re.compile(r"0|[1-9][0-9]{0,17}")
-# An image tag MAJOR.MINOR.PATCH, optional leading v; a `-suffix` marks a pre-release.
-# ASCII digits only ([0-9], never \d: 6.1 followed by a full-width 6 is not a tag), at most 9 per part, 128 characters in all
-# (the OCI limit for a tag).
-SEMVER_TAG = re.compile(r"v?(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})(-[0-9A-Za-z.-]+)?")
-MAX_TAG_LENGTH = 128
-_IMAGE_REPO = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9-]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+")
-_GKE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
-_GCP_PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
-_GCP_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
-_GCP_ZONE = re.compile(r"[a-z]+-[a-z]+[0-9]+-[a-z]")
-_MACHINE_TYPE = re.compile(r"[a-z][a-z0-9]*-[a-z0-9-]+")
-_ISTIO_VERSION = re.compile(r"1\.([0-9]{1,4})\.([0-9]{1,4})")
-_CHART_VERSION = re.compile(r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})")
-PROMETHEUS_URL_RULE = "an http(s) URL with a host and a valid port, such as http://127.0.0.1:9090, or empty"
-_TAG_POLICY = re.compile(r"semver:(0|[1-9][0-9]{0,8})\.((0|[1-9][0-9]{0,8})\.)?x|glob:[A-Za-z0-9_.*?-]{1,128}")
-# A GCE machine type's vCPU count: <family>-<kind>-<N>[-suffix] or [<family>-]custom-<N>-<MiB>[-ext].
-_MACHINE_VCPUS = re.compile(
-    r"(?:[a-z][a-z0-9]*-)?custom-([0-9]{1,4})-[0-9]+(-ext)?|[a-z][a-z0-9]*-[a-z]+-([0-9]{1,4})(-[a-z0-9]+)?"
-)
-_SHARED_CORE_CUSTOM = re.compile(r"[a-z][a-z0-9]*-custom-(micro|small|medium)-[0-9]+")
-MIN_VCPUS = 2
 
 CLUSTER_MODES = ("gke", "existing")
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE")
 GATEWAY_SERVICE_TYPES = ("LoadBalancer", "NodePort", "ClusterIP")
-# Istio's own sizing guide: istiod plus sidecars do not fit on shared-core machines.
-TOO_SMALL_MACHINES = ("f1-micro", "g1-small", "e2-micro", "e2-small", "e2-medium")
-MIN_ISTIO_MINOR = 24  # base chart templates its CRDs and v1 networking APIs are served
 PLACEHOLDER_PREFIX = "change-me"
 # Stack keys the engine must not require in every stack, so they are not in Pulumi.yaml: the Slack webhook is
 # a secret only `canary notify` reads.
@@ -208,7 +200,7 @@ class _Reader:
 
     def integer(self, key: str, low: int, high: int) -> int:
         value = self.text(key)
-        if not _INT.fullmatch(value) or not low <= int(value) <= high:
+        if not INT.fullmatch(value) or not low <= int(value) <= high:
             self.fail(key, value, f"a whole number from {low} to {high}")
             return low
         return int(value)
@@ -243,20 +235,6 @@ class _Reader:
         return value
 
 
-def shown(value: Any) -> str:
-    """A value as an error message shows it: repr, cut at 80 characters (a 5000-digit weight is not news)."""
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
-
-
-def parse_semver(tag: str) -> tuple[int, int, int, str] | None:
-    """(major, minor, patch, pre-release suffix or "") of a version tag such as v6.9.1-rc.1; None otherwise."""
-    match = SEMVER_TAG.fullmatch(tag) if len(tag) <= MAX_TAG_LENGTH else None
-    if not match:
-        return None
-    return int(match.group(1)), int(match.group(2)), int(match.group(3)), (match.group(4) or "")[1:]
-
-
 def parse_weight(value: Any) -> int:
     """A canary weight: an integer 0..100 written in plain decimal digits."""
     reader = _Reader({"canaryWeight": value}, {"canaryWeight": {}})  # no default: a value is always given
@@ -264,18 +242,6 @@ def parse_weight(value: Any) -> int:
     if reader.errors:
         raise ConfigError(reader.errors[0])
     return weight
-
-
-def _dns_name(value: str, *, wildcard: bool = False) -> bool:
-    if wildcard and value.startswith("*."):
-        value = value[2:]
-    labels = value.split(".")
-    return (
-        len(value) <= 253
-        and len(labels) >= 2
-        and all(len(label) <= 63 and _DNS_LABEL.fullmatch(label) for label in labels)
-        and not labels[-1].isdigit()
-    )
 
 
 def _steps(reader: _Reader) -> tuple[int, ...]:
@@ -288,7 +254,7 @@ def _steps(reader: _Reader) -> tuple[int, ...]:
     steps = []
     for item in value:
         text = str(item) if not isinstance(item, bool) else "x"
-        if not _INT.fullmatch(text) or not 1 <= int(text) <= 100:
+        if not INT.fullmatch(text) or not 1 <= int(text) <= 100:
             reader.fail("canarySteps", original, allowed)
             return (100,)
         steps.append(int(text))
@@ -309,101 +275,14 @@ def _success_rate(reader: _Reader) -> float:
     return rate
 
 
-def too_small(machine_type: str) -> bool:
-    """Shared-core, or fewer vCPUs than istiod plus sidecars need (n1-standard-1, e2-custom-1-1024)."""
-    if machine_type in TOO_SMALL_MACHINES or _SHARED_CORE_CUSTOM.fullmatch(machine_type):
-        return True
-    sized = _MACHINE_VCPUS.fullmatch(machine_type)
-    if not sized:
-        return False  # a type whose name does not carry its vCPUs (a2-highgpu-1g): GCE is the judge
-    return int(sized.group(1) or sized.group(3)) < MIN_VCPUS
-
-
-def _semver_step(state: tuple[str, int, int], char: str) -> tuple[str, int, int] | None:
-    """One character through a release tag `v?N.N.N` (N: 0 or up to 9 digits without a leading 0); None is dead.
-
-    States: ("start", 0, 0), ("begin", part, 0) before a part's first digit, ("zero", part, 0) after a lone
-    0, ("num", part, digits) inside a number.
-    """
-    kind, part, digits = state
-    if kind == "start" and char == "v":
-        return "begin", 0, 0
-    if kind in ("start", "begin") and char.isascii() and char.isdigit():
-        return ("zero", part, 0) if char == "0" else ("num", part, 1)
-    if kind == "num" and char.isascii() and char.isdigit() and digits < 9:
-        return "num", part, digits + 1
-    if kind in ("zero", "num") and char == "." and part < 2:
-        return "begin", part + 1, 0
-    return None
-
-
-def glob_can_match_release(pattern: str) -> bool:
-    """Can the fnmatch `pattern` (literals, `*`, `?`) match any release tag? Exact: a search over
-    (position in the pattern, state of the tag automaton), where a wildcard tries the only characters a
-    release tag can hold (v, 0, another digit, the dot)."""
-    start = (0, ("start", 0, 0))
-    seen, todo = {start}, [start]
-    while todo:
-        i, state = todo.pop()
-        if i == len(pattern):
-            if state[0] in ("zero", "num") and state[1] == 2:
-                return True
-            continue
-        char = pattern[i]
-        moves: list[tuple[int, tuple[str, int, int] | None]] = []
-        if char == "*":
-            moves.append((i + 1, state))
-            moves.extend((i, _semver_step(state, c)) for c in "v01.")
-        elif char == "?":
-            moves.extend((i + 1, _semver_step(state, c)) for c in "v01.")
-        else:
-            moves.append((i + 1, _semver_step(state, char)))
-        for move in moves:
-            if move[1] is not None and move not in seen:
-                seen.add(move)  # type: ignore[arg-type]
-                todo.append(move)  # type: ignore[arg-type]
-    return False
-
-
-def prometheus_url_error(url: str) -> str | None:
-    """Why `url` cannot be a Prometheus base URL, or None. User info is refused here: in a stack file it would
-    be a committed credential (the CLI takes credentials from the environment instead)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port past 65535 or one that is not a number
-    except ValueError:
-        return PROMETHEUS_URL_RULE
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or not url.isascii()
-        or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url)
-    ):
-        return PROMETHEUS_URL_RULE
-    if parts.username is not None or parts.password is not None:
-        return "a URL without user:password@ (credentials belong in $PROMETHEUS_URL or $PROMETHEUS_TOKEN, not in Git)"
-    return None
-
-
 def _optional_percent(reader: _Reader, key: str) -> int | None:
     value = reader.text(key)
     if value == "":
         return None
-    if not _INT.fullmatch(value) or int(value) > 10000:
+    if not INT.fullmatch(value) or int(value) > 10000:
         reader.fail(key, value, "a whole percentage from 0 to 10000, or empty to turn the comparison off")
         return None
     return int(value)
-
-
-def _number(value: Any) -> float | None:
-    """A finite number >= 0 from YAML or JSON (not a bool, not text), else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an int past float's range
-        return None
-    return number if math.isfinite(number) and number >= 0 else None
 
 
 CHECK_FIELDS = ("name", "query", "max", "min", "unit", "maxWorseThanGaPct")
@@ -439,14 +318,14 @@ def _user_checks(reader: _Reader, taken: set[str]) -> tuple[Check, ...]:
         if error:
             problems.append(f"query: expected {error}")
         bounds = [(field, item[field]) for field in ("max", "min") if field in item]
-        threshold = _number(bounds[0][1]) if len(bounds) == 1 else None
+        threshold = finite_number(bounds[0][1]) if len(bounds) == 1 else None
         if threshold is None:
             problems.append("exactly one of max or min, a finite number >= 0")
         unit = item.get("unit", "")
         if not isinstance(unit, str) or not UNIT.fullmatch(unit):
             problems.append(f"unit {shown(unit)}: up to 12 letters, % or /")
         relative = item.get("maxWorseThanGaPct")
-        if relative is not None and (_number(relative) is None or relative > 10000):
+        if relative is not None and (finite_number(relative) is None or relative > 10000):
             problems.append(f"maxWorseThanGaPct {shown(relative)}: a percentage from 0 to 10000")
         if problems:
             reader.errors.extend(f"{PROJECT}:{key}{where}: {problem}" for problem in problems)
@@ -466,22 +345,22 @@ def _user_checks(reader: _Reader, taken: set[str]) -> tuple[Check, ...]:
 
 def _cluster(reader: _Reader, gcp: Mapping[str, Any], check_environment: bool) -> ClusterSettings:
     mode = reader.choice("clusterMode", CLUSTER_MODES)
-    name = reader.matching("clusterName", _GKE_NAME, "a GKE cluster name: lowercase letters, digits, '-', at most 40")
+    name = reader.matching("clusterName", GKE_NAME, "a GKE cluster name: lowercase letters, digits, '-', at most 40")
     location = reader.text("clusterLocation")
     project = str(gcp.get("project") or "")
     if mode == "gke" and check_environment:
-        if not _GCP_PROJECT.fullmatch(project) or project.startswith(PLACEHOLDER_PREFIX):
+        if not GCP_PROJECT.fullmatch(project) or project.startswith(PLACEHOLDER_PREFIX):
             reader.errors.append(
                 f"gcp:project: {project!r} is not allowed; expected your GCP project id "
                 "(pulumi config set gcp:project <id>)"
             )
         location = location or str(gcp.get("region") or "")
-        if not (_GCP_REGION.fullmatch(location) or _GCP_ZONE.fullmatch(location)):
+        if not (GCP_REGION.fullmatch(location) or GCP_ZONE.fullmatch(location)):
             reader.fail("clusterLocation", location, "a GCP region or zone such as europe-west1 (or set gcp:region)")
-    elif location and not (_GCP_REGION.fullmatch(location) or _GCP_ZONE.fullmatch(location)):
+    elif location and not (GCP_REGION.fullmatch(location) or GCP_ZONE.fullmatch(location)):
         reader.fail("clusterLocation", location, "a GCP region or zone such as europe-west1, or empty")
-    machine_type = reader.matching("nodeMachineType", _MACHINE_TYPE, "a GCE machine type such as e2-standard-4")
-    if _MACHINE_TYPE.fullmatch(machine_type) and too_small(machine_type):
+    machine_type = reader.matching("nodeMachineType", MACHINE_TYPE, "a GCE machine type such as e2-standard-4")
+    if MACHINE_TYPE.fullmatch(machine_type) and too_small(machine_type):
         reader.fail(
             "nodeMachineType", machine_type, f"a machine with at least {MIN_VCPUS} dedicated vCPUs (e2-standard-4)"
         )
@@ -532,7 +411,7 @@ def _cluster(reader: _Reader, gcp: Mapping[str, Any], check_environment: bool) -
 
 def _mesh(reader: _Reader) -> MeshSettings:
     version = reader.text("istioVersion")
-    match = _ISTIO_VERSION.fullmatch(version)
+    match = ISTIO_VERSION.fullmatch(version)
     if not match or int(match.group(1)) < MIN_ISTIO_MINOR:
         reader.fail("istioVersion", version, f"an Istio release 1.{MIN_ISTIO_MINOR}.0 or newer, e.g. 1.30.4")
     return MeshSettings(
@@ -544,7 +423,7 @@ def _mesh(reader: _Reader) -> MeshSettings:
 
 def _app(reader: _Reader) -> AppSettings:
     namespace = reader.text("namespace")
-    if not (len(namespace) <= 63 and _DNS_LABEL.fullmatch(namespace)):
+    if not (len(namespace) <= 63 and DNS_LABEL.fullmatch(namespace)):
         reader.fail("namespace", namespace, "a DNS label: lowercase letters, digits and '-', at most 63")
     elif namespace in (ISTIO_NAMESPACE, MONITORING_NAMESPACE, *KUBERNETES_NAMESPACES):
         reader.fail(
@@ -552,24 +431,24 @@ def _app(reader: _Reader) -> AppSettings:
         )
     name = reader.text("appName")
     # The longest derived name is <app>-gateway; it must stay a valid label.
-    if not (len(name) <= 55 and _DNS_LABEL.fullmatch(name)):
+    if not (len(name) <= 55 and DNS_LABEL.fullmatch(name)):
         reader.fail("appName", name, "a DNS label of at most 55 characters")
     tag_rule = "a released image tag such as 6.15.0 (not latest, not a branch)"
     public_host = reader.text("publicHost")
-    if not _dns_name(public_host, wildcard=True):
+    if not dns_name(public_host, wildcard=True):
         reader.fail("publicHost", public_host, "a DNS name such as podinfo.example.com")
     credential = reader.text("tlsCredentialName")
     # A Secret's name is an RFC 1123 subdomain: labels of at most 63, at most 253 in all.
     labels = credential.split(".")
     if credential and not (
-        len(credential) <= 253 and all(len(label) <= 63 and _DNS_LABEL.fullmatch(label) for label in labels)
+        len(credential) <= 253 and all(len(label) <= 63 and DNS_LABEL.fullmatch(label) for label in labels)
     ):
         reader.fail("tlsCredentialName", credential, "a Kubernetes secret name, or empty for HTTP only")
     return AppSettings(
         namespace=namespace,
         name=name,
         image=reader.matching(
-            "image", _IMAGE_REPO, "an image repository without tag, e.g. ghcr.io/stefanprodan/podinfo"
+            "image", IMAGE_REPO, "an image repository without tag, e.g. ghcr.io/stefanprodan/podinfo"
         ),
         ga_version=_tag(reader, "gaVersion", tag_rule),
         canary_version=_tag(reader, "canaryVersion", tag_rule),
@@ -592,8 +471,8 @@ def _monitoring(reader: _Reader) -> MonitoringSettings:
     rule = "an exact chart version such as 25.8.0 (no range, no v prefix)"
     return MonitoringSettings(
         enabled=reader.boolean("monitoring"),
-        prometheus_chart_version=reader.matching("prometheusChartVersion", _CHART_VERSION, rule),
-        grafana_chart_version=reader.matching("grafanaChartVersion", _CHART_VERSION, rule),
+        prometheus_chart_version=reader.matching("prometheusChartVersion", CHART_VERSION, rule),
+        grafana_chart_version=reader.matching("grafanaChartVersion", CHART_VERSION, rule),
     )
 
 
@@ -607,9 +486,9 @@ def _release(reader: _Reader) -> ReleaseSettings:
             url_error,
         )
     policy = reader.matching(
-        "canaryTagPolicy", _TAG_POLICY, "semver:<major>.x, semver:<major>.<minor>.x or glob:<pattern>"
+        "canaryTagPolicy", TAG_POLICY, "semver:<major>.x, semver:<major>.<minor>.x or glob:<pattern>"
     )
-    if policy.startswith("glob:") and _TAG_POLICY.fullmatch(policy) and not glob_can_match_release(policy[5:]):
+    if policy.startswith("glob:") and TAG_POLICY.fullmatch(policy) and not glob_can_match_release(policy[5:]):
         reader.fail(
             "canaryTagPolicy", policy, "a glob that matches some release tag such as 6.9.* (pre-releases never match)"
         )

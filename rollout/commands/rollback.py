@@ -10,7 +10,7 @@ from rollout import analysis
 from rollout.commands import common
 from rollout.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED
 from rollout.prometheus import PrometheusError
-from stacks.settings import shown
+from stacks.rules import shown
 
 HELP = "canary weight to 0"
 EXITS = (EXIT_OK, EXIT_REFUSED, EXIT_INTERNAL)
