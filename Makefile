@@ -35,6 +35,8 @@ up: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/shellcheck scripts/*.sh toolchain/*.sh .ci/run
 
 # Re-pin every package (with hashes) after editing requirements*.txt or pyproject's dependencies.
 lock:
