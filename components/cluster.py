@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import pulumi
 import pulumi_gcp as gcp
@@ -93,9 +92,10 @@ class Cluster(pulumi.ComponentResource):
             raise ValueError(f"unknown cluster mode {args.mode!r}")
         self.provider = k8s.Provider(
             f"{name}-k8s",
-            # Empty (existing mode without a path) means the provider's own default: $KUBECONFIG or ~/.kube/config.
-            # (None inside the Output: the engine treats the input as unset, which pulumi's types cannot say.)
-            kubeconfig=cast("pulumi.Output[str]", self.kubeconfig.apply(lambda value: value or None)),
+            # Existing mode without a path: no input at all, so the provider uses its own default ($KUBECONFIG or
+            # ~/.kube/config). A secret-wrapped None would still be a value: the engine sends it as "null",
+            # which the provider reads as an empty kubeconfig.
+            kubeconfig=self.kubeconfig if args.mode == "gke" or args.kubeconfig else None,
             context=args.context or None,
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -124,3 +124,16 @@ def test_cluster_children_are_parented_to_the_component(program) -> None:
     for typ in (CLUSTER, POOL, "gcp:serviceaccount/account:Account", "pulumi:providers:kubernetes"):
         matching = [u for u in urns if u.split("::")[2].endswith(typ)]
         assert matching and all("istio-canary:cluster:Cluster$" in u for u in matching), typ
+
+
+def test_existing_mode_without_a_path_leaves_the_kubeconfig_unset(program, tmp_path, monkeypatch) -> None:
+    # Empty means "the provider's default ($KUBECONFIG, ~/.kube/config)". A secret null is still a value: the
+    # engine sends it as the text "null", which the provider reads as an empty kubeconfig (make up STACK=local
+    # failed that way on every cluster).
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\ncurrent-context: kind\n")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    run = program(gcp={}, clusterMode="existing")
+    (provider,) = run.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs.get("kubeconfig") in (None, str(kubeconfig)), provider.inputs.get("kubeconfig")
+    assert not isinstance(provider.inputs.get("kubeconfig"), dict)  # never a (secret) wrapper around nothing
