@@ -36,6 +36,13 @@ MACHINE_VCPUS = re.compile(
 )
 SHARED_CORE_CUSTOM = re.compile(r"[a-z][a-z0-9]*-custom-(micro|small|medium)-[0-9]+")
 MIN_VCPUS = 2
+# An image reference that names a version: repository[:tag][@sha256:digest], at least one of the two.
+AGENT_IMAGE = re.compile(
+    r"[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9-]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[0-9a-f]{64})?|@sha256:[0-9a-f]{64})"
+)
+# A repository the agent clones: https, a host, a path; no user info (the token comes from a secret).
+GIT_REPO = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9._~/-]+")
 # Istio's own sizing guide: istiod plus sidecars do not fit on shared-core machines.
 TOO_SMALL_MACHINES = ("f1-micro", "g1-small", "e2-micro", "e2-small", "e2-medium")
 MIN_ISTIO_MINOR = 24  # base chart templates its CRDs and v1 networking APIs are served

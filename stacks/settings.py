@@ -22,10 +22,12 @@ from components.checks import CHECK_NAME, MAX, MIN, UNIT, Check, builtin_checks,
 from components.names import DNS_LABEL, ISTIO_NAMESPACE, KUBERNETES_NAMESPACES, MONITORING_NAMESPACE, traffic_split
 from components.names import DURATION as _PROM_DURATION
 from stacks.rules import (
+    AGENT_IMAGE,
     CHART_VERSION,
     GCP_PROJECT,
     GCP_REGION,
     GCP_ZONE,
+    GIT_REPO,
     GKE_NAME,
     IMAGE_REPO,
     INT,
@@ -53,7 +55,8 @@ GATEWAY_SERVICE_TYPES = ("LoadBalancer", "NodePort", "ClusterIP")
 PLACEHOLDER_PREFIX = "change-me"
 # Stack keys the engine must not require in every stack, so they are not in Pulumi.yaml: the Slack webhook is
 # a secret only `canary notify` reads.
-UNDECLARED_KEYS = ("slackWebhookUrl",)
+UNDECLARED_KEYS = ("slackWebhookUrl", "agentGitToken")
+PROMOTIONS = ("pr", "auto")
 
 
 class ConfigError(ValueError):
@@ -137,6 +140,23 @@ class ReleaseSettings:
     window: str
     tag_policy: str
     prometheus_url: str
+    interval: str  # how often the release agent judges the canary
+    threshold: int  # consecutive failed analyses before the agent rolls back
+    iterations: int  # consecutive passes at a live step before it proposes the next
+    promotion: str  # "pr": a pull request per step; "auto": the agent pushes the step to main itself
+    notice_after: str  # inconclusive/unavailable this long: one Slack notice
+    drift_grace: str  # Git and the cluster may disagree this long (an `up` in flight) before it is drift
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """The `canary agent` Deployment. Its secrets are Pulumi secrets, read only by load(): parse() leaves None."""
+
+    enabled: bool
+    image: str
+    git_repo: str  # https URL of this repository, without credentials
+    git_token: Any = None  # pulumi.Output[str] | None: a token whose pushes start workflows (not GITHUB_TOKEN)
+    slack_webhook_url: Any = None  # pulumi.Output[str] | None
 
 
 @dataclass(frozen=True)
@@ -149,6 +169,7 @@ class Settings:
     load: LoadSettings
     monitoring: MonitoringSettings
     release: ReleaseSettings
+    agent: AgentSettings
     skip_await: bool
 
 
@@ -503,8 +524,31 @@ def _release(reader: _Reader) -> ReleaseSettings:
         checks=checks + _user_checks(reader, {check.name for check in checks}),
         window=reader.matching("analysisWindow", _PROM_DURATION, "a Prometheus duration such as 30s, 5m or 1h"),
         tag_policy=policy,
+        interval=reader.matching("analysisInterval", _PROM_DURATION, "a duration such as 30s, 1m or 5m"),
+        threshold=reader.integer("analysisThreshold", 1, 100),
+        iterations=reader.integer("analysisIterations", 1, 1000),
+        promotion=reader.choice("canaryPromotion", PROMOTIONS),
+        notice_after=reader.matching("agentNoticeAfter", _PROM_DURATION, "a duration such as 10m or 1h"),
+        drift_grace=reader.matching("agentDriftGrace", _PROM_DURATION, "a duration such as 5m or 15m"),
         prometheus_url=prometheus_url,
     )
+
+
+def _agent(reader: _Reader) -> AgentSettings:
+    enabled = reader.boolean("releaseAgent")
+    image = reader.text("agentImage")
+    if not AGENT_IMAGE.fullmatch(image):
+        reader.fail("agentImage", image, "an image with a tag or digest, e.g. ghcr.io/acme/istio-canary-agent:0.1.0")
+    repo = reader.text("agentGitRepo")
+    if repo and not GIT_REPO.fullmatch(repo):
+        reader.fail(
+            "agentGitRepo",
+            "<not shown: it may hold a credential>" if "@" in repo else repo,
+            "an https URL of the repository without credentials, e.g. https://github.com/acme/shop.git",
+        )
+    if enabled and not repo:
+        reader.errors.append(f"{PROJECT}:releaseAgent: true needs {PROJECT}:agentGitRepo, the repository it clones")
+    return AgentSettings(enabled=enabled, image=image, git_repo=repo)
 
 
 def parse(
@@ -532,6 +576,7 @@ def parse(
         ),
         monitoring=_monitoring(reader),
         release=_release(reader),
+        agent=_agent(reader),
         skip_await=reader.boolean("skipAwait"),
     )
     if reader.errors:

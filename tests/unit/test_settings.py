@@ -284,3 +284,38 @@ def test_the_relative_p99_rule_is_on_by_default_and_can_be_turned_off() -> None:
     assert parse(config(analysisMaxP99OverGaPct=""), GCP).release.checks[2].max_worse_than_ga_pct is None
     with pytest.raises(ConfigError, match="analysisMaxP99OverGaPct"):
         parse(config(analysisMaxP99OverGaPct="-5"), GCP)
+
+
+def test_release_agent_settings_and_their_defaults() -> None:
+    parsed = parse(config(), GCP)
+    rel, agent = parsed.release, parsed.agent
+    assert (rel.interval, rel.threshold, rel.iterations, rel.promotion) == ("1m", 3, 5, "pr")
+    assert (rel.notice_after, rel.drift_grace) == ("10m", "5m")
+    assert (agent.enabled, agent.git_repo, agent.git_token) == (False, "", None)
+    on = parse(config(releaseAgent="true", agentGitRepo="https://github.com/acme/shop.git"), GCP).agent
+    assert on.enabled and on.git_repo == "https://github.com/acme/shop.git"
+
+
+@pytest.mark.parametrize(
+    ("values", "key", "rule"),
+    [
+        ({"analysisInterval": "1 minute"}, "analysisInterval", "duration"),
+        ({"analysisThreshold": "0"}, "analysisThreshold", "whole number from 1"),
+        ({"analysisIterations": "-1"}, "analysisIterations", "whole number from 1"),
+        ({"canaryPromotion": "yes"}, "canaryPromotion", "one of pr, auto"),
+        ({"agentImage": "ghcr.io/acme/agent"}, "agentImage", "with a tag or digest"),
+        ({"agentImage": "ghcr.io/acme/agent:latest @x"}, "agentImage", "with a tag or digest"),
+        ({"agentGitRepo": "git@github.com:acme/shop.git"}, "agentGitRepo", "https URL"),
+        ({"releaseAgent": "true"}, "releaseAgent", "needs istio-canary:agentGitRepo"),
+    ],
+)
+def test_bad_agent_settings_are_refused_naming_the_key(values, key, rule) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse(config(**values), GCP)
+    assert f"istio-canary:{key}: " in str(error.value) and rule in str(error.value)
+
+
+def test_a_token_in_the_agent_repo_url_is_refused_and_not_echoed() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse(config(agentGitRepo="https://x-access-token:ghp_s3cr3t@github.com/acme/shop.git"), GCP)
+    assert "agentGitRepo" in str(error.value) and "ghp_s3cr3t" not in str(error.value)
