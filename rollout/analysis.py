@@ -15,7 +15,7 @@ from enum import StrEnum
 from components.checks import Check
 from components.names import workload
 from rollout.prometheus import Prometheus, PrometheusError
-from rollout.stackfile import ReleaseView
+from rollout.stackfile import StackView
 
 # The latest time `--at` accepts (9999-12-31T23:59:59Z): datetime cannot show a later one.
 MAX_TIME_S = 253402300799.0
@@ -189,7 +189,7 @@ def judge(checks: tuple[Check, ...], canary: Measurement, ga: Measurement) -> tu
     return verdict, tuple(outcomes)
 
 
-def analyze(view: ReleaseView, prometheus: Prometheus, at: float) -> Analysis:
+def analyze(view: StackView, prometheus: Prometheus, at: float) -> Analysis:
     """Measure canary and GA over the configured window at `at` and judge the canary."""
     rel, app = view.release, view.app
     canary = measure(prometheus, rel.checks, app.namespace, app.name, "canary", rel.window, at)

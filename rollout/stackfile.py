@@ -47,7 +47,7 @@ def is_release_key(key: str, known: Iterable[str]) -> bool:
 
 
 @dataclass(frozen=True)
-class ReleaseView:
+class StackView:
     """The validated release-relevant part of a stack: app identity/versions/weight and the release rules."""
 
     app: AppSettings
@@ -126,7 +126,7 @@ class StackFile:
         """The raw value of a project key (no prefix), or None when unset."""
         return self.config.get(f"{PROJECT}:{key}")
 
-    def view(self) -> ReleaseView:
+    def view(self) -> StackView:
         """Validate the whole file with the program's own rules (less where it runs) and return the release view."""
         try:
             settings = parse(
@@ -134,9 +134,9 @@ class StackFile:
             )
         except ConfigError as exc:
             raise ConfigError(f"{self.path.name}: {exc}") from None
-        return ReleaseView(app=settings.app, release=settings.release)
+        return StackView(app=settings.app, release=settings.release)
 
-    def rollback_view(self) -> tuple[ReleaseView, Any]:
+    def rollback_view(self) -> tuple[StackView, Any]:
         """The view for `canary rollback`: only RELEASE_KEYS are validated, and a bad weight is tolerated.
 
         Returns (view, None), or (view at weight 0, the invalid raw weight) when the weight is the only bad
@@ -156,7 +156,7 @@ class StackFile:
             settings = parse(values, {}, check_environment=False, project_file=self.project_file)
         except ConfigError as exc:
             raise ConfigError(f"{self.path.name}: {exc}") from None
-        return ReleaseView(app=settings.app, release=settings.release), bad_weight
+        return StackView(app=settings.app, release=settings.release), bad_weight
 
     # --- editing ------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from rollout.analysis import Analysis, Verdict
 from rollout.exits import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REFUSED
 from rollout.lock import LockError, RepoLock
 from rollout.prometheus import TOKEN_ENV, Prometheus, PrometheusError
-from rollout.stackfile import ReleaseView, StackFile
+from rollout.stackfile import StackFile, StackView
 from stacks.settings import PROJECT
 
 VERDICT_EXIT = {Verdict.PASS: EXIT_OK, Verdict.FAIL: EXIT_FAIL, Verdict.INCONCLUSIVE: EXIT_INCONCLUSIVE}
@@ -55,7 +55,7 @@ class Context:
     repo: Path
     stack_name: str
     stack: StackFile
-    view: ReleaseView
+    view: StackView
     invalid_weight: object = None  # rollback only: the unreadable weight that is being repaired
     for_rollback: bool = False  # validate as a rollback does: only the release keys, any weight
     lock: RepoLock | None = None
@@ -114,7 +114,7 @@ def load(args: argparse.Namespace, *, write: bool, for_rollback: bool = False) -
     return Context(repo, args.stack, stack, view, invalid, for_rollback, lock)
 
 
-def prometheus(args: argparse.Namespace, view: ReleaseView, *, required: bool) -> Prometheus | None:
+def prometheus(args: argparse.Namespace, view: StackView, *, required: bool) -> Prometheus | None:
     """The Prometheus to ask: --prometheus, else $PROMETHEUS_URL (both may carry user:password@ for Basic auth,
     with $PROMETHEUS_TOKEN for Bearer), else prometheusUrl from the stack file (never a credential)."""
     source, url = next(
