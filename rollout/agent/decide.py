@@ -1,0 +1,128 @@
+"""What the release agent does this interval: a pure decision from Git, the live cluster and the verdict history.
+
+Contract: `decide(state)` returns one Decision; no I/O. The history is the analysis evaluated now and at past
+instants one interval apart (newest first), so a restarted agent reaches the same decision as the one that
+died: nothing is counted in memory. Rules, in order:
+1. A run of `threshold` FAILs (newest first) while the canary has traffic -> ROLLBACK. Only the first
+   `threshold` instants count, so one bad minute among good ones never rolls back.
+2. Drift (Git and the live VirtualService disagree longer than the grace period) -> report it; a step is
+   never proposed on top of drift, but a rollback still is (weight 0 is the safe direction).
+3. The step in Git is not live yet (weights differ, or finish 2/2 waits for GA to run the new version)
+   -> WAIT.
+4. `iterations` PASSes since the step went live -> PROPOSE the next step (promote / finish), unless a
+   proposal for that step is already open.
+5. A run of inconclusive/unavailable answers longer than `notice_after` -> NOTICE (the loop sends it once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rollout import steps
+
+ROLLBACK = "rollback"
+PROPOSE = "propose"
+WAIT = "wait"
+NOTICE = "notice"
+NOTHING = "nothing"
+
+PASS, FAIL, INCONCLUSIVE, UNAVAILABLE = "pass", "fail", "inconclusive", "unavailable"
+
+
+@dataclass(frozen=True)
+class Live:
+    """What the cluster runs now (read-only): the VirtualService's canary weight and each Deployment's image tag
+    and whether its rollout is complete. None: the object is not there (or not readable)."""
+
+    canary_weight: int | None
+    ga_version: str | None
+    ga_rolled_out: bool
+    canary_version: str | None
+
+
+@dataclass(frozen=True)
+class State:
+    """Everything one decision needs."""
+
+    weight: int  # in Git
+    schedule: tuple[int, ...]
+    ga_version: str  # in Git
+    canary_version: str  # in Git
+    rolled_back: bool  # Git records a rollback of this canaryVersion
+    live: Live
+    history: tuple[str, ...]  # verdicts newest first, one interval apart
+    seconds_since_step: float  # since the commit that set the current weight (Git)
+    interval_s: float
+    threshold: int
+    iterations: int
+    notice_after_s: float
+    drift_grace_s: float
+    proposal_open: bool  # a pull request for the next step is already open
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The action, the weight it leads to (if any), why, and whether Git and the cluster have drifted apart."""
+
+    action: str
+    to: int | None
+    why: str
+    drift: bool = False
+    next_step: str = ""  # what comes next in words, for `canary status`
+
+
+def _run(history: tuple[str, ...], verdicts: tuple[str, ...]) -> int:
+    """How many of the newest verdicts in a row are one of `verdicts`."""
+    count = 0
+    for verdict in history:
+        if verdict not in verdicts:
+            break
+        count += 1
+    return count
+
+
+def drifted(state: State) -> bool:
+    """Git and the live VirtualService disagree, and have for longer than an `up` takes (the grace period)."""
+    return state.live.canary_weight != state.weight and state.seconds_since_step > state.drift_grace_s
+
+
+def is_live(state: State, step: steps.Step) -> bool:
+    """Is the step Git holds applied? The weights match; for finish 2/2, GA already runs the canary's version."""
+    if state.live.canary_weight != state.weight:
+        return False
+    if state.weight == 0 and state.live.canary_version != state.canary_version:
+        return False  # the first step sends users to the canary Deployment: it must run the new version
+    if step.action == steps.FINISH and state.ga_version == state.canary_version:
+        return state.live.ga_version == state.ga_version and state.live.ga_rolled_out
+    return True
+
+
+def decide(state: State) -> Decision:
+    """The one thing to do now; see the module docstring for the rules."""
+    drift = drifted(state)
+    failures = _run(state.history, (FAIL,))
+    if state.weight > 0 and failures >= state.threshold:
+        return Decision(ROLLBACK, 0, f"{failures} failed analyses in a row (threshold {state.threshold})", drift)
+    step = steps.next_step(state.weight, state.schedule, state.ga_version, state.canary_version, state.rolled_back)
+    if step.action in (steps.NONE, steps.ROLLED_BACK, steps.UNKNOWN_STEP):
+        return Decision(NOTHING, None, f"next step is {step.action}: nothing to propose", drift, step.action)
+    if drift:
+        why = f"Git says {state.weight}%, the cluster {state.live.canary_weight}% for longer than the grace period"
+        return Decision(WAIT, None, f"drift: {why}", True, step.describe())
+    if not is_live(state, step):
+        return Decision(WAIT, None, f"waiting for {state.weight}% to be live before judging it", False, step.describe())
+    # Passes count only since the step went live: older instants judged the previous weight.
+    judged = int(state.seconds_since_step // state.interval_s) if state.interval_s > 0 else 0
+    passes = min(_run(state.history, (PASS,)), judged)
+    ready = step.action == steps.PROMOTE and not step.needs_analysis  # 0 -> first step: nothing to judge at 0 %
+    if ready or passes >= state.iterations:
+        if state.proposal_open:
+            return Decision(NOTHING, step.to, "the proposal for the next step is open", False, step.describe())
+        why = "first step; no analysis possible at 0%" if ready else f"{passes} passing analyses in a row"
+        return Decision(PROPOSE, step.to, why, False, step.describe())
+    quiet = _run(state.history, (INCONCLUSIVE, UNAVAILABLE))
+    if quiet and quiet * state.interval_s >= state.notice_after_s:
+        return Decision(NOTICE, None, f"no verdict for {quiet} intervals", False, step.describe())
+    return Decision(
+        NOTHING, None, f"{passes}/{state.iterations} passing analyses at {state.weight}%", False, step.describe()
+    )
