@@ -30,3 +30,10 @@ def traffic_split(canary_weight: int) -> dict[str, int]:
         # A VirtualService with a negative route weight would only be refused by Istio, at `pulumi up`.
         raise ValueError(f"canary weight {canary_weight} is not a percentage from 0 to 100")
     return {"ga": 100 - canary_weight, "canary": canary_weight}
+
+
+def duration_seconds(duration: str) -> int:
+    """`30s`, `5m`, `1h`, `1d` (a DURATION) in seconds."""
+    if not DURATION.fullmatch(duration):
+        raise ValueError(f"{duration!r} is not a duration such as 30s, 5m or 1h")
+    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[duration[-1]]

@@ -17,7 +17,7 @@ from typing import TextIO
 
 from rollout import exits, gitops
 from rollout.analysis import BadCheckQuery
-from rollout.commands import analyze, common, notify, promote, rollback, status, watch_images
+from rollout.commands import agent, analyze, common, notify, promote, rollback, status, watch_images
 from rollout.exits import (  # noqa: F401 - re-exported: the tests and scripts import the codes from here
     EXIT_FAIL,
     EXIT_INCONCLUSIVE,
@@ -37,6 +37,7 @@ COMMANDS: dict[str, ModuleType] = {
     "rollback": rollback,
     "watch-images": watch_images,
     "notify": notify,
+    "agent": agent,
 }
 
 

@@ -30,6 +30,11 @@ def _git(repo: Path, *args: str) -> str:
     return done.stdout
 
 
+def run(repo: Path, *args: str) -> str:
+    """Any git command in `repo`; GitError (credentials scrubbed) when it fails."""
+    return _git(repo, *args)
+
+
 def toplevel(path: Path) -> Path:
     """The root of the work tree containing `path`."""
     return Path(_git(path, "rev-parse", "--show-toplevel").strip())

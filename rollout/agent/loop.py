@@ -1,0 +1,272 @@
+"""The agent's loop: every interval, as the leader, sync Git, read the live state, derive the verdict history,
+decide, and act through the same `canary` commands a person runs (so every decision is the same commit, with
+the same evidence, under the same lock and validation).
+
+Acting: a rollback is `canary rollback --push` to main. A proposal is `canary promote` on a branch pushed to
+the remote, plus a pull request through the Git host's API (`canaryPromotion: pr`), or `canary promote --push`
+straight to main (`auto`). Nothing but Git and the Git host is written; the cluster is only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components.names import duration_seconds
+from rollout import gitops, notify, steps
+from rollout.agent import decide, history, live, workspace
+from rollout.agent.lease import Lease
+from rollout.agent.metrics import Metrics
+from rollout.agent.pulls import PullError, PullRequests
+from rollout.stackfile import StackFile, StackView
+from stacks.settings import PROJECT, ConfigError
+
+log = logging.getLogger("canary.agent")
+PROMETHEUS_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Options:
+    """How one agent runs; see `canary agent --help`."""
+
+    stack: str
+    repo_url: str
+    workdir: Path
+    token: str | None
+    api_url: str
+    prometheus_url: str | None
+    kube: Any  # kubernetes.client.ApiClient, or None: then Git is taken as live and there is no Lease
+    identity: str
+    lease_namespace: str | None
+    dashboard_url: str = ""
+
+
+@dataclass
+class Memory:
+    """What the loop keeps between iterations; only to avoid repeating a Slack notice, never to decide."""
+
+    noticed: set[str] = field(default_factory=set)
+
+
+def branch_for(stack: str, view: StackView, step: steps.Step) -> str:
+    """The proposal branch of a step: one per stack, version and target, so a restart finds its own PR."""
+    target = "finish" if step.action == steps.FINISH else str(step.to)
+    return f"canary/{stack}-{view.app.canary_version}-{target}"
+
+
+def _canary(args: list[str]) -> tuple[int, dict[str, Any]]:
+    """Run a `canary` command in-process; its exit code and its --json object."""
+    from rollout.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([*args, "--json"])
+    try:
+        data = json.loads(out.getvalue() or "{}")
+    except ValueError:
+        data = {}
+    return code, data if isinstance(data, dict) else {}
+
+
+def _state(
+    options: Options, repo: Path, view: StackView, stack: StackFile, now: float, prometheus: Any
+) -> tuple[decide.State, Any]:
+    from rollout.commands.common import Context
+    from rollout.commands.status import rolled_back as rolled_back_subject  # the CLI's own reading of Git
+
+    app, rel = view.app, view.release
+    interval_s = duration_seconds(rel.interval)
+    live_state = (
+        live.read(options.kube, app.namespace, app.name)
+        if options.kube is not None
+        else decide.Live(app.canary_weight, app.ga_version, True, app.canary_version)
+    )
+    verdicts, latest = history.history(view, prometheus, now, interval_s, max(rel.threshold, rel.iterations))
+    ctx = Context(repo, options.stack, stack, view)
+    state = decide.State(
+        weight=app.canary_weight,
+        schedule=rel.steps,
+        ga_version=app.ga_version,
+        canary_version=app.canary_version,
+        rolled_back=bool(rolled_back_subject(ctx, required=False)),
+        live=live_state,
+        history=verdicts,
+        seconds_since_step=workspace.seconds_since_weight_changed(
+            repo, stack.path.name, now, f"{PROJECT}:canaryWeight"
+        ),
+        interval_s=interval_s,
+        threshold=rel.threshold,
+        iterations=rel.iterations,
+        notice_after_s=duration_seconds(rel.notice_after),
+        drift_grace_s=duration_seconds(rel.drift_grace),
+        proposal_open=False,
+    )
+    return state, latest
+
+
+def iterate(options: Options, metrics: Metrics, memory: Memory, now: float | None = None) -> decide.Decision | None:
+    """One pass of the loop; None when this agent is not the leader or the stack cannot be read."""
+    from rollout.commands.common import prometheus as choose_prometheus
+
+    stack_name = options.stack
+    if options.kube is not None and options.lease_namespace:
+        lease = Lease(options.kube, options.lease_namespace, f"canary-agent-{stack_name}", options.identity, 30)
+        leader = lease.acquire()
+        metrics.leader.labels(stack_name).set(1 if leader else 0)
+        if not leader:
+            return None
+    repo = workspace.sync(options.repo_url, options.workdir)
+    try:
+        stack = StackFile.for_stack(repo, stack_name)
+        view = stack.view()
+    except ConfigError as exc:
+        log.error("stack %s cannot be read: %s", stack_name, exc)
+        return None
+    now = now if now is not None else time.time()
+    # The same choice (and credential rules) as --prometheus / $PROMETHEUS_URL / prometheusUrl in every command.
+    chosen = argparse.Namespace(prometheus=options.prometheus_url, timeout=PROMETHEUS_TIMEOUT_S)
+    prometheus = choose_prometheus(chosen, view, required=True)
+    state, latest = _state(options, repo, view, stack, now, prometheus)
+    step = steps.next_step(state.weight, state.schedule, state.ga_version, state.canary_version, state.rolled_back)
+    pulls = (
+        PullRequests(options.repo_url, options.token or "", options.api_url) if view.release.promotion == "pr" else None
+    )
+    if pulls and step.to is not None and step.action in (steps.PROMOTE, steps.FINISH):
+        try:
+            state = _with_open(state, pulls.open_for(branch_for(stack_name, view, step)) is not None)
+        except PullError as exc:
+            log.warning("cannot list pull requests: %s", exc)
+    decision = decide.decide(state)
+    _record_metrics(metrics, stack_name, state, decision)
+    log.info(
+        "stack %s: %s%% in Git, %s%% live, verdicts %s -> %s (%s)",
+        stack_name,
+        state.weight,
+        state.live.canary_weight,
+        ",".join(state.history),
+        decision.action,
+        decision.why,
+    )
+    _act(options, metrics, memory, repo, view, step, decision, latest)
+    metrics.last_iteration.labels(stack_name).set(time.time())
+    return decision
+
+
+def _with_open(state: decide.State, is_open: bool) -> decide.State:
+    from dataclasses import replace
+
+    return replace(state, proposal_open=is_open)
+
+
+def _record_metrics(metrics: Metrics, stack: str, state: decide.State, decision: decide.Decision) -> None:
+    metrics.set_verdict(stack, state.history[0] if state.history else "none")
+    metrics.weight.labels(stack, "git").set(state.weight)
+    metrics.weight.labels(stack, "live").set(-1 if state.live.canary_weight is None else state.live.canary_weight)
+    metrics.drift.labels(stack).set(1 if decision.drift else 0)
+    metrics.decisions.labels(stack, decision.action).inc()
+
+
+def _act(
+    options: Options,
+    metrics: Metrics,
+    memory: Memory,
+    repo: Path,
+    view: StackView,
+    step: steps.Step,
+    decision: decide.Decision,
+    latest: Any,
+) -> None:
+    stack = options.stack
+    common = ["-C", str(repo), "--stack", stack]
+    if options.prometheus_url:
+        common += ["--prometheus", options.prometheus_url]
+    if decision.drift and "drift" not in memory.noticed:
+        memory.noticed.add("drift")
+        _notice(repo, stack, f":warning: {view.app.name} ({stack}): {decision.why}")
+    elif not decision.drift:
+        memory.noticed.discard("drift")
+    if decision.action == decide.NOTICE:
+        if "silence" not in memory.noticed:
+            memory.noticed.add("silence")
+            _notice(
+                repo, stack, f":hourglass: {view.app.name} ({stack}): {decision.why}; not promoting, not rolling back"
+            )
+        return
+    memory.noticed.discard("silence")
+    if decision.action == decide.ROLLBACK:
+        code, data = _canary(["rollback", *common, "--push", "--reason", f"canary agent: {decision.why}"])
+        log.info("rollback exited %s: %s", code, data.get("subject") or data.get("error"))
+        if data.get("commits"):
+            metrics.last_commit.labels(stack).set(time.time())
+        return
+    if decision.action != decide.PROPOSE:
+        return
+    finish = ["--finish", "--one-commit"] if step.action == steps.FINISH else []
+    if view.release.promotion == "auto":
+        code, data = _canary(["promote", *common, *finish, "--push"])
+        log.info("promote exited %s: %s", code, data.get("subject") or data.get("error"))
+        if data.get("commits"):
+            metrics.last_commit.labels(stack).set(time.time())
+        return
+    branch = branch_for(stack, view, step)
+    workspace.start_branch(repo, branch)
+    try:
+        code, data = _canary(["promote", *common, *finish, "--no-notify"])
+        if code != 0 or not data.get("commits"):
+            log.info("no proposal: promote exited %s: %s", code, data.get("error"))
+            return
+        workspace.push_branch(repo, branch)
+        body = (
+            "`canary agent` proposes this step after its own analysis; merging it runs `pulumi up`.\n"
+            + (f"Dashboard: {options.dashboard_url}\n" if options.dashboard_url else "")
+            + f"\n```\n{data.get('message', '')}\n```\n"
+        )
+        url = PullRequests(options.repo_url, options.token or "", options.api_url).create(
+            branch, workspace.BRANCH, str(data.get("subject") or branch), body
+        )
+        metrics.last_commit.labels(stack).set(time.time())
+        log.info("proposed %s: %s", branch, url)
+        _notice(repo, stack, f":arrow_up: proposed: {data.get('subject')} {url}")
+    except (PullError, gitops.GitError) as exc:
+        log.error("proposal %s failed: %s", branch, exc)
+    finally:
+        gitops.run(repo, "checkout", "--quiet", workspace.BRANCH)
+
+
+def _notice(repo: Path, stack: str, text: str) -> None:
+    notify.send(text, repo, stack, None)
+
+
+def run(options: Options, metrics: Metrics, iterations: int | None = None) -> int:
+    """Loop until stopped (or for `iterations` passes); an iteration that raises is logged and counted."""
+    memory = Memory()
+    workspace.use_token(options.repo_url, options.token)
+    done = 0
+    while iterations is None or done < iterations:
+        started = time.monotonic()
+        interval_s = 60.0
+        try:
+            iterate(options, metrics, memory)
+            stack = StackFile.for_stack(options.workdir, options.stack)
+            interval_s = duration_seconds(stack.view().release.interval)
+        except Exception as exc:  # noqa: BLE001 - one bad iteration must not end the agent
+            metrics.errors.labels(options.stack).inc()
+            log.error("iteration failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        done += 1
+        if iterations is not None and done >= iterations:
+            break
+        time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+    return 0
+
+
+def identity() -> str:
+    """This agent's name in the Lease: the pod name (HOSTNAME in Kubernetes) and the process id."""
+    return f"{os.environ.get('HOSTNAME') or os.uname().nodename}-{os.getpid()}"

@@ -1,0 +1,68 @@
+"""Pull requests through the Git host's API, with githubkit (generated from GitHub's own API description).
+
+One error type: PullError. Only the calls the agent needs: is a pull request for this branch open, open one.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+GITHUB_API = "https://api.github.com"
+
+
+class PullError(RuntimeError):
+    """The Git host refused or could not be reached; the message names no credential."""
+
+
+def owner_repo(repo_url: str) -> tuple[str, str]:
+    """`https://github.com/acme/shop.git` -> ("acme", "shop")."""
+    path = urllib.parse.urlsplit(repo_url).path.strip("/").removesuffix(".git")
+    parts = path.split("/")
+    if len(parts) < 2 or not all(parts[-2:]):
+        raise PullError(f"cannot tell owner/repo from {urllib.parse.urlsplit(repo_url).path!r}")
+    return parts[-2], parts[-1]
+
+
+class PullRequests:
+    """The repository's pull requests."""
+
+    def __init__(self, repo_url: str, token: str, api_url: str = GITHUB_API) -> None:
+        from githubkit import GitHub
+
+        self.owner, self.repo = owner_repo(repo_url)
+        self.github: Any = GitHub(token, base_url=api_url.rstrip("/") + "/")
+
+    def _call(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        from githubkit.exception import GitHubException
+
+        try:
+            return call(*args, **kwargs).json()
+        except GitHubException as exc:
+            raise PullError(f"{what}: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+    def open_for(self, branch: str) -> str | None:
+        """The URL of the open pull request from `branch`, or None."""
+        pulls = self._call(
+            "list pull requests",
+            self.github.rest.pulls.list,
+            self.owner,
+            self.repo,
+            head=f"{self.owner}:{branch}",
+            state="open",
+        )
+        return pulls[0].get("html_url") if pulls else None
+
+    def create(self, branch: str, base: str, title: str, body: str) -> str:
+        """Open a pull request from `branch` into `base`; its URL."""
+        pull = self._call(
+            "open a pull request",
+            self.github.rest.pulls.create,
+            self.owner,
+            self.repo,
+            title=title,
+            head=branch,
+            base=base,
+            body=body,
+        )
+        return str(pull.get("html_url") or pull.get("url") or "")
