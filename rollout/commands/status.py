@@ -4,16 +4,21 @@ Prometheus URL is known."""
 from __future__ import annotations
 
 import argparse
+import math
+from datetime import UTC, datetime
 
+from components.names import duration_seconds
 from rollout import analysis, gitops, steps
+from rollout.agent.decide import FAIL, INCONCLUSIVE, PASS, UNAVAILABLE
 from rollout.commands import common
 from rollout.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
-from rollout.prometheus import PrometheusError
+from rollout.prometheus import Prometheus, PrometheusError
 from stacks.settings import PROJECT
 
 HELP = "weights and versions (+ live metrics)"
 EXITS = (EXIT_OK, EXIT_UNAVAILABLE, EXIT_REFUSED, EXIT_INTERNAL)
 USES = ("metrics", "json")
+VERDICTS = (PASS, FAIL, INCONCLUSIVE, UNAVAILABLE)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +50,29 @@ def next_step(ctx: common.Context, *, required: bool) -> tuple[steps.Step, str |
     return step, subject
 
 
+def agent_view(source: Prometheus, stack: str, at: float, interval: str) -> dict[str, object] | None:
+    """What the release agent reported last (Prometheus scrapes its /metrics): its verdict, the live weight it
+    read, drift, and when it runs next. None when no agent reports for this stack."""
+    selector = f'stack="{stack}"'
+
+    def value(query: str) -> float | None:
+        result = source.query(query, at)
+        return None if result is None or math.isnan(result) else result
+
+    last = value(f"canary_agent_last_iteration_timestamp_seconds{{{selector}}}")
+    if last is None:
+        return None
+    verdict = next((v for v in VERDICTS if value(f'canary_agent_verdict{{{selector}, verdict="{v}"}}') == 1), "unknown")
+    live = value(f'canary_agent_weight{{{selector}, source="live"}}')
+    return {
+        "verdict": verdict,
+        "live_weight": None if live is None or live < 0 else int(live),
+        "drift": value(f"canary_agent_drift{{{selector}}}") == 1,
+        "last_run": last,
+        "next_run": last + duration_seconds(interval),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     out = common.Output(args)
     ctx = common.load(args, write=False)
@@ -52,10 +80,11 @@ def run(args: argparse.Namespace) -> int:
     source = common.prometheus(args, ctx.view, required=False)
     when = common.at(args)
     step, _subject = next_step(ctx, required=False)
-    result, error = None, None
+    result, error, agent = None, None, None
     if source:
         try:
             result = analysis.analyze(ctx.view, source, when)
+            agent = agent_view(source, ctx.stack_name, when, rel.interval)
         except PrometheusError as exc:  # the config part is still worth printing; the exit code says 3
             error = str(exc)
     code = EXIT_UNAVAILABLE if error else EXIT_OK
@@ -75,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
                 "next": step.to_json(),
                 "checks": [{"name": c.name, "rule": c.rule()} for c in rel.checks],
                 "analysis": result.to_json() if result else ({"error": error} if error else None),
+                "agent": agent,
             }
         )
         return code
@@ -83,6 +113,13 @@ def run(args: argparse.Namespace) -> int:
     out.say(f"  canary  {ctx.view.canary_workload:<24} {app.canary_version:<12} {app.canary_weight:>3}%")
     out.say(f"  steps   0 -> {' -> '.join(str(s) for s in rel.steps)}; next: {step.describe()}")
     out.say("  checks  " + "; ".join(f"{check.name} {check.rule()}" for check in rel.checks))
+    if agent:
+        live = agent["live_weight"]
+        drift = " DRIFT: Git and the cluster disagree" if agent["drift"] else ""
+        when_next = datetime.fromtimestamp(float(agent["next_run"]), UTC).strftime("%H:%M:%SZ")  # type: ignore[arg-type]
+        out.say(f"  agent   last verdict {agent['verdict']}; live weight {live}%{drift}; next analysis at {when_next}")
+    elif source and not error:
+        out.say("  agent   no canary agent reports for this stack")
     if result:
         out.say("")
         out.say(analysis.table(result))
