@@ -1,0 +1,161 @@
+"""`canary agent` as a real process, time-compressed (2 s interval, 10 s window), against a real Prometheus
+scraping a live exporter (not a backfill) and a real bare git origin it clones and pushes to.
+
+The bounds on waits are hang detectors, not performance assertions; `make bench` measures the timings.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from testkit.exporter import Traffic
+from testkit.livemetrics import live_istio
+from tests.integration import servers
+from tests.integration.conftest import Repo, git, stack_text
+
+NAMESPACE = "live"
+INTERVAL_S = 2
+HEALTHY = Traffic(rps=20, latency_ms=40)
+# Compressed: judge every 2 s over 10 s of live data; a small traffic gate for 20 rps.
+AGENT_KEYS = """\
+  istio-canary:analysisInterval: 2s
+  istio-canary:analysisMinRequests: 20
+  istio-canary:analysisThreshold: {threshold}
+  istio-canary:analysisIterations: {iterations}
+  istio-canary:canaryPromotion: auto
+"""
+
+
+def agent_stack(weight: int, *, threshold: int = 2, iterations: int = 2) -> str:
+    return stack_text(namespace=NAMESPACE, weight=weight, window="10s") + AGENT_KEYS.format(
+        threshold=threshold, iterations=iterations
+    )
+
+
+@contextmanager
+def agent(
+    repo: Repo, prometheus_url: str, workdir: Path, log: Path, keep_env: tuple[str, ...] = ()
+) -> Iterator[subprocess.Popen]:
+    """The agent process on the bare origin; always stopped (SIGTERM, then SIGKILL)."""
+    command = [
+        sys.executable,
+        "-m",
+        "rollout",
+        "agent",
+        "--stack",
+        "dev",
+        "--repo-url",
+        str(repo.origin),
+        "--workdir",
+        str(workdir),
+        "--listen",
+        f"127.0.0.1:{servers.free_port()}",
+        "--prometheus",
+        prometheus_url,
+    ]
+    dropped = {"SLACK_WEBHOOK_URL", "PROMETHEUS_URL", "KUBECONFIG"} - set(keep_env)
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    with log.open("a") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def origin_subjects(repo: Repo) -> list[str]:
+    """Commit subjects on the origin's main, oldest first."""
+    return git(repo.origin, "log", "--reverse", "--format=%s", "main").splitlines()
+
+
+def wait_for(predicate, timeout: float, log: Path) -> float:
+    """Seconds until `predicate()` holds; fails with the agent's log after `timeout`."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.25)
+    pytest.fail(f"not within {timeout:g}s; agent log:\n{log.read_text()[-4000:]}")
+
+
+def test_a_canary_that_turns_bad_is_rolled_back_within_threshold_intervals(tmp_path, repo):
+    repo.write_stack(agent_stack(10, iterations=1000), "canary at 10%")
+    log = tmp_path / "agent.log"
+    with (
+        live_istio(tmp_path / "prom", NAMESPACE, ga=HEALTHY, canary=HEALTHY) as (exporter, prom),
+        agent(repo, prom.url, tmp_path / "work", log),
+    ):
+        time.sleep(3 * INTERVAL_S)  # healthy: a few passes, nothing committed
+        assert origin_subjects(repo)[-1] == "canary at 10%"
+        exporter.set("canary", error_share=0.5)
+        elapsed = wait_for(lambda: "roll back" in origin_subjects(repo)[-1], timeout=60, log=log)
+    subject = origin_subjects(repo)[-1]
+    assert subject.startswith("canary: roll back podinfo-canary 6.9.0 from 10% to 0%")
+    message = git(repo.origin, "log", "-1", "--format=%B", "main")
+    assert "Reason: canary agent: 2 failed analyses in a row (threshold 2)" in message
+    assert "verdict: FAIL" in message  # the evidence is in the commit
+    assert "  istio-canary:canaryWeight: 0\n" in git(repo.origin, "show", "main:Pulumi.dev.yaml")
+    print(f"bad canary -> rollback on origin: {elapsed:.1f}s (threshold 2 x interval {INTERVAL_S}s)")
+
+
+def test_a_healthy_canary_walks_every_step_once_across_an_agent_restart(tmp_path, repo):
+    repo.write_stack(agent_stack(0), "new canary 6.9.0")
+    log = tmp_path / "agent.log"
+    expected = [
+        "canary: promote podinfo-canary 6.9.0 to 10%",
+        "canary: promote podinfo-canary 6.9.0 to 60%",
+        "canary: promote podinfo-canary 6.9.0 to 100%",
+        "canary: finish podinfo 6.9.0 (1/2)",
+        "canary: finish podinfo 6.9.0 (2/2)",
+    ]
+
+    def made() -> list[str]:
+        return [s for s in origin_subjects(repo) if s.startswith(("canary: promote", "canary: finish"))]
+
+    with live_istio(tmp_path / "prom", NAMESPACE, ga=HEALTHY, canary=HEALTHY) as (_exporter, prom):
+        with agent(repo, prom.url, tmp_path / "work", log) as first:
+            wait_for(lambda: len(made()) >= 2, timeout=90, log=log)
+            first.send_signal(signal.SIGKILL)  # mid-release, no goodbye
+            first.wait(timeout=10)
+        with agent(repo, prom.url, tmp_path / "work", log):
+            wait_for(lambda: len(made()) >= len(expected), timeout=120, log=log)
+            time.sleep(3 * INTERVAL_S)  # and nothing more once GA runs 6.9.0 at weight 0
+        subjects = made()
+    assert len(subjects) == len(expected), subjects  # no step twice, none skipped, across the restart
+    for subject, prefix in zip(subjects, expected, strict=True):
+        assert subject.startswith(prefix), subjects
+    final = git(repo.origin, "show", "main:Pulumi.dev.yaml")
+    assert "canaryWeight: 0\n" in final and "gaVersion: 6.9.0" in final
+
+
+def test_prometheus_down_is_no_commit_and_one_notice(tmp_path, repo, monkeypatch):
+    repo.write_stack(agent_stack(10, iterations=1000) + "  istio-canary:agentNoticeAfter: 4s\n", "canary at 10%")
+    log = tmp_path / "agent.log"
+    with (
+        servers.stub(lambda _request: (200, {"Content-Type": "text/plain"}, b"ok")) as (slack, posts),
+        live_istio(tmp_path / "prom", NAMESPACE, ga=HEALTHY, canary=HEALTHY) as (_exporter, prom),
+    ):
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", slack + "/services/T0/B0/x")
+        with agent(repo, prom.url, tmp_path / "work", log, keep_env=("SLACK_WEBHOOK_URL",)):
+            time.sleep(2 * INTERVAL_S)
+            prom.stop()
+            wait_for(lambda: len(posts) >= 1, timeout=60, log=log)
+            time.sleep(4 * INTERVAL_S)  # still down: no second notice
+    assert len(posts) == 1, [p.body for p in posts]
+    assert b"not promoting, not rolling back" in posts[0].body
+    assert origin_subjects(repo)[-1] == "canary at 10%"  # unavailable is neither a pass nor a fail
