@@ -586,6 +586,8 @@ def parse(
 
 def load() -> Settings:
     """Read the current stack's config through pulumi.Config and validate it, typos included."""
+    import dataclasses
+
     import pulumi
     from pulumi.runtime import config as runtime_config
 
@@ -596,7 +598,28 @@ def load() -> Settings:
     project_config = pulumi.Config()
     gcp_config = pulumi.Config("gcp")
     raw = {key: project_config.get(key) for key in (set(schema()) | stack_keys) - set(UNDECLARED_KEYS)}
-    return parse(
+    settings = parse(
         {k: v for k, v in raw.items() if v is not None},
         {"project": gcp_config.get("project"), "region": gcp_config.get("region")},
     )
+    # The agent's secrets, read as Pulumi secrets so they stay secret outputs up to its Kubernetes Secret. parse()
+    # never sees them: the `canary` tool validates a stack file without its secrets.
+    secrets = {key: project_config.get_secret(key) for key in ("agentGitToken", "slackWebhookUrl")}
+    if settings.agent.enabled:
+        errors = []
+        for key, value in secrets.items():
+            # A plain value is a credential committed to the stack file; its value is never shown.
+            if value is not None and not runtime_config.is_config_secret(f"{PROJECT}:{key}"):
+                errors.append(f"{PROJECT}:{key}: is plain text; set it with `pulumi config set --secret {key} ...`")
+        if not (project_config.get("agentGitToken") or "").strip():
+            errors.append(
+                f"{PROJECT}:agentGitToken: releaseAgent is true but this secret is not set; the agent could neither "
+                "push a rollback nor open a pull request (`pulumi config set --secret agentGitToken <token>`, a token "
+                "whose pushes start workflows, not GITHUB_TOKEN)"
+            )
+        if errors:
+            raise ConfigError("invalid stack config:\n  " + "\n  ".join(errors))
+    agent = dataclasses.replace(
+        settings.agent, git_token=secrets["agentGitToken"], slack_webhook_url=secrets["slackWebhookUrl"]
+    )
+    return dataclasses.replace(settings, agent=agent)

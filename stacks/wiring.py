@@ -1,5 +1,5 @@
 """Wires a stack's components from validated settings: cluster -> the one Kubernetes provider -> mesh -> canary
-app -> load generator (and monitoring); and the stack outputs."""
+app -> load generator (and monitoring, then the release agent); and the stack outputs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from components.cluster import Cluster, ClusterArgs
 from components.load_generator import LoadGenerator, LoadGeneratorArgs
 from components.mesh import Mesh, MeshArgs
 from components.monitoring import Monitoring, MonitoringArgs
-from stacks.settings import Settings
+from components.release_agent import ReleaseAgent, ReleaseAgentArgs
+from stacks.settings import PROJECT, ConfigError, Settings
 
 # Test-only (skipAwait): an API server without kubelets never makes a pod ready, and nothing runs the
 # namespace finalizer's garbage collection in the foreground.
@@ -31,6 +32,7 @@ class BuiltStack:
     app: CanaryApp
     load: LoadGenerator | None
     monitoring: Monitoring | None
+    agent: ReleaseAgent | None
 
 
 def skip_await(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
@@ -47,8 +49,21 @@ def skip_await(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransf
     return pulumi.ResourceTransformationResult(props=props, opts=args.opts)
 
 
+def agent_prometheus_url(settings: Settings, monitoring: Monitoring | None) -> str:
+    """The Prometheus the release agent asks: this stack's monitoring, else prometheusUrl (an existing one)."""
+    # prometheusUrl is what a person or CI outside the cluster uses (often a port-forward); inside, the
+    # monitoring component's Service address is the one that works.
+    return monitoring.prometheus_url if monitoring else settings.release.prometheus_url
+
+
 def build(settings: Settings) -> BuiltStack:
     """Wire the components from validated settings."""
+    # Before anything is registered: an error after the cluster was registered would leave a half-applied up.
+    if settings.agent.enabled and not settings.monitoring.enabled and not settings.release.prometheus_url:
+        raise ConfigError(
+            f"invalid stack config:\n  {PROJECT}:releaseAgent: true with {PROJECT}:monitoring false needs "
+            f"{PROJECT}:prometheusUrl, the Prometheus the agent asks (an http(s) URL reachable from the cluster)"
+        )
     # Per-component transformations reach every child without global state that outlives one program run.
     opts = pulumi.ResourceOptions(transformations=[skip_await] if settings.skip_await else [])
     # Settings and component args share field names, so a renamed field fails here, loudly.
@@ -96,7 +111,25 @@ def build(settings: Settings) -> BuiltStack:
             ),
             opts,
         )
-    return BuiltStack(cluster=cluster, mesh=mesh, app=app, load=load, monitoring=monitoring)
+    agent = None
+    if settings.agent.enabled:
+        agent = ReleaseAgent(
+            "canary-agent",
+            ReleaseAgentArgs(
+                provider=cluster.provider,
+                stack=pulumi.get_stack(),
+                image=settings.agent.image,
+                git_repo=settings.agent.git_repo,
+                git_token=settings.agent.git_token,
+                slack_webhook_url=settings.agent.slack_webhook_url,
+                prometheus_url=agent_prometheus_url(settings, monitoring),
+                app_namespace=a.namespace,
+                # Its Role lives in the app's namespace; its first analysis wants Prometheus up.
+                depends_on=(app, *([monitoring] if monitoring else [])),
+            ),
+            opts,
+        )
+    return BuiltStack(cluster=cluster, mesh=mesh, app=app, load=load, monitoring=monitoring, agent=agent)
 
 
 def export(built: BuiltStack) -> None:

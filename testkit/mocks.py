@@ -6,7 +6,7 @@ and scripts/dump_manifests.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pulumi
@@ -19,6 +19,9 @@ GKE_ENDPOINT = "203.0.113.10"
 INGRESS_IP = "198.51.100.7"
 BASE_CONFIG = {"clusterMode": "gke", "clusterLocation": "europe-west1"}
 GCP = {"project": "acme-canary-dev", "region": "europe-west1"}
+# The release agent's stack secrets. settings.load() reads them with pulumi.Config().get_secret; parse(), which
+# the mock runs use, leaves them None, so a run with the agent on gets these, as secrets.
+AGENT_SECRETS = {"git_token": "ghp_mock-agent-token-0123456789", "slack_webhook_url": "https://hooks.slack.test/mock"}
 
 
 @dataclass
@@ -91,6 +94,14 @@ def unsecret(value: Any) -> Any:
     return value["value"]
 
 
+def with_agent_secrets(parsed: settings.Settings) -> settings.Settings:
+    """`parsed` with AGENT_SECRETS as Pulumi secrets where load() would have put the stack's (agent on only)."""
+    if not parsed.agent.enabled or parsed.agent.git_token is not None:
+        return parsed
+    token, webhook = (pulumi.Output.secret(AGENT_SECRETS[key]) for key in ("git_token", "slack_webhook_url"))
+    return replace(parsed, agent=replace(parsed.agent, git_token=token, slack_webhook_url=webhook))
+
+
 def config(**overrides: Any) -> dict[str, Any]:
     """Stack config for a GKE stack with overrides, keys without the project prefix."""
     return {**BASE_CONFIG, **overrides}
@@ -130,7 +141,7 @@ def run_program(project_config: dict[str, Any], gcp: dict[str, Any] | None = Non
 
     @pulumi.runtime.test
     def synth() -> pulumi.Output:
-        built = wiring.build(settings.parse(project_config, GCP if gcp is None else gcp))
+        built = wiring.build(with_agent_secrets(settings.parse(project_config, GCP if gcp is None else gcp)))
         return pulumi.Output.all(
             built.cluster.cluster_name, built.cluster.kubeconfig, built.mesh.ingress_address
         ).apply(lambda values: outputs.update(cluster=values[0], kubeconfig=values[1], ingress=values[2], built=built))

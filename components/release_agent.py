@@ -1,0 +1,248 @@
+"""The release agent: `canary agent` as a one-replica Deployment in a namespace of its own, with its
+ServiceAccount, the namespaced Roles it needs (read the app's VirtualService and Deployments, hold one Lease),
+and a Secret holding its Git token and Slack webhook.
+
+Its own namespace, not the app's: the Git token can push to main (and a push to main runs `pulumi up`), so it is
+kept away from whoever may read Secrets in the app namespace; the app namespace is injected and under STRICT
+mTLS, where the agent would get a sidecar (its /metrics reaching Prometheus only through Istio's metrics merging)
+for traffic that never needs the mesh; and the only thing the agent writes, its Lease, stays in its own namespace
+while the app namespace grants it reads only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.k8s_common import (
+    NON_ROOT_UID,
+    child_options,
+    restricted_container_security_context,
+    restricted_pod_security_context,
+)
+
+AGENT_NAME = "canary-agent"  # the namespace, ServiceAccount, Deployment, Secret and Roles
+AGENT_NAMESPACE = AGENT_NAME
+HTTP_PORT = 9102  # /healthz and /metrics
+PORT_NAME = "http"
+WORKDIR = "/work"  # the agent's clone of the repository
+# git and Python write temporary files, and git reads ~/.gitconfig: HOME points here, not at the clone.
+TMPDIR = "/tmp"
+# Keys of the Secret and the environment variables the agent reads them from (SLACK_WEBHOOK_URL is the one every
+# `canary` command reads; the token's name is the agent's).
+GIT_TOKEN_KEY = "git-token"
+SLACK_WEBHOOK_KEY = "slack-webhook-url"
+GIT_TOKEN_ENV = "CANARY_GIT_TOKEN"
+SLACK_WEBHOOK_ENV = "SLACK_WEBHOOK_URL"
+PROMETHEUS_URL_ENV = "PROMETHEUS_URL"
+# A clone of one repository plus git's temporary files; an emptyDir past its limit evicts the pod.
+WORK_SIZE_LIMIT = "1Gi"
+TMP_SIZE_LIMIT = "256Mi"
+# One analysis per interval and a Git push now and then: mostly idle. The limit leaves room for the Kubernetes
+# and GitHub clients' imports and a git subprocess.
+RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
+
+
+def lease_name(stack: str) -> str:
+    """The Lease `canary agent --stack <stack>` takes (leader election: a second agent waits until it is free)."""
+    return f"{AGENT_NAME}-{stack}"
+
+
+def agent_command(stack: str, repo_url: str, lease_namespace: str) -> list[str]:
+    """The container's command: the one place its flags are written."""
+    return [
+        "canary", "agent",
+        "--stack", stack,
+        "--repo-url", repo_url,
+        "--listen", f"0.0.0.0:{HTTP_PORT}",
+        "--workdir", WORKDIR,
+        "--lease-namespace", lease_namespace,
+    ]  # fmt: skip
+
+
+def app_role_rules() -> list[dict[str, Any]]:
+    """In the app namespace: read the live VirtualService weights and the GA/canary Deployments, nothing else."""
+    read = ["get", "list", "watch"]
+    return [
+        {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices"], "verbs": read},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": read},
+    ]
+
+
+def lease_role_rules(lease: str) -> list[dict[str, Any]]:
+    """In the agent's namespace: hold its one Lease.
+
+    get/update are limited to the Lease by name. `create` cannot be: Kubernetes does not authorize create by
+    resourceNames (the object's name is not known at authorization time), so the agent may create other Leases,
+    but only in its own namespace, where nothing else takes a Lease.
+    """
+    group, resource = ["coordination.k8s.io"], ["leases"]
+    return [
+        {"apiGroups": group, "resources": resource, "resourceNames": [lease], "verbs": ["get", "update"]},
+        {"apiGroups": group, "resources": resource, "verbs": ["create"]},
+    ]
+
+
+@dataclass(frozen=True)
+class ReleaseAgentArgs:
+    """Typed inputs of the ReleaseAgent component."""
+
+    provider: k8s.Provider
+    stack: str
+    image: str
+    git_repo: str  # https URL without credentials
+    git_token: pulumi.Input[str]  # a Pulumi secret
+    slack_webhook_url: pulumi.Input[str] | None  # a Pulumi secret; None: the agent posts no notices
+    prometheus_url: str
+    app_namespace: str
+    namespace: str = AGENT_NAMESPACE
+    depends_on: tuple[pulumi.Resource, ...] = ()
+
+
+class ReleaseAgent(pulumi.ComponentResource):
+    """`canary agent` in its own namespace: ServiceAccount, namespaced Roles, Secret, one-replica Deployment."""
+
+    namespace: str
+    service_account_name: str
+    deployment_name: str
+    secret_name: str
+    lease_name: str
+    command: list[str]
+    # Namespace -> the rules of the agent's Role there; every grant the agent has, for tests and review.
+    role_rules: dict[str, list[dict[str, Any]]]
+
+    def __init__(self, name: str, args: ReleaseAgentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("istio-canary:agent:ReleaseAgent", name, None, opts)
+        if args.app_namespace == args.namespace:
+            raise ValueError(f"the release agent's namespace {args.namespace!r} must not be the app's")
+        if args.git_token is None:
+            raise ValueError("the release agent needs a Git token (the stack secret agentGitToken)")
+        self.namespace = args.namespace
+        self.service_account_name = AGENT_NAME
+        self.deployment_name = AGENT_NAME
+        self.secret_name = AGENT_NAME
+        self.lease_name = lease_name(args.stack)
+        # The Lease in the agent's own namespace, so the app namespace grants reads only.
+        self.command = agent_command(args.stack, args.git_repo, lease_namespace=args.namespace)
+        self.role_rules = {args.app_namespace: app_role_rules(), args.namespace: lease_role_rules(self.lease_name)}
+        labels = {"app": AGENT_NAME}
+        meta = {"name": AGENT_NAME, "namespace": args.namespace, "labels": labels}
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            # No sidecar: Prometheus scrapes /metrics in plain HTTP, and the agent serves nothing to the mesh.
+            metadata={"name": args.namespace, "labels": {"istio-injection": "disabled"}},
+            opts=child_options(self, args.provider, args.depends_on),
+        )
+        in_namespace = child_options(self, args.provider, [namespace])
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-serviceaccount",
+            metadata=meta,
+            # The token is mounted into the agent's pod only (the pod spec says so), not into every pod using it.
+            automount_service_account_token=False,
+            opts=in_namespace,
+        )
+        # The app namespace is the app component's: the Role there waits for it (args.depends_on).
+        grants = [
+            *self._grant(f"{name}-app", AGENT_NAME, args.app_namespace, [namespace, *args.depends_on], args),
+            *self._grant(f"{name}-lease", f"{AGENT_NAME}-lease", args.namespace, [namespace], args),
+        ]
+        secret_data: dict[str, pulumi.Input[str]] = {GIT_TOKEN_KEY: pulumi.Output.secret(args.git_token)}
+        if args.slack_webhook_url is not None:
+            secret_data[SLACK_WEBHOOK_KEY] = pulumi.Output.secret(args.slack_webhook_url)
+        secret = k8s.core.v1.Secret(
+            f"{name}-secret",
+            metadata=meta,
+            type="Opaque",
+            string_data=secret_data,
+            opts=in_namespace,
+        )
+        k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=meta,
+            spec={
+                # One agent: it also takes the Lease, so a second replica would only wait. Recreate, so an
+                # update never waits for a new pod that waits for the old one's Lease.
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {
+                        "labels": labels,
+                        # The monitoring chart's `kubernetes-pods` job scrapes pods annotated like this.
+                        "annotations": {
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(HTTP_PORT),
+                            "prometheus.io/path": "/metrics",
+                        },
+                    },
+                    "spec": self._pod_spec(args, secret_data),
+                },
+            },
+            opts=child_options(self, args.provider, [namespace, account, secret, *grants]),
+        )
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "serviceAccountName": self.service_account_name,
+                "command": self.command,
+                "roleRules": self.role_rules,
+            }
+        )
+
+    def _grant(
+        self, resource_name: str, role_name: str, namespace: str, after: list[pulumi.Resource], args: ReleaseAgentArgs
+    ) -> tuple[k8s.rbac.v1.Role, k8s.rbac.v1.RoleBinding]:
+        """A Role in `namespace` with the agent's rules there, bound to the agent's ServiceAccount."""
+        metadata = {"name": role_name, "namespace": namespace, "labels": {"app": AGENT_NAME}}
+        role = k8s.rbac.v1.Role(
+            f"{resource_name}-role",
+            metadata=metadata,
+            rules=self.role_rules[namespace],
+            opts=child_options(self, args.provider, after),
+        )
+        binding = k8s.rbac.v1.RoleBinding(
+            f"{resource_name}-rolebinding",
+            metadata=metadata,
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
+            subjects=[{"kind": "ServiceAccount", "name": self.service_account_name, "namespace": self.namespace}],
+            opts=child_options(self, args.provider, [*after, role]),
+        )
+        return role, binding
+
+    def _pod_spec(self, args: ReleaseAgentArgs, secret_data: dict[str, Any]) -> dict[str, Any]:
+        env: list[dict[str, Any]] = [
+            {"name": PROMETHEUS_URL_ENV, "value": args.prometheus_url},
+            {"name": "HOME", "value": TMPDIR},
+            {"name": "TMPDIR", "value": TMPDIR},
+        ]
+        for variable, key in ((GIT_TOKEN_ENV, GIT_TOKEN_KEY), (SLACK_WEBHOOK_ENV, SLACK_WEBHOOK_KEY)):
+            if key in secret_data:
+                env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": key}}})
+        probe = {"httpGet": {"path": "/healthz", "port": PORT_NAME}, "timeoutSeconds": 5}
+        volumes = {"work": (WORKDIR, WORK_SIZE_LIMIT), "tmp": (TMPDIR, TMP_SIZE_LIMIT)}
+        return {
+            "serviceAccountName": self.service_account_name,
+            # It reads the VirtualService and Deployments and holds a Lease: it needs its API token.
+            "automountServiceAccountToken": True,
+            "securityContext": restricted_pod_security_context(fs_group=NON_ROOT_UID),
+            "containers": [
+                {
+                    "name": AGENT_NAME,
+                    "image": args.image,
+                    "imagePullPolicy": "Always",
+                    "command": self.command,
+                    "ports": [{"name": PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
+                    "env": env,
+                    "resources": RESOURCES,
+                    "securityContext": restricted_container_security_context(),
+                    "livenessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 20},
+                    "readinessProbe": {**probe, "periodSeconds": 10},
+                    "volumeMounts": [{"name": volume, "mountPath": path} for volume, (path, _) in volumes.items()],
+                }
+            ],
+            "volumes": [{"name": volume, "emptyDir": {"sizeLimit": limit}} for volume, (_, limit) in volumes.items()],
+        }
