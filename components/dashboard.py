@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from components import promql
 from components.checks import Check
-from components.names import SUBSETS, workload
+from components.names import AGENT_DECISIONS, AGENT_VERDICT, SUBSETS, workload
 
 # The Grafana datasource the dashboard queries; the Monitoring component provisions it with this uid.
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
@@ -72,6 +72,20 @@ def _check_panel(panel_id: int, check: Check, namespace: str, app: str, window: 
     return _panel(panel_id, f"{check.name} per version ({check.rule()})", targets, app, defaults)
 
 
+def _agent_panel(panel_id: int, app: str) -> dict:
+    """The release agent: its latest verdict (1 = the current one) and each rollback or proposal it made."""
+    targets = [
+        {"refId": "A", "expr": f"{AGENT_VERDICT} == 1", "legendFormat": "verdict {{verdict}}"},
+        {
+            "refId": "B",
+            "expr": f'increase({AGENT_DECISIONS}_total{{action=~"rollback|propose"}}[{promql.DEFAULT_WINDOW}]) > 0',
+            "legendFormat": "{{action}}",
+        },
+    ]
+    defaults = {"unit": "short", "custom": {"drawStyle": "points", "pointSize": 8}}
+    return _panel(panel_id, "Release agent: verdicts and decisions", targets, app, defaults)
+
+
 def canary_dashboard(namespace: str, app: str, checks: tuple[Check, ...], window: str = promql.DEFAULT_WINDOW) -> dict:
     """Grafana dashboard JSON (a dict) for one app's GA and canary Deployments in `namespace`."""
     rate = {
@@ -83,6 +97,7 @@ def canary_dashboard(namespace: str, app: str, checks: tuple[Check, ...], window
     panels = [_panel(1, "Request rate per version", [rate], app, {"unit": "reqps"})]
     judged = [check for check in checks if not check.gate]  # the gate's count is the rate panel's integral
     panels += [_check_panel(i, check, namespace, app, window) for i, check in enumerate(judged, start=2)]
+    panels.append(_agent_panel(len(panels) + 1, app))
     return {
         # A fixed uid keeps the dashboard's URL stable across re-provisioning.
         "uid": f"canary-{app}"[:40],

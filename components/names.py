@@ -37,3 +37,11 @@ def duration_seconds(duration: str) -> int:
     if not DURATION.fullmatch(duration):
         raise ValueError(f"{duration!r} is not a duration such as 30s, 5m or 1h")
     return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[duration[-1]]
+
+
+# The release agent's own series (rollout/agent/metrics.py exports them; the dashboard and `canary status` read them).
+AGENT_VERDICT = "canary_agent_verdict"
+AGENT_DECISIONS = "canary_agent_decisions"
+AGENT_WEIGHT = "canary_agent_weight"
+AGENT_DRIFT = "canary_agent_drift"
+AGENT_LAST_ITERATION = "canary_agent_last_iteration_timestamp_seconds"

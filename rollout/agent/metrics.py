@@ -14,6 +14,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 
+from components.names import AGENT_DECISIONS, AGENT_DRIFT, AGENT_LAST_ITERATION, AGENT_VERDICT, AGENT_WEIGHT
+
 
 class Metrics:
     """The series the agent exports; the dashboard and alerts read these names."""
@@ -21,20 +23,14 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         labels = ("stack",)
-        self.verdict = Gauge(
-            "canary_agent_verdict", "1 for the latest verdict", [*labels, "verdict"], registry=self.registry
-        )
+        self.verdict = Gauge(AGENT_VERDICT, "1 for the latest verdict", [*labels, "verdict"], registry=self.registry)
         self.checks = Counter(
             "canary_agent_analyses", "Analyses by verdict", [*labels, "verdict"], registry=self.registry
         )
-        self.weight = Gauge(
-            "canary_agent_weight", "Canary weight, Git vs live", [*labels, "source"], registry=self.registry
-        )
-        self.drift = Gauge("canary_agent_drift", "1 while Git and the cluster disagree", labels, registry=self.registry)
+        self.weight = Gauge(AGENT_WEIGHT, "Canary weight, Git vs live", [*labels, "source"], registry=self.registry)
+        self.drift = Gauge(AGENT_DRIFT, "1 while Git and the cluster disagree", labels, registry=self.registry)
         self.leader = Gauge("canary_agent_leader", "1 while this agent holds the Lease", labels, registry=self.registry)
-        self.decisions = Counter(
-            "canary_agent_decisions", "Decisions by action", [*labels, "action"], registry=self.registry
-        )
+        self.decisions = Counter(AGENT_DECISIONS, "Decisions by action", [*labels, "action"], registry=self.registry)
         self.last_commit = Gauge(
             "canary_agent_last_commit_timestamp_seconds",
             "When the agent last committed",
@@ -43,7 +39,7 @@ class Metrics:
         )
         self.errors = Counter("canary_agent_loop_errors", "Iterations that raised", labels, registry=self.registry)
         self.last_iteration = Gauge(
-            "canary_agent_last_iteration_timestamp_seconds",
+            AGENT_LAST_ITERATION,
             "End of the last loop iteration",
             labels,
             registry=self.registry,

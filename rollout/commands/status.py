@@ -7,7 +7,7 @@ import argparse
 import math
 from datetime import UTC, datetime
 
-from components.names import duration_seconds
+from components.names import AGENT_DRIFT, AGENT_LAST_ITERATION, AGENT_VERDICT, AGENT_WEIGHT, duration_seconds
 from rollout import analysis, gitops, steps
 from rollout.agent.decide import FAIL, INCONCLUSIVE, PASS, UNAVAILABLE
 from rollout.commands import common
@@ -59,15 +59,15 @@ def agent_view(source: Prometheus, stack: str, at: float, interval: str) -> dict
         result = source.query(query, at)
         return None if result is None or math.isnan(result) else result
 
-    last = value(f"canary_agent_last_iteration_timestamp_seconds{{{selector}}}")
+    last = value(f"{AGENT_LAST_ITERATION}{{{selector}}}")
     if last is None:
         return None
-    verdict = next((v for v in VERDICTS if value(f'canary_agent_verdict{{{selector}, verdict="{v}"}}') == 1), "unknown")
-    live = value(f'canary_agent_weight{{{selector}, source="live"}}')
+    verdict = next((v for v in VERDICTS if value(f'{AGENT_VERDICT}{{{selector}, verdict="{v}"}}') == 1), "unknown")
+    live = value(f'{AGENT_WEIGHT}{{{selector}, source="live"}}')
     return {
         "verdict": verdict,
         "live_weight": None if live is None or live < 0 else int(live),
-        "drift": value(f"canary_agent_drift{{{selector}}}") == 1,
+        "drift": value(f"{AGENT_DRIFT}{{{selector}}}") == 1,
         "last_run": last,
         "next_run": last + duration_seconds(interval),
     }

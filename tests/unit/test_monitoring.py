@@ -70,7 +70,7 @@ def test_dashboard_is_grafana_dashboard_json() -> None:
     assert dashboard["uid"] and len(dashboard["uid"]) <= 40
     assert isinstance(dashboard["schemaVersion"], int) and dashboard["title"]
     ids = [panel["id"] for panel in dashboard["panels"]]
-    assert len(ids) == len(set(ids)) == 4  # the rate, then one per judged check (the request gate has none)
+    assert len(ids) == len(set(ids)) == 5  # the rate, one per judged check (the request gate has none), the agent
     cells: set[tuple[int, int]] = set()
     for panel in dashboard["panels"]:
         assert panel["type"] == "timeseries"
@@ -91,7 +91,7 @@ def test_the_rate_panel_and_one_panel_per_check_split_by_version() -> None:
     panels = canary_dashboard("shop", "web", (*CHECKS, ERRORS_PER_S))["panels"]
     assert panels[0]["targets"][0]["expr"] == RATE
     assert panels[0]["targets"][0]["legendFormat"] == "{{destination_workload}}"
-    by_title = {panel["title"].split(" ")[0]: panel for panel in panels[1:]}
+    by_title = {panel["title"].split(" ")[0]: panel for panel in panels[1:-1]}
     assert set(by_title) == {"success_rate", "p99_ms", "errors_per_s"}
     for check in (CHECKS[1], CHECKS[2], ERRORS_PER_S):
         panel = by_title[check.name]
@@ -110,7 +110,7 @@ def test_the_rate_panel_and_one_panel_per_check_split_by_version() -> None:
 
 def test_dashboard_follows_the_app_namespace_and_name() -> None:
     dashboard = canary_dashboard("payments", "checkout", CHECKS)
-    for panel in dashboard["panels"]:
+    for panel in dashboard["panels"][:-1]:  # the agent's panel reads the agent's own series
         for target in panel["targets"]:
             assert 'destination_workload_namespace="payments"' in target["expr"]
             assert "checkout-" in target["expr"] and "shop" not in target["expr"] and "podinfo" not in target["expr"]
@@ -124,7 +124,17 @@ def test_a_stacks_own_check_gets_its_panel_through_the_program(program) -> None:
     run = program(analysisChecks=_json.dumps([entry]))
     [configmap] = [r for r in run.of_type("kubernetes:core/v1:ConfigMap") if "dashboard" in r.name]
     dashboard = _json.loads(next(iter(configmap.inputs["data"].values())))
-    assert [panel["title"].split(" ")[0] for panel in dashboard["panels"]][-1] == "errors_per_s"
+    assert [panel["title"].split(" ")[0] for panel in dashboard["panels"]][-2] == "errors_per_s"
+
+
+def test_the_agent_panel_shows_its_verdicts_and_decisions() -> None:
+    from components.names import AGENT_DECISIONS, AGENT_VERDICT
+
+    panel = canary_dashboard("shop", "web", CHECKS)["panels"][-1]
+    assert panel["title"] == "Release agent: verdicts and decisions"
+    exprs = [target["expr"] for target in panel["targets"]]
+    assert exprs[0] == f"{AGENT_VERDICT} == 1"
+    assert f"{AGENT_DECISIONS}_total" in exprs[1] and "rollback|propose" in exprs[1] and balanced(exprs[1])
 
 
 # --- the PromQL builders -----------------------------------------------------------------------------------
