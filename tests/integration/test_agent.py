@@ -6,11 +6,14 @@ The bounds on waits are hang detectors, not performance assertions; `make bench`
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,7 +46,7 @@ def agent_stack(weight: int, *, threshold: int = 2, iterations: int = 2) -> str:
 
 @contextmanager
 def agent(
-    repo: Repo, prometheus_url: str, workdir: Path, log: Path, keep_env: tuple[str, ...] = ()
+    repo: Repo, prometheus_url: str, workdir: Path, log: Path, keep_env: tuple[str, ...] = (), port: int = 0
 ) -> Iterator[subprocess.Popen]:
     """The agent process on the bare origin; always stopped (SIGTERM, then SIGKILL)."""
     command = [
@@ -58,7 +61,7 @@ def agent(
         "--workdir",
         str(workdir),
         "--listen",
-        f"127.0.0.1:{servers.free_port()}",
+        f"127.0.0.1:{port or servers.free_port()}",
         "--prometheus",
         prometheus_url,
     ]
@@ -159,3 +162,37 @@ def test_prometheus_down_is_no_commit_and_one_notice(tmp_path, repo, monkeypatch
     assert len(posts) == 1, [p.body for p in posts]
     assert b"not promoting, not rolling back" in posts[0].body
     assert origin_subjects(repo)[-1] == "canary at 10%"  # unavailable is neither a pass nor a fail
+
+
+def test_status_shows_what_the_agent_reported_through_prometheus(tmp_path, repo, capsys):
+    """Prometheus scrapes the agent's /metrics as it does in the cluster; `canary status` reads them back."""
+    from rollout.cli import main
+    from testkit.exporter import IstioExporter
+    from testkit.livemetrics import LivePrometheus
+
+    repo.write_stack(agent_stack(10, iterations=1000), "canary at 10%")
+    port = servers.free_port()
+    log = tmp_path / "agent.log"
+    prom_port = servers.free_port()
+    with (
+        IstioExporter(NAMESPACE, ga=HEALTHY, canary=HEALTHY) as exporter,
+        agent(repo, f"http://127.0.0.1:{prom_port}", tmp_path / "work", log, port=port),
+    ):
+        wait_for(lambda: _healthz(port) == 200, timeout=30, log=log)
+        with LivePrometheus(tmp_path / "prom", [exporter.target, f"127.0.0.1:{port}"], port=prom_port) as prom:
+            prom.start()
+            wait_for(lambda: prom.value('canary_agent_verdict{stack="dev", verdict="pass"}') == 1, timeout=60, log=log)
+            capsys.readouterr()
+            code = main(["status", "-C", str(repo.work), "--prometheus", prom.url, "--json"])
+            data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert data["agent"]["verdict"] == "pass" and data["agent"]["live_weight"] == 10
+    assert data["agent"]["drift"] is False and data["agent"]["next_run"] > data["agent"]["last_run"]
+
+
+def _healthz(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            return response.status
+    except (urllib.error.URLError, OSError):
+        return 0
