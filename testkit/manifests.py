@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import yaml
 
 from testkit.mocks import Registered, config, run_program
@@ -39,6 +40,17 @@ def whole_numbers(value: Any) -> Any:
     return value
 
 
+def revealed(value: Any) -> Any:
+    """Secret values as the plain values Kubernetes receives (the mocks see them wrapped in Pulumi's secret marker)."""
+    if isinstance(value, dict):
+        if value.get(pulumi.runtime.rpc._special_sig_key) == pulumi.runtime.rpc._special_secret_sig:
+            return revealed(value["value"])
+        return {key: revealed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [revealed(item) for item in value]
+    return value
+
+
 def is_object(resource: Registered) -> bool:
     """True for a Kubernetes object the program creates (not a Helm release, provider, component or `.get`)."""
     return (
@@ -52,7 +64,7 @@ def is_object(resource: Registered) -> bool:
 def to_manifest(resource: Registered) -> dict[str, Any]:
     """One registered object as apiVersion/kind/metadata/spec (plus any other top-level fields it has)."""
     api_version, kind = api_version_kind(resource.typ)
-    inputs = whole_numbers(resource.inputs)
+    inputs = whole_numbers(revealed(resource.inputs))
     # The SDK also sends apiVersion/kind as inputs; if they disagree with the type token, the provider
     # would create something other than what the program's code says.
     for key, derived in (("apiVersion", api_version), ("kind", kind)):

@@ -53,18 +53,25 @@ def failures(report: dict[str, Any]) -> list[str]:
     return [f"{c['check_id']} {c['check_name']} ({c['file_path']})" for c in report["results"]["failed_checks"]]
 
 
+# The default stack plus the release agent (its objects only add to the default stack's), so every object the
+# program can create by default or with the agent on is scanned.
+AGENT_ON = ["--set", "releaseAgent=true", "--set", "agentGitRepo=https://github.com/acme/istio-canary.git"]
+
+
 @pytest.fixture(scope="module")
 def manifest_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default stack's manifests, written by the same script a person runs."""
+    """The stack's manifests with the release agent on, written by the same script a person runs."""
     directory = tmp_path_factory.mktemp("manifests")
-    subprocess.run([sys.executable, str(DUMP_SCRIPT), str(directory)], cwd=ROOT, check=True, capture_output=True)
+    command = [sys.executable, str(DUMP_SCRIPT), str(directory), *AGENT_ON]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
     return directory
 
 
 def test_dump_script_writes_every_object_as_yaml(manifest_dir: Path) -> None:
     kinds = sorted(yaml.safe_load(path.read_text())["kind"] for path in manifest_dir.glob("*.yaml"))
-    assert kinds.count("Deployment") == 3
+    assert kinds.count("Deployment") == 4  # podinfo-ga, podinfo-canary, podinfo-load, canary-agent
     assert {"Namespace", "Service", "VirtualService", "DestinationRule", "Gateway", "PeerAuthentication"} <= set(kinds)
+    assert {"ServiceAccount", "Role", "RoleBinding", "Secret"} <= set(kinds)
 
 
 def test_every_skip_names_a_kubernetes_check_and_a_reason() -> None:

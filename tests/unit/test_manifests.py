@@ -30,9 +30,17 @@ from tests.unit.manifests import (
 # The GKE REGULAR channel's minor; kubernetes-validate silently falls back to an older schema for a
 # version it lacks, so the test below pins that this one ships.
 KUBERNETES_VERSION = "1.33"
-# Every stack has these; ConfigMap comes with monitoring (the dashboard) and is validated when present.
+# Every stack has these; ConfigMap comes with monitoring (the dashboard), the ServiceAccount, Secret and RBAC
+# objects with the release agent, and they are validated when present.
 REQUIRED_CORE_KINDS = {("v1", "Namespace"), ("apps/v1", "Deployment"), ("v1", "Service")}
-CORE_KINDS = REQUIRED_CORE_KINDS | {("v1", "ConfigMap")}
+RBAC = "rbac.authorization.k8s.io/v1"
+CORE_KINDS = REQUIRED_CORE_KINDS | {
+    ("v1", "ConfigMap"),
+    ("v1", "ServiceAccount"),
+    ("v1", "Secret"),
+    (RBAC, "Role"),
+    (RBAC, "RoleBinding"),
+}
 ISTIO_MODELS: dict[tuple[str, str], type[pydantic.BaseModel]] = {
     ("networking.istio.io/v1", "VirtualService"): networking_v1.VirtualService,
     ("networking.istio.io/v1", "DestinationRule"): networking_v1.DestinationRule,
@@ -46,6 +54,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "weight-100": {"canaryWeight": 100},
     "tls": {"tlsCredentialName": "podinfo-tls"},
     "no-load-generator": {"loadGenerator": False},
+    "release-agent": {"releaseAgent": "true", "agentGitRepo": "https://github.com/acme/istio-canary.git"},
 }
 
 
