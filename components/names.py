@@ -45,3 +45,9 @@ AGENT_DECISIONS = "canary_agent_decisions"
 AGENT_WEIGHT = "canary_agent_weight"
 AGENT_DRIFT = "canary_agent_drift"
 AGENT_LAST_ITERATION = "canary_agent_last_iteration_timestamp_seconds"
+AGENT_NAME = "canary-agent"
+
+
+def agent_lease_name(stack: str) -> str:
+    """The Lease `canary agent --stack <stack>` takes (leader election: a second agent waits until it is free)."""
+    return f"{AGENT_NAME}-{stack}"

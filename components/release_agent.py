@@ -23,8 +23,8 @@ from components.k8s_common import (
     restricted_container_security_context,
     restricted_pod_security_context,
 )
+from components.names import AGENT_NAME, agent_lease_name
 
-AGENT_NAME = "canary-agent"  # the namespace, ServiceAccount, Deployment, Secret and Roles
 AGENT_NAMESPACE = AGENT_NAME
 HTTP_PORT = 9102  # /healthz and /metrics
 PORT_NAME = "http"
@@ -44,11 +44,6 @@ TMP_SIZE_LIMIT = "256Mi"
 # One analysis per interval and a Git push now and then: mostly idle. The limit leaves room for the Kubernetes
 # and GitHub clients' imports and a git subprocess.
 RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
-
-
-def lease_name(stack: str) -> str:
-    """The Lease `canary agent --stack <stack>` takes (leader election: a second agent waits until it is free)."""
-    return f"{AGENT_NAME}-{stack}"
 
 
 def agent_command(stack: str, repo_url: str, lease_namespace: str) -> list[str]:
@@ -124,7 +119,7 @@ class ReleaseAgent(pulumi.ComponentResource):
         self.service_account_name = AGENT_NAME
         self.deployment_name = AGENT_NAME
         self.secret_name = AGENT_NAME
-        self.lease_name = lease_name(args.stack)
+        self.lease_name = agent_lease_name(args.stack)
         # The Lease in the agent's own namespace, so the app namespace grants reads only.
         self.command = agent_command(args.stack, args.git_repo, lease_namespace=args.namespace)
         self.role_rules = {args.app_namespace: app_role_rules(), args.namespace: lease_role_rules(self.lease_name)}

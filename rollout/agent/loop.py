@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.names import duration_seconds
+from components.names import agent_lease_name, duration_seconds
 from rollout import gitops, notify, steps
 from rollout.agent import decide, history, live, workspace
 from rollout.agent.lease import Lease
@@ -54,6 +54,7 @@ class Memory:
     """What the loop keeps between iterations; only to avoid repeating a Slack notice, never to decide."""
 
     noticed: set[str] = field(default_factory=set)
+    lease_s: int = 180  # three intervals of the last stack read (180 s until one has been read)
 
 
 def branch_for(stack: str, view: StackView, step: steps.Step) -> str:
@@ -118,7 +119,10 @@ def iterate(options: Options, metrics: Metrics, memory: Memory, now: float | Non
 
     stack_name = options.stack
     if options.kube is not None and options.lease_namespace:
-        lease = Lease(options.kube, options.lease_namespace, f"canary-agent-{stack_name}", options.identity, 30)
+        # Held for three intervals: renewed every interval, it lapses only when the agent stops.
+        lease = Lease(
+            options.kube, options.lease_namespace, agent_lease_name(stack_name), options.identity, memory.lease_s
+        )
         leader = lease.acquire()
         metrics.leader.labels(stack_name).set(1 if leader else 0)
         if not leader:
@@ -257,6 +261,7 @@ def run(options: Options, metrics: Metrics, iterations: int | None = None) -> in
             iterate(options, metrics, memory)
             stack = StackFile.for_stack(options.workdir, options.stack)
             interval_s = duration_seconds(stack.view().release.interval)
+            memory.lease_s = max(15, int(3 * interval_s))
         except Exception as exc:  # noqa: BLE001 - one bad iteration must not end the agent
             metrics.errors.labels(options.stack).inc()
             log.error("iteration failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
