@@ -22,7 +22,8 @@ from components.release_agent import (
     SLACK_WEBHOOK_ENV,
     ReleaseAgentArgs,
 )
-from rollout import notify
+from rollout import cli, notify
+from rollout.commands import agent as agent_commands
 from stacks import settings
 from testkit.mocks import AGENT_SECRETS
 from tests.unit.conftest import MOCKS, config, run_program, unsecret
@@ -292,6 +293,15 @@ def test_the_command_and_the_environment(program) -> None:
     monitoring: Monitoring = run.outputs["built"].monitoring
     assert env(run)["PROMETHEUS_URL"] == {"name": "PROMETHEUS_URL", "value": monitoring.prometheus_url}
     assert monitoring.prometheus_url == "http://prometheus-server.monitoring.svc.cluster.local:80"
+
+
+def test_the_canary_command_takes_the_deployments_command_line_and_environment(program) -> None:
+    agent = container(program(**AGENT))
+    assert agent["command"][0] == "canary"
+    args = cli.build_parser().parse_args(agent["command"][1:])
+    assert (args.command, args.stack, args.repo_url) == ("agent", "dev", REPO)
+    assert (args.listen, args.workdir, args.lease_namespace) == ("0.0.0.0:9102", "/work", AGENT_NAMESPACE)
+    assert agent_commands.TOKEN_ENV == GIT_TOKEN_ENV
 
 
 def test_without_monitoring_the_agent_asks_the_configured_prometheus(program) -> None:
