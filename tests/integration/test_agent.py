@@ -46,7 +46,13 @@ def agent_stack(weight: int, *, threshold: int = 2, iterations: int = 2) -> str:
 
 @contextmanager
 def agent(
-    repo: Repo, prometheus_url: str, workdir: Path, log: Path, keep_env: tuple[str, ...] = (), port: int = 0
+    repo: Repo,
+    prometheus_url: str,
+    workdir: Path,
+    log: Path,
+    keep_env: tuple[str, ...] = (),
+    port: int = 0,
+    github: str = "",
 ) -> Iterator[subprocess.Popen]:
     """The agent process on the bare origin; always stopped (SIGTERM, then SIGKILL)."""
     command = [
@@ -64,6 +70,7 @@ def agent(
         f"127.0.0.1:{port or servers.free_port()}",
         "--prometheus",
         prometheus_url,
+        *(("--github-api-url", github) if github else ()),
     ]
     dropped = {"SLACK_WEBHOOK_URL", "PROMETHEUS_URL", "KUBECONFIG"} - set(keep_env)
     env = {k: v for k, v in os.environ.items() if k not in dropped}
@@ -196,3 +203,34 @@ def _healthz(port: int) -> int:
             return response.status
     except (urllib.error.URLError, OSError):
         return 0
+
+
+def test_steps_are_proposed_as_pull_requests_one_per_step(tmp_path, repo, monkeypatch):
+    """canaryPromotion: pr: each step is a branch on the origin and one pull request through GitHub's API (a
+    stand-in that holds every request to GitHub's published schema); merging it is the approval."""
+    from rollout.agent.pulls import owner_repo
+    from testkit.githost import GitHost
+
+    repo.write_stack(agent_stack(10).replace("canaryPromotion: auto", "canaryPromotion: pr"), "canary at 10%")
+    owner, name = owner_repo(str(repo.origin))
+    log = tmp_path / "agent.log"
+    monkeypatch.setenv("CANARY_GIT_TOKEN", "test-token")
+    with (
+        GitHost(owner, name, token="test-token", origin=repo.origin) as host,
+        live_istio(tmp_path / "prom", NAMESPACE, ga=HEALTHY, canary=HEALTHY) as (_exporter, prom),
+        agent(repo, prom.url, tmp_path / "work", log, keep_env=("CANARY_GIT_TOKEN",), github=host.url),
+    ):
+        wait_for(lambda: len(host.pulls) == 1, timeout=60, log=log)
+        time.sleep(3 * INTERVAL_S)  # the proposal is open: not proposed again
+        assert len(host.pulls) == 1
+        first = host.pulls[1]
+        host.merge(first.number)  # a person approves
+        wait_for(lambda: len(host.pulls) == 2, timeout=60, log=log)
+        second = host.pulls[2]
+    assert host.refused() == []  # every request conformed to GitHub's schema
+    assert first.head == "canary/dev-6.9.0-60" and second.head == "canary/dev-6.9.0-100"
+    assert first.title.startswith("canary: promote podinfo-canary 6.9.0 to 60% (success 100.0%")
+    assert "verdict: PASS" in first.body and "merging it runs `pulumi up`" in first.body
+    # main moved only by the merge; the next step waits on its own branch for its own review.
+    assert "  istio-canary:canaryWeight: 60\n" in git(repo.origin, "show", "main:Pulumi.dev.yaml")
+    assert "canaryWeight: 100" in git(repo.origin, "show", f"{second.head}:Pulumi.dev.yaml")
