@@ -42,6 +42,23 @@ IDENTITY = {"preview.yml": PREVIEW_IDENTITY, "up.yml": DEPLOY_IDENTITY}
 DEPLOY_ENVIRONMENT = "dev"
 # Can push to main (rollback does), and a push to main runs `pulumi up`: only in environments main alone may use.
 BOT_TOKEN = "secrets.CANARY_BOT_TOKEN"
+# What a job cannot work without. A job that uses one checks it first, in its "Required credentials" step, which
+# fails with an ::error:: naming it and what to do; none has a fallback: `secrets.CANARY_BOT_TOKEN || github.token`
+# pushed a rollback that started no workflow (GITHUB_TOKEN's pushes start none), so it was never applied, silently.
+CREDENTIALS = (
+    "secrets.CANARY_BOT_TOKEN",
+    "secrets.PULUMI_ACCESS_TOKEN",
+    "secrets.PULUMI_PREVIEW_ACCESS_TOKEN",
+    "secrets.PULUMI_CONFIG_PASSPHRASE",
+    "vars.GCP_WORKLOAD_IDENTITY_PROVIDER",
+    "vars.GCP_SERVICE_ACCOUNT",
+    "vars.GCP_PREVIEW_SERVICE_ACCOUNT",
+)
+CHECK_STEP = "Required credentials"
+# An expression that reads a secret, the job's token or a credential variable is that one reference and nothing else.
+SECRET_READ = re.compile(r"(?<![\w.])(?:secrets\.\w+|github\.token|vars\.GCP_\w+)")
+SINGLE_READ = re.compile(r"\s*(?:secrets\.\w+|github\.token|vars\.\w+)\s*")
+SHELLCHECK = Path(sys.executable).with_name("shellcheck")
 PROGRAM_FILES = [
     "__main__.py",
     "Pulumi.yaml",
@@ -136,6 +153,69 @@ def triggered(paths: list[str], changed: str) -> bool:
 def check_schema(*files: Path) -> subprocess.CompletedProcess[str]:
     command = [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.github-workflows", *map(str, files)]
     return subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
+
+
+def fallbacks(node: Any) -> list[str]:
+    """Expressions that read a credential and do anything else with it (`secrets.X || github.token`, `|| ''`)."""
+    found = []
+    for text in strings(node):
+        for expr in EXPRESSION.findall(text):
+            if SECRET_READ.search(expr) and not SINGLE_READ.fullmatch(expr):
+                found.append(expr.strip())
+    return found
+
+
+def credentials_used(job: dict[str, Any]) -> set[str]:
+    """The credentials a job's steps other than its check use."""
+    used = [step for step in job.get("steps", []) if step.get("name") != CHECK_STEP]
+    return {credential for credential in CREDENTIALS if references(used, credential)}
+
+
+def check_step(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    found = [(i, step) for i, step in enumerate(job.get("steps", [])) if step.get("name") == CHECK_STEP]
+    assert len(found) == 1, f"expected one {CHECK_STEP!r} step, found {len(found)}"
+    return found[0]
+
+
+def checked_jobs() -> list[tuple[str, str]]:
+    """(workflow, job) of every job that uses a credential."""
+    return [
+        (path.name, name)
+        for path in workflow_files()
+        for name, job in load(path)["jobs"].items()
+        if credentials_used(job)
+    ]
+
+
+def env_name_of(step: dict[str, Any], credential: str) -> str:
+    """The environment variable a check step reads `credential` through."""
+    names = [name for name, value in step.get("env", {}).items() if value == f"${{{{ {credential} }}}}"]
+    assert names, f"{credential} is not in the check's env"
+    return names[0]
+
+
+def run_check(
+    step: dict[str, Any], tmp_path: Path, values: dict[str, str], stack_file: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """The check step's script as the runner runs it (bash -e), in a checkout holding `stack_file` as Pulumi.dev.yaml."""
+    (tmp_path / "Pulumi.dev.yaml").write_text(stack_file or "config: {}\n")
+    script = tmp_path / "check.sh"
+    script.write_text(step["run"])
+    literal = {k: str(v) for k, v in step.get("env", {}).items() if not EXPRESSION.search(str(v))}
+    env = {"PATH": os.environ["PATH"], **literal, **values}
+    return subprocess.run(
+        ["bash", "-e", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=30
+    )
+
+
+def run_scripts(path: Path) -> list[tuple[str, str]]:
+    """(job and step, script) of every `run:` step."""
+    return [
+        (f"{name}: {step.get('name', step['run'].splitlines()[0])}", step["run"])
+        for name, job in load(path)["jobs"].items()
+        for step in job.get("steps", [])
+        if "run" in step
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +336,103 @@ def test_deploy_credentials_only_in_the_main_only_environment(path: Path) -> Non
                 assert environment_name(job) == DEPLOY_ENVIRONMENT, f"{path.name}: job {name} reads {ref}"
         if references(job, BOT_TOKEN):
             assert environment_name(job) not in (None, "preview"), f"{path.name}: job {name} reads {BOT_TOKEN}"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_no_credential_falls_back_to_another(path: Path) -> None:
+    assert fallbacks(load(path)) == [], path.name
+
+
+def test_the_fallback_rule_catches_what_it_is_for() -> None:
+    assert fallbacks({"token": "${{ secrets.CANARY_BOT_TOKEN || github.token }}"})
+    assert fallbacks({"env": {"X": "${{ secrets.PULUMI_ACCESS_TOKEN || '' }}"}})
+    assert fallbacks({"with": {"service_account": "${{ vars.GCP_SERVICE_ACCOUNT || 'deploy@p.iam' }}"}})
+    assert fallbacks(["${{ format('{0}', secrets.X) }}"])
+    assert not fallbacks({"token": "${{ secrets.CANARY_BOT_TOKEN }}", "password": "${{ secrets.GITHUB_TOKEN }}"})
+    assert not fallbacks({"runs-on": "${{ fromJSON(vars.CANARY_RUNNER || '[\"self-hosted\"]') }}"})
+
+
+@pytest.mark.parametrize(("workflow", "job_name"), checked_jobs())
+def test_a_job_checks_its_credentials_before_it_uses_them(workflow: str, job_name: str) -> None:
+    job = load(WORKFLOWS / workflow)["jobs"][job_name]
+    index, check = check_step(job)
+    for credential in credentials_used(job):
+        name = env_name_of(check, credential)
+        assert name in check["run"], f"the check never reads {name}"
+        users = [i for i, step in enumerate(job["steps"]) if i != index and references(step, credential)]
+        assert index < min(users), f"{credential} is used before it is checked"
+    assert "::error" in check["run"]
+
+
+@pytest.mark.parametrize(("workflow", "job_name"), checked_jobs())
+def test_a_missing_credential_fails_the_job_naming_it(workflow: str, job_name: str, tmp_path: Path) -> None:
+    job = load(WORKFLOWS / workflow)["jobs"][job_name]
+    _, check = check_step(job)
+    names = [env_name_of(check, credential) for credential in sorted(credentials_used(job))]
+    given = {name: f"value-of-{name}" for name in names}
+    # Pulumi Cloud and a passphrase-encrypted stack: here every one of them is required.
+    salted = "encryptionsalt: v1:abc\nconfig: {}\n"
+    passed = run_check(check, tmp_path, {**given, "PULUMI_CLOUD_URL": ""}, salted)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "::error" not in passed.stdout
+    for name in names:
+        failed = run_check(check, tmp_path, {**given, name: "", "PULUMI_CLOUD_URL": ""}, salted)
+        assert failed.returncode != 0, f"{workflow} {job_name}: passes without {name}"
+        errors = [line for line in failed.stdout.splitlines() if line.startswith("::error")]
+        assert len(errors) == 1 and name in errors[0], failed.stdout
+        assert "README" in errors[0], "the error says where to read what to do"
+    # All missing: every one is named in one run, not one per attempt.
+    nothing = run_check(check, tmp_path, {name: "" for name in names} | {"PULUMI_CLOUD_URL": ""}, salted)
+    assert nothing.returncode != 0
+    assert all(any(name in line for line in nothing.stdout.splitlines()) for name in names), nothing.stdout
+
+
+@pytest.mark.parametrize("workflow", ["preview.yml", "up.yml"])
+@pytest.mark.parametrize(
+    ("backend", "stack_file", "given", "missing"),
+    [
+        # Pulumi Cloud encrypts a stack without a salt itself: no passphrase.
+        ("", "config: {}\n", {"token"}, None),
+        # A self-managed backend needs no token; its default secrets provider is the passphrase.
+        ("gs://state", "config: {}\n", {"passphrase"}, None),
+        ("gs://state", "config: {}\n", set(), "PULUMI_CONFIG_PASSPHRASE"),
+        # A stack file naming a key manager needs neither passphrase nor (on gs://) a token.
+        ("gs://state", "secretsprovider: gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k\n", set(), None),
+        # A passphrase provider named, on Pulumi Cloud: both.
+        ("https://api.pulumi.com", "secretsprovider: passphrase\n", {"token"}, "PULUMI_CONFIG_PASSPHRASE"),
+        ("https://api.pulumi.com", "encryptionsalt: v1:abc\n", {"passphrase"}, "ACCESS_TOKEN"),
+    ],
+)
+def test_the_backend_decides_which_pulumi_credentials_are_required(
+    workflow: str, backend: str, stack_file: str, given: set[str], missing: str | None, tmp_path: Path
+) -> None:
+    (job,) = load(WORKFLOWS / workflow)["jobs"].values()
+    _, check = check_step(job)
+    values = {name: "set" for name in check["env"] if "GCP_" in name}
+    values["PULUMI_CLOUD_URL"] = backend
+    for name in check["env"]:
+        if ("token" in given and "ACCESS_TOKEN" in name) or ("passphrase" in given and "PASSPHRASE" in name):
+            values[name] = "set"
+        elif "ACCESS_TOKEN" in name or "PASSPHRASE" in name:
+            values[name] = ""
+    result = run_check(check, tmp_path, values, stack_file)
+    if missing is None:
+        assert result.returncode == 0, result.stdout + result.stderr
+    else:
+        assert result.returncode != 0
+        errors = [line for line in result.stdout.splitlines() if line.startswith("::error")]
+        assert len(errors) == 1 and missing in errors[0], result.stdout
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_run_scripts_pass_shellcheck(path: Path, tmp_path: Path) -> None:
+    for where, script in run_scripts(path):
+        # An expression left in a script is pasted in before bash runs; a placeholder word stands in for it.
+        text = "#!/bin/bash\n" + EXPRESSION.sub("EXPRESSION", script)
+        file = tmp_path / "script.sh"
+        file.write_text(text)
+        result = subprocess.run([str(SHELLCHECK), "-s", "bash", str(file)], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"{path.name} {where}:\n{result.stdout}"
 
 
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
