@@ -8,6 +8,7 @@ actions are pinned to a commit. README.md, *CI set-up*, says which roles each id
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -55,6 +56,13 @@ CREDENTIALS = (
     "vars.GCP_PREVIEW_SERVICE_ACCOUNT",
 )
 CHECK_STEP = "Required credentials"
+# Environments with required reviewers (README, CI set-up): a job in one waits for a person, holding any concurrency
+# group it is in for as long; GitHub keeps one pending run per group and a newer one cancels it.
+APPROVAL_ENVIRONMENTS = {"production-approval"}
+# The self-hosted runner inside the cluster network, for the jobs that read an in-cluster Prometheus.
+IN_CLUSTER_RUNNER = """${{ fromJSON(vars.CANARY_RUNNER || '["self-hosted", "canary"]') }}"""
+# What needs the cluster's metrics; GitHub-hosted runners (and so a schedule of them) cannot reach them.
+READS_PROMETHEUS = re.compile(r"\bcanary\s+(?:analyze|status|promote)\b")
 # An expression that reads a secret, the job's token or a credential variable is that one reference and nothing else.
 SECRET_READ = re.compile(r"(?<![\w.])(?:secrets\.\w+|github\.token|vars\.GCP_\w+)")
 SINGLE_READ = re.compile(r"\s*(?:secrets\.\w+|github\.token|vars\.\w+)\s*")
@@ -169,6 +177,16 @@ def credentials_used(job: dict[str, Any]) -> set[str]:
     """The credentials a job's steps other than its check use."""
     used = [step for step in job.get("steps", []) if step.get("name") != CHECK_STEP]
     return {credential for credential in CREDENTIALS if references(used, credential)}
+
+
+def concurrency_groups(workflow: dict[str, Any], job: dict[str, Any]) -> list[str]:
+    """The concurrency groups a job runs in: its workflow's and its own."""
+    declared = [workflow.get("concurrency"), job.get("concurrency")]
+    return [group if isinstance(group, str) else group["group"] for group in declared if group]
+
+
+def scripts_of(job: dict[str, Any]) -> str:
+    return "\n".join(step.get("run", "") for step in job.get("steps", []))
 
 
 def check_step(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -517,9 +535,92 @@ def test_up_deploys_through_the_dev_environment_without_pr_rights(up: dict[str, 
 # --- the release workflows ----------------------------------------------------------------------------
 
 
-def test_analysis_only_reads() -> None:
-    analyze = load(WORKFLOWS / "promote.yml")["jobs"]["analyze"]
-    assert analyze["permissions"] == {"contents": "read"}
+@pytest.fixture(scope="module")
+def promote() -> dict[str, Any]:
+    return load(WORKFLOWS / "promote.yml")
+
+
+def test_analysis_only_reads(promote: dict[str, Any]) -> None:
+    assert promote["jobs"]["analyze"]["permissions"] == {"contents": "read"}
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_nothing_scheduled_reads_the_in_cluster_prometheus(path: Path) -> None:
+    # The release agent analyses in the cluster every interval; a GitHub-hosted cron cannot reach Prometheus there.
+    workflow = load(path)
+    if "schedule" in workflow["on"]:
+        for name, job in workflow["jobs"].items():
+            assert not READS_PROMETHEUS.search(scripts_of(job)), f"{path.name}: scheduled job {name} reads Prometheus"
+
+
+def test_promote_runs_by_hand_only(promote: dict[str, Any]) -> None:
+    assert set(promote["on"]) == {"workflow_dispatch"}
+    inputs = promote["on"]["workflow_dispatch"]["inputs"]
+    assert inputs["stack"]["default"] == "dev"
+    assert inputs["action"]["options"] == ["promote", "rollback"]
+    assert inputs["action"]["default"] == "promote"
+
+
+def test_the_jobs_that_read_prometheus_run_on_the_in_cluster_runner(promote: dict[str, Any]) -> None:
+    for name, job in promote["jobs"].items():
+        if READS_PROMETHEUS.search(scripts_of(job)):
+            assert job["runs-on"] == IN_CLUSTER_RUNNER, name
+    # The default is a list of labels GitHub can match: a self-hosted runner labelled `canary`.
+    default = re.search(r"\|\|\s*'(.*)'", IN_CLUSTER_RUNNER)
+    assert default and json.loads(default.group(1)) == ["self-hosted", "canary"]
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_no_job_waits_for_approval_inside_a_concurrency_group(path: Path) -> None:
+    workflow = load(path)
+    for name, job in workflow["jobs"].items():
+        if environment_name(job) in APPROVAL_ENVIRONMENTS:
+            assert concurrency_groups(workflow, job) == [], f"{path.name}: job {name} waits for approval in a group"
+
+
+def test_a_rollback_waits_for_no_reviewer_no_runner_and_no_other_run(promote: dict[str, Any]) -> None:
+    rollback = promote["jobs"]["rollback"]
+    assert "canary rollback" in scripts_of(rollback)
+    assert environment_name(rollback) not in APPROVAL_ENVIRONMENTS
+    assert rollback["runs-on"] == "ubuntu-latest"  # never queued for a self-hosted runner that may be down
+    # A group of its own, that no other job or workflow joins, and that never cancels a rollback.
+    (group,) = concurrency_groups(promote, rollback)
+    assert group == "release-${{ inputs.stack }}-rollback"
+    assert rollback["concurrency"]["cancel-in-progress"] is False
+    others = [
+        other_group
+        for path in workflow_files()
+        for name, job in load(path)["jobs"].items()
+        if (path.name, name) != ("promote.yml", "rollback")
+        for other_group in concurrency_groups(load(path), job)
+    ]
+    assert group not in others
+    # action rollback does not wait for the analysis either: analyze runs for promote only, rollback regardless.
+    assert promote["jobs"]["analyze"]["if"] == "inputs.action == 'promote'"
+    assert rollback["if"].startswith("always() &&")
+    assert "inputs.action == 'rollback'" in rollback["if"]
+
+
+def test_a_promote_waits_for_approval_and_proposes_a_pull_request(promote: dict[str, Any]) -> None:
+    job = promote["jobs"]["promote"]
+    assert environment_name(job) in APPROVAL_ENVIRONMENTS
+    assert "inputs.action == 'promote'" in job["if"]
+    assert not pushes(job), "a step reaches main only through its pull request"
+    assert any(step.get("uses", "").startswith("peter-evans/create-pull-request@") for step in job["steps"])
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
+def test_what_the_bot_pushes_or_opens_starts_workflows(path: Path) -> None:
+    # Pushes and pull requests made with GITHUB_TOKEN start no workflow: a rollback nobody applies, a pull request
+    # without its preview. The bot's token does it, and the job's own token keeps read access only.
+    for name, job in load(path)["jobs"].items():
+        opens = [step for step in job.get("steps", []) if "create-pull-request@" in step.get("uses", "")]
+        checkouts = [step for step in job.get("steps", []) if step.get("uses", "").startswith("actions/checkout@")]
+        writers = opens + (checkouts if pushes(job) else [])
+        for step in writers:
+            assert step.get("with", {}).get("token") == f"${{{{ {BOT_TOKEN} }}}}", f"{path.name}: job {name}"
+        if writers:
+            assert job["permissions"] == {"contents": "read"}, f"{path.name}: job {name}"
 
 
 # --- what both need to reach Google and the backend ---------------------------------------------------
