@@ -7,9 +7,7 @@ Prints numbers only; exits 1 with a failure line when a run did not end as expec
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 from components.names import duration_seconds  # after the sys.path set-up above
 from stacks.settings import schema
 from testkit import servers
+from testkit.agentkit import bare_origin, git, start_agent, stop
 from testkit.exporter import Traffic
 from testkit.livemetrics import live_istio
 from testkit.stackfiles import stack_text
@@ -37,42 +36,6 @@ KEYS = """\
   istio-canary:canaryPromotion: auto
 """
 failures: list[str] = []
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
-
-
-def origin(tmp: Path, stack: str) -> Path:
-    """A bare origin whose main holds the project file and `stack`."""
-    bare, seed = tmp / "origin.git", tmp / "seed"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
-    subprocess.run(["git", "clone", "-q", str(bare), str(seed)], check=True, capture_output=True)
-    for key, value in (("user.name", "Bench"), ("user.email", "bench@example.com"), ("commit.gpgsign", "false")):
-        git(seed, "config", key, value)
-    git(seed, "checkout", "-q", "-b", "main")
-    shutil.copy(ROOT / "Pulumi.yaml", seed / "Pulumi.yaml")
-    (seed / "Pulumi.dev.yaml").write_text(stack)
-    git(seed, "add", ".")
-    git(seed, "commit", "-qm", "stack")
-    git(seed, "push", "-q", "origin", "HEAD:main")
-    return bare
-
-
-def start_agent(bare: Path, prometheus: str, workdir: Path) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "rollout", "agent", "--stack", "dev", "--repo-url", str(bare)]
-    argv += ["--workdir", str(workdir), "--listen", f"127.0.0.1:{servers.free_port()}", "--prometheus", prometheus]
-    env = {k: v for k, v in os.environ.items() if k not in ("SLACK_WEBHOOK_URL", "PROMETHEUS_URL", "KUBECONFIG")}
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def subjects(bare: Path) -> list[str]:
@@ -105,13 +68,13 @@ def detection(tmp: Path) -> list[float]:
     times = []
     for run in range(RUNS):
         work = tmp / f"detect{run}"
-        bare = origin(
+        bare = bare_origin(
             work,
             stack_text(namespace="live", weight=10, window="10s")
             + KEYS.format(interval=INTERVAL_S, threshold=THRESHOLD, iterations=1000),
         )
         with live_istio(work / "prom", "live", ga=HEALTHY, canary=HEALTHY) as (exporter, prom):
-            agent = start_agent(bare, prom.url, work / "clone")
+            agent = start_agent(bare, prom.url, work / "clone", servers.free_port())
             try:
                 time.sleep(3 * INTERVAL_S)
                 exporter.set("canary", error_share=0.5)
@@ -128,13 +91,13 @@ def detection(tmp: Path) -> list[float]:
 def release(tmp: Path) -> tuple[float, float, int]:
     """A whole compressed release; (seconds, agent CPU seconds, agent peak RSS KiB)."""
     work = tmp / "release"
-    bare = origin(
+    bare = bare_origin(
         work,
         stack_text(namespace="live", weight=0, window="10s")
         + KEYS.format(interval=INTERVAL_S, threshold=THRESHOLD, iterations=3),
     )
     with live_istio(work / "prom", "live", ga=HEALTHY, canary=HEALTHY) as (_exporter, prom):
-        agent = start_agent(bare, prom.url, work / "clone")
+        agent = start_agent(bare, prom.url, work / "clone", servers.free_port())
         try:
             elapsed = wait(lambda: subjects(bare)[0].startswith("canary: finish podinfo 6.9.0 (2/2)"), timeout=300)
             cpu, peak = cpu_and_peak(agent.pid)

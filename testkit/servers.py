@@ -79,6 +79,18 @@ def _tail(log: Path | None) -> str:
     return log.read_text()[-3000:] if log and log.exists() else ""
 
 
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s: the process is gone when this returns."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 @contextmanager
 def running(command: list[str], ready_url: str, log: Path) -> Iterator[subprocess.Popen]:
     """Start a server, wait until `ready_url` answers, and always stop it afterwards."""
@@ -88,12 +100,7 @@ def running(command: list[str], ready_url: str, log: Path) -> Iterator[subproces
         wait_http(ready_url, process, log)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process)
 
 
 # --- Istio metrics -------------------------------------------------------------------------------------

@@ -4,10 +4,6 @@ elect one leader. A live exporter scraped by a real Prometheus supplies the metr
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -21,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from components.names import agent_lease_name
 from components.release_agent import app_role_rules, lease_role_rules
 from testkit import servers
+from testkit.agentkit import bare_origin, deployment, git, start_agent, stop, virtual_service
 from testkit.exporter import Traffic
 from testkit.livemetrics import live_istio
 from testkit.stackfiles import stack_text
@@ -35,10 +32,6 @@ KEYS = """\
   istio-canary:canaryPromotion: auto
   istio-canary:agentDriftGrace: 2s
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
 
 
 @pytest.fixture(scope="module")
@@ -82,67 +75,10 @@ def _app_objects(admin: Any, live_weight: int) -> None:
     apps: Any = client.AppsV1Api(admin)
     custom: Any = client.CustomObjectsApi(admin)
     for name, tag in (("podinfo-ga", "6.8.0"), ("podinfo-canary", "6.9.0")):
-        labels = {"app": name}
-        apps.create_namespaced_deployment(
-            APP_NAMESPACE,
-            {
-                "metadata": {"name": name},
-                "spec": {
-                    "replicas": 1,
-                    "selector": {"matchLabels": labels},
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": {"containers": [{"name": "podinfo", "image": f"ghcr.io/stefanprodan/podinfo:{tag}"}]},
-                    },
-                },
-            },
-        )
+        apps.create_namespaced_deployment(APP_NAMESPACE, deployment(name, f"ghcr.io/stefanprodan/podinfo:{tag}"))
     custom.create_namespaced_custom_object(
-        "networking.istio.io", "v1", APP_NAMESPACE, "virtualservices", _service(live_weight)
+        "networking.istio.io", "v1", APP_NAMESPACE, "virtualservices", virtual_service(live_weight)
     )
-
-
-def _service(weight: int) -> dict:
-    return {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "VirtualService",
-        "metadata": {"name": "podinfo"},
-        "spec": {
-            "hosts": ["podinfo"],
-            "http": [
-                {
-                    "route": [
-                        {"destination": {"host": "podinfo", "subset": "ga"}, "weight": 100 - weight},
-                        {"destination": {"host": "podinfo", "subset": "canary"}, "weight": weight},
-                    ]
-                }
-            ],
-        },
-    }
-
-
-def _origin(tmp_path: Path, stack: str) -> Path:
-    bare, seed = tmp_path / "origin.git", tmp_path / "seed"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True, timeout=30)
-    subprocess.run(["git", "clone", "-q", str(bare), str(seed)], check=True, timeout=30, capture_output=True)
-    for key, value in (("user.name", "Test"), ("user.email", "test@example.com"), ("commit.gpgsign", "false")):
-        git(seed, "config", key, value)
-    git(seed, "checkout", "-q", "-b", "main")
-    shutil.copy(Path(__file__).resolve().parents[2] / "Pulumi.yaml", seed / "Pulumi.yaml")
-    (seed / "Pulumi.dev.yaml").write_text(stack)
-    git(seed, "add", ".")
-    git(seed, "commit", "-qm", "canary at 10%")
-    git(seed, "push", "-q", "origin", "HEAD:main")
-    return bare
-
-
-def _start(bare: Path, prom: str, workdir: Path, kubeconfig: Path, port: int, log: Path) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "rollout", "agent", "--stack", "dev", "--repo-url", str(bare)]
-    argv += ["--workdir", str(workdir), "--listen", f"127.0.0.1:{port}", "--prometheus", prom]
-    argv += ["--kubeconfig", str(kubeconfig), "--lease-namespace", AGENT_NAMESPACE]
-    env = {k: v for k, v in os.environ.items() if k not in ("SLACK_WEBHOOK_URL", "PROMETHEUS_URL", "KUBECONFIG")}
-    with log.open("a") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
 
 
 def _metric(port: int, name: str) -> float | None:
@@ -173,7 +109,12 @@ def test_the_role_reads_but_cannot_write(agent_kubeconfig, admin):
     assert custom.get_namespaced_custom_object("networking.istio.io", "v1", APP_NAMESPACE, "virtualservices", "podinfo")
     with pytest.raises(ApiException) as refused:
         custom.patch_namespaced_custom_object(
-            "networking.istio.io", "v1", APP_NAMESPACE, "virtualservices", "podinfo", {"spec": _service(100)["spec"]}
+            "networking.istio.io",
+            "v1",
+            APP_NAMESPACE,
+            "virtualservices",
+            "podinfo",
+            {"spec": virtual_service(100)["spec"]},
         )
     assert refused.value.status == 403  # nothing but `pulumi up` writes the cluster
     with pytest.raises(ApiException) as elsewhere:
@@ -184,11 +125,12 @@ def test_the_role_reads_but_cannot_write(agent_kubeconfig, admin):
 def test_drift_then_live_then_a_step_with_one_leader_of_two(agent_kubeconfig, admin, tmp_path):
     """Git says 10 %, the cluster 0 %: drift, no proposal. Once the cluster serves 10 %, the step to 60 % comes,
     once, from whichever of the two agents holds the Lease."""
-    bare = _origin(tmp_path, stack_text(namespace=APP_NAMESPACE, weight=10, window="10s") + KEYS)
+    bare = bare_origin(tmp_path, stack_text(namespace=APP_NAMESPACE, weight=10, window="10s") + KEYS, "canary at 10%")
     ports = [servers.free_port(), servers.free_port()]
     logs = [tmp_path / "agent-a.log", tmp_path / "agent-b.log"]
     with live_istio(tmp_path / "prom", APP_NAMESPACE, ga=HEALTHY, canary=HEALTHY) as (_exporter, prom):
-        agents = [_start(bare, prom.url, tmp_path / f"work-{i}", agent_kubeconfig, ports[i], logs[i]) for i in range(2)]
+        lease = ("--kubeconfig", str(agent_kubeconfig), "--lease-namespace", AGENT_NAMESPACE)
+        agents = [start_agent(bare, prom.url, tmp_path / f"work-{i}", ports[i], logs[i], *lease) for i in range(2)]
         try:
             _wait(lambda: any(_metric(p, "canary_agent_drift") == 1 for p in ports), timeout=60, logs=logs)
             leaders = [_metric(p, "canary_agent_leader") for p in ports]
@@ -196,13 +138,17 @@ def test_drift_then_live_then_a_step_with_one_leader_of_two(agent_kubeconfig, ad
             time.sleep(6)  # passes pile up, but the step is not live: nothing is proposed
             assert git(bare, "log", "-1", "--format=%s", "main").strip() == "canary at 10%"
             client.CustomObjectsApi(admin).patch_namespaced_custom_object(
-                "networking.istio.io", "v1", APP_NAMESPACE, "virtualservices", "podinfo", {"spec": _service(10)["spec"]}
+                "networking.istio.io",
+                "v1",
+                APP_NAMESPACE,
+                "virtualservices",
+                "podinfo",
+                {"spec": virtual_service(10)["spec"]},
             )
             _wait(lambda: "to 60%" in git(bare, "log", "-1", "--format=%s", "main"), timeout=60, logs=logs)
             time.sleep(6)  # Git says 60, the cluster 10 until an `up`: no second proposal, by either agent
         finally:
             for process in agents:
-                process.terminate()
-                process.wait(timeout=15)
+                stop(process)
     subjects = git(bare, "log", "--format=%s", "main").splitlines()
     assert sum("to 60%" in s for s in subjects) == 1 and not any("to 100%" in s for s in subjects), subjects

@@ -11,6 +11,7 @@ from kubernetes import client, config
 
 from rollout.agent import live
 from rollout.agent.lease import Lease
+from testkit.agentkit import deployment, virtual_service
 
 NAMESPACE = "agent-test"
 
@@ -47,42 +48,13 @@ def test_two_agents_racing_for_an_expired_lease_do_not_both_win(api, monkeypatch
     assert sorted(results) == [False, True]
 
 
-def _deployment(name: str, image: str) -> Any:
-    labels = {"app": name}
-    return client.V1Deployment(
-        metadata=client.V1ObjectMeta(name=name),
-        spec=client.V1DeploymentSpec(
-            replicas=2,
-            selector=client.V1LabelSelector(match_labels=labels),
-            template=client.V1PodTemplateSpec(
-                metadata=client.V1ObjectMeta(labels=labels),
-                spec=client.V1PodSpec(containers=[client.V1Container(name="podinfo", image=image)]),
-            ),
-        ),
-    )
-
-
 def test_the_live_state_is_read_from_the_api_server(api):
-    apps, custom = client.AppsV1Api(api), client.CustomObjectsApi(api)
+    apps: Any = client.AppsV1Api(api)
+    custom: Any = client.CustomObjectsApi(api)
     assert live.read(api, NAMESPACE, "podinfo") == live.Live(None, None, False, None)  # nothing there yet
-    apps.create_namespaced_deployment(NAMESPACE, _deployment("podinfo-ga", "ghcr.io/stefanprodan/podinfo:6.8.0"))
-    apps.create_namespaced_deployment(NAMESPACE, _deployment("podinfo-canary", "ghcr.io/stefanprodan/podinfo:6.9.0"))
-    service = {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "VirtualService",
-        "metadata": {"name": "podinfo"},
-        "spec": {
-            "hosts": ["podinfo"],
-            "http": [
-                {
-                    "route": [
-                        {"destination": {"host": "podinfo", "subset": "ga"}, "weight": 90},
-                        {"destination": {"host": "podinfo", "subset": "canary"}, "weight": 10},
-                    ]
-                }
-            ],
-        },
-    }
+    apps.create_namespaced_deployment(NAMESPACE, deployment("podinfo-ga", "ghcr.io/stefanprodan/podinfo:6.8.0", 2))
+    apps.create_namespaced_deployment(NAMESPACE, deployment("podinfo-canary", "ghcr.io/stefanprodan/podinfo:6.9.0", 2))
+    service = virtual_service(10)
     custom.create_namespaced_custom_object("networking.istio.io", "v1", NAMESPACE, "virtualservices", service)
     state = live.read(api, NAMESPACE, "podinfo")
     # No controller runs here: GA's rollout is not reported complete until its status says so.

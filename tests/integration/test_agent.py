@@ -7,10 +7,8 @@ The bounds on waits are hang detectors, not performance assertions; `make bench`
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from testkit.agentkit import start_agent, stop
 from testkit.exporter import Traffic
 from testkit.livemetrics import live_istio
 from tests.integration import servers
@@ -54,38 +53,15 @@ def agent(
     port: int = 0,
     github: str = "",
 ) -> Iterator[subprocess.Popen]:
-    """The agent process on the bare origin; always stopped (SIGTERM, then SIGKILL)."""
-    command = [
-        sys.executable,
-        "-m",
-        "rollout",
-        "agent",
-        "--stack",
-        "dev",
-        "--repo-url",
-        str(repo.origin),
-        "--workdir",
-        str(workdir),
-        "--listen",
-        f"127.0.0.1:{port or servers.free_port()}",
-        "--prometheus",
-        prometheus_url,
-        *(("--github-api-url", github) if github else ()),
-    ]
-    dropped = {"SLACK_WEBHOOK_URL", "PROMETHEUS_URL", "KUBECONFIG"} - set(keep_env)
-    env = {k: v for k, v in os.environ.items() if k not in dropped}
-    with log.open("a") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    """The agent process on the bare origin; always stopped."""
+    extra = ("--github-api-url", github) if github else ()
+    process = start_agent(
+        repo.origin, prometheus_url, workdir, port or servers.free_port(), log, *extra, keep_env=keep_env
+    )
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop(process)
 
 
 def origin_subjects(repo: Repo) -> list[str]:
