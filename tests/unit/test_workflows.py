@@ -1,9 +1,13 @@
 """The GitHub workflows: valid against GitHub's schema (offline), doing what the release flow needs, and hardened.
 
-preview.yml posts the diff of a pull request (one group per PR); up.yml applies main, queued on one group per stack.
-Read as an attacker would: preview runs a pull request's code, so it has a read-only identity of its own and never
-sees up's; every job asks for its own token permissions; secrets reach only the step that reads them; third-party
-actions are pinned to a commit. README.md, *CI set-up*, says which roles each identity gets and why.
+preview.yml posts the diff of a pull request (one group per PR); up.yml applies every program commit of main, one
+`pulumi up` each and in order, queued on one group per stack, so GitHub's collapsing of pending runs loses none (its
+script runs here against real Git repositories); promote.yml is by hand only, on the in-cluster runner, and no job
+waits for an approval inside a concurrency group. Read as an attacker would: preview runs a pull request's code, so
+it has a read-only identity of its own and never sees up's; every job asks for its own token permissions; secrets
+reach only the step that reads them; third-party actions are pinned to a commit. Every credential a job needs is
+checked first and named when missing, never replaced by one that silently does nothing. README.md, *CI set-up*, says
+which roles each identity gets and why.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ READS_PROMETHEUS = re.compile(r"\bcanary\s+(?:analyze|status|promote)\b")
 SECRET_READ = re.compile(r"(?<![\w.])(?:secrets\.\w+|github\.token|vars\.GCP_\w+)")
 SINGLE_READ = re.compile(r"\s*(?:secrets\.\w+|github\.token|vars\.\w+)\s*")
 SHELLCHECK = Path(sys.executable).with_name("shellcheck")
+# A script running pulumi on a stack (login, history and the CLI install change nothing).
+PULUMI_COMMAND = re.compile(r"^\s*pulumi\s+(up|preview|destroy|refresh|import)\b", re.MULTILINE)
 PROGRAM_FILES = [
     "__main__.py",
     "Pulumi.yaml",
@@ -142,6 +148,21 @@ def the_pulumi_step(workflow: dict[str, Any]) -> dict[str, Any]:
     return found[0]["with"]
 
 
+def stack_commands(workflow: dict[str, Any]) -> list[tuple[dict[str, Any], str, str]]:
+    """(step, command, stack) of every step that runs pulumi on a stack: the action with a command, or a script."""
+    found = []
+    for job in workflow["jobs"].values():
+        for step in job.get("steps", []):
+            with_ = step.get("with", {})
+            if step.get("uses", "").startswith(PULUMI_ACTION) and "command" in with_:
+                found.append((step, with_["command"], with_["stack-name"]))
+            for command in PULUMI_COMMAND.findall(step.get("run", "")):
+                # Scripts name the stack as "$STACK", set on the job.
+                assert re.search(rf'pulumi {command} --stack "\$STACK"', step["run"]), step["run"]
+                found.append((step, command, job["env"]["STACK"]))
+    return found
+
+
 def index_of(workflow: dict[str, Any], predicate: Any) -> int:
     matches = [i for i, step in enumerate(steps(workflow)) if predicate(step)]
     assert matches, "step not found"
@@ -212,14 +233,20 @@ def env_name_of(step: dict[str, Any], credential: str) -> str:
     return names[0]
 
 
+def literal_env(*scopes: dict[str, Any]) -> dict[str, str]:
+    """The env a step sees from its job and itself, without the values GitHub fills in (`${{ }}`)."""
+    merged = {k: str(v) for scope in scopes for k, v in scope.get("env", {}).items()}
+    return {k: v for k, v in merged.items() if not EXPRESSION.search(v)}
+
+
 def run_check(
-    step: dict[str, Any], tmp_path: Path, values: dict[str, str], stack_file: str = ""
+    job: dict[str, Any], step: dict[str, Any], tmp_path: Path, values: dict[str, str], stack_file: str = ""
 ) -> subprocess.CompletedProcess[str]:
     """The check step's script as the runner runs it (bash -e), in a checkout holding `stack_file` as Pulumi.dev.yaml."""
     (tmp_path / "Pulumi.dev.yaml").write_text(stack_file or "config: {}\n")
     script = tmp_path / "check.sh"
     script.write_text(step["run"])
-    literal = {k: str(v) for k, v in step.get("env", {}).items() if not EXPRESSION.search(str(v))}
+    literal = literal_env(job, step)
     env = {"PATH": os.environ["PATH"], **literal, **values}
     return subprocess.run(
         ["bash", "-e", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=30
@@ -390,17 +417,17 @@ def test_a_missing_credential_fails_the_job_naming_it(workflow: str, job_name: s
     given = {name: f"value-of-{name}" for name in names}
     # Pulumi Cloud and a passphrase-encrypted stack: here every one of them is required.
     salted = "encryptionsalt: v1:abc\nconfig: {}\n"
-    passed = run_check(check, tmp_path, {**given, "PULUMI_CLOUD_URL": ""}, salted)
+    passed = run_check(job, check, tmp_path, {**given, "PULUMI_CLOUD_URL": ""}, salted)
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "::error" not in passed.stdout
     for name in names:
-        failed = run_check(check, tmp_path, {**given, name: "", "PULUMI_CLOUD_URL": ""}, salted)
+        failed = run_check(job, check, tmp_path, {**given, name: "", "PULUMI_CLOUD_URL": ""}, salted)
         assert failed.returncode != 0, f"{workflow} {job_name}: passes without {name}"
         errors = [line for line in failed.stdout.splitlines() if line.startswith("::error")]
         assert len(errors) == 1 and name in errors[0], failed.stdout
         assert "README" in errors[0], "the error says where to read what to do"
     # All missing: every one is named in one run, not one per attempt.
-    nothing = run_check(check, tmp_path, {name: "" for name in names} | {"PULUMI_CLOUD_URL": ""}, salted)
+    nothing = run_check(job, check, tmp_path, {name: "" for name in names} | {"PULUMI_CLOUD_URL": ""}, salted)
     assert nothing.returncode != 0
     assert all(any(name in line for line in nothing.stdout.splitlines()) for name in names), nothing.stdout
 
@@ -433,7 +460,7 @@ def test_the_backend_decides_which_pulumi_credentials_are_required(
             values[name] = "set"
         elif "ACCESS_TOKEN" in name or "PASSPHRASE" in name:
             values[name] = ""
-    result = run_check(check, tmp_path, values, stack_file)
+    result = run_check(job, check, tmp_path, values, stack_file)
     if missing is None:
         assert result.returncode == 0, result.stdout + result.stderr
     else:
@@ -456,14 +483,11 @@ def test_run_scripts_pass_shellcheck(path: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
 def test_a_workflow_changing_a_stack_queues_on_its_stack_and_previews_never_do(path: Path) -> None:
     workflow = load(path)
-    for step in pulumi_steps(workflow):
-        if "command" not in step.get("with", {}):
-            continue  # installs the CLI only
-        stack = step["with"]["stack-name"]
+    for _, command, stack in stack_commands(workflow):
         groups = [workflow.get("concurrency")] + [job.get("concurrency") for job in workflow["jobs"].values()]
         declared = [group for group in groups if group]
         stack_group = {"group": f"pulumi-{stack}", "cancel-in-progress": False}
-        if step["with"]["command"] == "preview":
+        if command == "preview":
             # GitHub keeps one pending run per group: a preview there would cancel a pending `up`.
             assert stack_group not in declared, f"{path.name}: {declared}"
             assert any(g["group"].startswith(f"pulumi-{stack}-preview-") for g in declared), path.name
@@ -514,9 +538,7 @@ def test_preview_never_sees_the_deploy_identity(preview: dict[str, Any]) -> None
 def test_up_runs_on_push_to_main(up: dict[str, Any]) -> None:
     assert set(up["on"]) <= {"push", "workflow_dispatch"}
     assert up["on"]["push"]["branches"] == ["main"]
-    pulumi = the_pulumi_step(up)
-    assert pulumi["command"] == "up"
-    assert pulumi["stack-name"] == "dev"
+    assert [(command, stack) for _, command, stack in stack_commands(up)] == [("up", "dev")]
 
 
 @pytest.mark.parametrize("changed", PROGRAM_FILES)
@@ -530,6 +552,305 @@ def test_up_deploys_through_the_dev_environment_without_pr_rights(up: dict[str, 
     assert job["permissions"] == {"contents": "read", "id-token": "write"}
     for ref in PREVIEW_IDENTITY.values():
         assert not references(up, ref), ref
+
+
+# --- up applies every merge, in order ------------------------------------------------------------------
+#
+# The apply step's own script, run with bash in real Git repositories: a bare origin stands for GitHub, each run
+# is a fresh clone of its main (what actions/checkout with `ref: main` gives), and a stand-in `pulumi` keeps the
+# stack's update history as pulumi 3.274's `stack history --json` prints it (newest first; kind, result and
+# environment["git.head"], the checkout's HEAD, are the fields the script reads). Its `up` records the commit
+# checked out and fails while the tree holds a file named BROKEN.
+
+FAKE_PULUMI = """#!{python}
+import json, os, subprocess, sys
+from pathlib import Path
+
+state = Path(os.environ["FAKE_PULUMI_STATE"])
+history = state / "history.json"
+args = sys.argv[1:]
+entries = json.loads(history.read_text()) if history.exists() else []
+if args[:1] == ["login"]:
+    sys.exit(0)
+if args[:2] == ["stack", "history"]:
+    assert "--json" in args and args[args.index("--stack") + 1] == "dev", args
+    print(json.dumps(entries[: int(args[args.index("--page-size") + 1])]))
+    sys.exit(0)
+if args[:1] == ["up"]:
+    assert args[args.index("--stack") + 1] == "dev" and "--yes" in args, args
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    ok = not Path("BROKEN").exists()
+    message = args[args.index("--message") + 1]
+    entries.insert(0, dict(kind="update", message=message, environment={{"git.head": head}},
+                           result="succeeded" if ok else "failed"))
+    history.write_text(json.dumps(entries))
+    with (state / "applied").open("a") as applied:
+        applied.write(head + ("" if ok else " failed") + "\\n")
+    hook = state / "during-up"
+    if hook.exists():  # main moves on while this update runs
+        hook.rename(state / "during-up.done")
+        subprocess.run(["bash", str(state / "during-up.done")], check=True)
+    print("Resources: 1 changed")
+    sys.exit(0 if ok else 1)
+sys.exit(f"fake pulumi: unexpected {{args}}")
+"""
+# `python -m venv .venv` makes a venv whose python counts the installs.
+FAKE_PYTHON = """#!/bin/bash
+set -e
+[ "$1 $2" = "-m venv" ] || exit 64
+mkdir -p "$3/bin"
+printf '#!/bin/bash\\necho "$*" >> "$FAKE_PULUMI_STATE/installs"\\n' > "$3/bin/python"
+chmod +x "$3/bin/python"
+"""
+
+
+class Origin:
+    """A bare repository standing in for GitHub, and a work tree that merges into its main."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.bare = root / "origin.git"
+        self.work = root / "work"
+        git(root, "init", "--quiet", "--bare", "--initial-branch=main", str(self.bare))
+        git(root, "clone", "--quiet", str(self.bare), str(self.work))
+        git(self.work, "checkout", "--quiet", "-B", "main")
+        self.commit("the program", {"requirements.lock": "a==1\n", "__main__.py": "import stacks\n"})
+
+    def commit(self, subject: str, files: dict[str, str | None], branch: str = "main") -> str:
+        if git(self.work, "symbolic-ref", "--short", "HEAD") != branch:
+            git(self.work, "checkout", "--quiet", branch)
+        for name, text in files.items():
+            path = self.work / name
+            if text is None:
+                path.unlink()
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+        git(self.work, "add", "--all")
+        git(self.work, "commit", "--quiet", "--allow-empty", "-m", subject)
+        git(self.work, "push", "--quiet", "origin", branch)
+        return git(self.work, "rev-parse", "HEAD")
+
+    def merge(self, branch: str) -> str:
+        git(self.work, "checkout", "--quiet", "main")
+        git(self.work, "merge", "--quiet", "--no-ff", "-m", f"Merge {branch}", branch)
+        git(self.work, "push", "--quiet", "origin", "main")
+        return git(self.work, "rev-parse", "HEAD")
+
+
+def git(cwd: Path, *args: str) -> str:
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
+    result = subprocess.run(["git", *identity, *args], cwd=cwd, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def stack_file(weight: int, ga: str = "6.14.0", canary: str = "6.15.0") -> str:
+    return (
+        f"config:\n  istio-canary:gaVersion: {ga}\n  istio-canary:canaryVersion: {canary}\n"
+        f"  istio-canary:canaryWeight: {weight}\n"
+    )
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Origin:
+    return Origin(tmp_path)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    state = tmp_path / "pulumi-state"
+    bin_dir = state / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "pulumi").write_text(FAKE_PULUMI.format(python=sys.executable))
+    (bin_dir / "python").write_text(FAKE_PYTHON)
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    return state
+
+
+def the_apply_step(workflow: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    ((step, _, _),) = stack_commands(workflow)
+    (job,) = workflow["jobs"].values()
+    return job, step
+
+
+def run_up(
+    origin: Origin, state: Path, event: str = "push", head_only: str = ""
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """One run of up.yml's apply step in a fresh clone of main; the run's result and the commits it applied."""
+    job, step = the_apply_step(load(WORKFLOWS / "up.yml"))
+    runs = sorted(state.glob("run-*"))
+    checkout = state / f"run-{len(runs)}"
+    git(state, "clone", "--quiet", "--branch", "main", str(origin.bare), str(checkout))
+    script = state / "apply.sh"
+    script.write_text(step["run"])
+    applied = state / "applied"
+    before = applied.read_text().splitlines() if applied.exists() else []
+    env = {
+        "PATH": f"{state / 'bin'}:{os.environ['PATH']}",
+        "HOME": str(state),
+        "FAKE_PULUMI_STATE": str(state),
+        "GITHUB_STEP_SUMMARY": str(state / "summary.md"),
+        **literal_env(job, step),
+        # What GitHub fills in.
+        "PULUMI_CLOUD_URL": "",
+        "PULUMI_ACCESS_TOKEN": "token",
+        "PULUMI_CONFIG_PASSPHRASE": "passphrase",
+        "EVENT_NAME": event,
+        "HEAD_ONLY": head_only,
+    }
+    result = subprocess.run(
+        ["bash", "-e", str(script)], cwd=checkout, env=env, capture_output=True, text=True, check=False, timeout=60
+    )
+    after = applied.read_text().splitlines() if applied.exists() else []
+    return result, after[len(before) :]
+
+
+def stack_applied(state: Path, commit: str) -> None:
+    """The stack's history says `commit` was applied (the state a previous run left)."""
+    entry = {"kind": "update", "message": "earlier", "environment": {"git.head": commit}, "result": "succeeded"}
+    (state / "history.json").write_text(json.dumps([entry]))
+
+
+def test_up_checks_out_main_with_its_history_and_queues_without_cancelling(up: dict[str, Any]) -> None:
+    assert up["concurrency"] == {"group": "pulumi-dev", "cancel-in-progress": False}
+    (job,) = up["jobs"].values()
+    checkout = job["steps"][0]
+    assert checkout["uses"].startswith("actions/checkout@")
+    assert checkout["with"]["ref"] == "main"  # main's head when the job starts, not the pushed commit
+    assert checkout["with"]["fetch-depth"] == 0
+    assert environment_name(job) not in APPROVAL_ENVIRONMENTS
+
+
+def test_up_counts_as_program_what_triggers_it(up: dict[str, Any]) -> None:
+    (job,) = up["jobs"].values()
+    triggers = [path for path in up["on"]["push"]["paths"] if path != ".github/workflows/up.yml"]
+    assert job["env"]["PROGRAM_PATHS"].split() == triggers
+
+
+def test_up_applies_each_merge_in_order_when_github_collapsed_their_runs(origin: Origin, state: Path) -> None:
+    start = origin.commit("canary: 60%", {"Pulumi.dev.yaml": stack_file(60), "requirements.lock": "a==1\n"})
+    stack_applied(state, start)
+    # Four merges while an earlier update ran: GitHub left one pending run, the last one's.
+    to_100 = origin.commit("canary: 100%", {"Pulumi.dev.yaml": stack_file(100)})
+    finish_1 = origin.commit("canary: finish (1/2)", {"Pulumi.dev.yaml": stack_file(100, ga="6.15.0")})
+    origin.commit("docs", {"README.md": "words\n"})
+    finish_2 = origin.commit("canary: finish (2/2)", {"Pulumi.dev.yaml": stack_file(0, ga="6.15.0")})
+    result, applied = run_up(origin, state)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Each its own `pulumi up`, oldest first; the GA version is never applied together with the weight back to 0.
+    assert applied == [to_100, finish_1, finish_2]
+    summary = (state / "summary.md").read_text()
+    assert summary.count(": applied") == 3 and "canary: finish (1/2)" in summary
+    # The next run finds the stack up to date and changes nothing.
+    again, applied = run_up(origin, state)
+    assert again.returncode == 0 and applied == []
+    assert "Up to date" in again.stdout
+
+
+def test_a_run_cancelled_while_pending_loses_nothing(origin: Origin, state: Path) -> None:
+    # A push starts run 1. While its update runs, B then C are pushed: B's pending run is cancelled by C's (GitHub
+    # keeps one pending run per group). C's run starts after both and must apply B, then C.
+    stack_applied(state, origin.commit("start", {"Pulumi.dev.yaml": stack_file(0)}))
+    first_push = origin.commit("canary: 10%", {"Pulumi.dev.yaml": stack_file(10)})
+    (state / "b.yaml").write_text(stack_file(100, ga="6.15.0"))
+    (state / "c.yaml").write_text(stack_file(0, ga="6.15.0"))
+    push = "git -c user.name=t -c user.email=t@example.com commit --quiet -am {0} && git push --quiet origin main\n"
+    (state / "during-up").write_text(
+        f"set -e\ncd {origin.work}\n"
+        f"cp {state / 'b.yaml'} Pulumi.dev.yaml\n{push.format('B')}"
+        f"cp {state / 'c.yaml'} Pulumi.dev.yaml\n{push.format('C')}"
+    )
+    first, applied = run_up(origin, state)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert applied == [first_push]
+    c = git(origin.work, "rev-parse", "HEAD")
+    b = git(origin.work, "rev-parse", "HEAD^")
+    second, applied = run_up(origin, state)  # C's run
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert applied == [b, c]
+
+
+def test_a_failed_update_stops_the_run_and_the_next_run_starts_again_there(origin: Origin, state: Path) -> None:
+    stack_applied(state, origin.commit("start", {"Pulumi.dev.yaml": stack_file(0)}))
+    good = origin.commit("canary: 10%", {"Pulumi.dev.yaml": stack_file(10)})
+    broken = origin.commit("a change that cannot apply", {"BROKEN": "x\n", "stacks/x.py": "1\n"})
+    origin.commit("canary: 60%", {"Pulumi.dev.yaml": stack_file(60)})
+    result, applied = run_up(origin, state)
+    assert result.returncode != 0
+    assert applied == [good, f"{broken} failed"], "nothing after the failed commit"
+    assert any(line.startswith("::error") and broken[:7] in line for line in result.stdout.splitlines())
+    # The next run (after a transient error, say) starts at the failed commit, not after it.
+    _, applied = run_up(origin, state)
+    assert applied == [f"{broken} failed"]
+    # It can never apply: the fix is a later commit, and a person runs up by hand with head_only.
+    fix = origin.commit("fix", {"BROKEN": None})
+    dispatched, applied = run_up(origin, state, event="workflow_dispatch", head_only="true")
+    assert dispatched.returncode == 0, dispatched.stdout + dispatched.stderr
+    assert applied == [fix]
+    assert "::warning" in dispatched.stdout  # it says what it skipped
+    _, applied = run_up(origin, state)
+    assert applied == []
+
+
+def test_up_follows_main_first_parent_line(origin: Origin, state: Path) -> None:
+    stack_applied(state, origin.commit("start", {"Pulumi.dev.yaml": stack_file(0)}))
+    git(origin.work, "checkout", "--quiet", "-b", "feature")
+    origin.commit("wip 1", {"stacks/a.py": "1\n"}, branch="feature")
+    origin.commit("wip 2", {"stacks/a.py": "2\n"}, branch="feature")
+    merge = origin.merge("feature")
+    _, applied = run_up(origin, state)
+    assert applied == [merge], "a pull request's own commits were never on main"
+
+
+@pytest.mark.parametrize(
+    ("history", "warns"),
+    [
+        ("none", False),  # a new stack: nothing applied yet
+        ("branch", True),  # the last update came from a branch, by hand
+        ("destroyed", False),  # destroyed since: nothing applied
+    ],
+)
+def test_without_a_known_starting_point_up_applies_main_s_head(
+    origin: Origin, state: Path, history: str, warns: bool
+) -> None:
+    origin.commit("one", {"Pulumi.dev.yaml": stack_file(0)})
+    git(origin.work, "checkout", "--quiet", "-b", "experiment")
+    side = origin.commit("experiment", {"stacks/a.py": "1\n"}, branch="experiment")
+    head = origin.commit("two", {"Pulumi.dev.yaml": stack_file(10)})
+    if history == "branch":
+        stack_applied(state, side)
+    elif history == "destroyed":
+        stack_applied(state, head)
+        entries = json.loads((state / "history.json").read_text())
+        entries.insert(0, {"kind": "destroy", "environment": {}, "result": "succeeded"})
+        (state / "history.json").write_text(json.dumps(entries))
+    result, applied = run_up(origin, state)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert applied == [head]
+    assert ("::warning" in result.stdout) == warns
+
+
+def test_by_hand_up_applies_main_again_even_when_up_to_date(origin: Origin, state: Path) -> None:
+    head = origin.commit("one", {"Pulumi.dev.yaml": stack_file(0)})
+    stack_applied(state, head)
+    _, applied = run_up(origin, state)
+    assert applied == []
+    _, applied = run_up(origin, state, event="workflow_dispatch", head_only="false")
+    assert applied == [head]  # e.g. after the cluster drifted
+
+
+def test_each_commit_gets_its_own_dependencies(origin: Origin, state: Path) -> None:
+    stack_applied(state, origin.commit("start", {"Pulumi.dev.yaml": stack_file(0), "requirements.lock": "a==1\n"}))
+    origin.commit("10", {"Pulumi.dev.yaml": stack_file(10)})
+    origin.commit("deps", {"requirements.lock": "a==2\n"})
+    origin.commit("60", {"Pulumi.dev.yaml": stack_file(60)})
+    result, applied = run_up(origin, state)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(applied) == 3
+    installs = (state / "installs").read_text().splitlines()
+    assert installs == ["-m pip install --disable-pip-version-check --require-hashes -r requirements.lock"] * 2
 
 
 # --- the release workflows ----------------------------------------------------------------------------
@@ -634,8 +955,10 @@ def test_pulumi_runs_with_its_own_google_identity_and_its_own_venv(name: str) ->
     deps = index_of(
         workflow, lambda s: "--require-hashes -r requirements.lock" in s.get("run", "") and ".venv" in s.get("run", "")
     )
-    pulumi = index_of(workflow, lambda s: s.get("uses", "").startswith(PULUMI_ACTION))
-    assert max(auth, gcloud, deps) < pulumi
+    ((stack_step, _, _),) = stack_commands(workflow)
+    pulumi = index_of(workflow, lambda s: s is stack_step)
+    # up installs each commit's dependencies in the step that applies it.
+    assert max(auth, gcloud) < pulumi and deps <= pulumi
     auth_with = steps(workflow)[auth]["with"]
     # Workload identity federation: no long-lived key in the repo's secrets.
     assert auth_with == {
@@ -647,13 +970,20 @@ def test_pulumi_runs_with_its_own_google_identity_and_its_own_venv(name: str) ->
 
 @pytest.mark.parametrize("name", ["preview.yml", "up.yml"])
 def test_pulumi_logs_in_to_the_configured_backend(name: str) -> None:
-    step = pulumi_steps(load(WORKFLOWS / name))[0]
-    assert step["with"]["cloud-url"] == "${{ vars.PULUMI_CLOUD_URL }}"
-    assert step["env"] == {
+    ((step, _, _),) = stack_commands(load(WORKFLOWS / name))
+    credentials = {
         "PULUMI_ACCESS_TOKEN": f"${{{{ {IDENTITY[name]['token']} }}}}",
         # One passphrase per stack: a preview must decrypt the stack's secrets to diff them (README, CI set-up).
         "PULUMI_CONFIG_PASSPHRASE": "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}",
     }
+    if "uses" in step:
+        assert step["with"]["cloud-url"] == "${{ vars.PULUMI_CLOUD_URL }}"
+        assert step["env"] == credentials
+    else:
+        assert {k: v for k, v in step["env"].items() if k in credentials} == credentials
+        assert step["env"]["PULUMI_CLOUD_URL"] == "${{ vars.PULUMI_CLOUD_URL }}"
+        # Empty: Pulumi Cloud with the token; else that backend (gs://bucket).
+        assert 'pulumi login ${PULUMI_CLOUD_URL:+"$PULUMI_CLOUD_URL"}' in step["run"]
 
 
 @pytest.mark.parametrize("name", ["preview.yml", "up.yml"])
