@@ -165,6 +165,19 @@ def test_only_the_agent_mounts_a_service_account_token(program) -> None:
     assert mounts == {"podinfo-ga": False, "podinfo-canary": False, "podinfo-load": False, "canary-agent": True}
 
 
+def test_only_the_agent_takes_secrets_through_its_environment(program) -> None:
+    # CKV_K8S_35 is skipped for the agent's sake (checkov-skips.yaml); no other workload may lean on that skip.
+    run = program(**AGENT)
+    takers = {
+        r.k8s_name
+        for r in run.kind("Deployment")
+        for c in r.inputs["spec"]["template"]["spec"]["containers"]
+        for item in c.get("env", [])
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
+    assert takers == {"canary-agent"}
+
+
 def test_its_own_namespace_has_no_sidecar_injection(program) -> None:
     namespace = program(**AGENT).one("Namespace", AGENT_NAMESPACE)
     assert namespace.inputs["metadata"]["labels"] == {"istio-injection": "disabled"}
