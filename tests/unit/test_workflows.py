@@ -994,6 +994,17 @@ def test_ci_uses_the_pulumi_cli_the_toolchain_builds(name: str) -> None:
     assert str(the_pulumi_step(load(WORKFLOWS / name))["pulumi-version"]) == pinned.group(1)
 
 
+def test_the_readme_says_what_the_workflows_do() -> None:
+    section = (ROOT / "README.md").read_text().split("## CI set-up", 1)[1].split("\n## ", 1)[0]
+    default = re.search(r"\|\|\s*'(.*)'", IN_CLUSTER_RUNNER)
+    assert default and f"`CANARY_RUNNER`: a JSON list of runner labels (default `{default.group(1)}`)" in section
+    for environment in APPROVAL_ENVIRONMENTS:
+        assert f"`{environment}` (required reviewers" in section
+    assert "`dev`, deployment branches: `main` only, no reviewers" in section
+    assert "`release-<stack>-rollback`" in section and "`pulumi-dev` without `cancel-in-progress`" in section
+    assert "docs/release.md#the-release-agent-canary-agent" in section
+
+
 # --- CI entry point -----------------------------------------------------------------------------------
 
 
