@@ -19,7 +19,14 @@ from typing import Any
 import yaml
 
 from components.checks import CHECK_NAME, MAX, MIN, UNIT, Check, builtin_checks, template_error
-from components.names import DNS_LABEL, ISTIO_NAMESPACE, KUBERNETES_NAMESPACES, MONITORING_NAMESPACE, traffic_split
+from components.names import (
+    AGENT_NAME,
+    DNS_LABEL,
+    ISTIO_NAMESPACE,
+    KUBERNETES_NAMESPACES,
+    MONITORING_NAMESPACE,
+    traffic_split,
+)
 from components.names import DURATION as _PROM_DURATION
 from stacks.rules import (
     AGENT_IMAGE,
@@ -53,8 +60,8 @@ CLUSTER_MODES = ("gke", "existing")
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE")
 GATEWAY_SERVICE_TYPES = ("LoadBalancer", "NodePort", "ClusterIP")
 PLACEHOLDER_PREFIX = "change-me"
-# Stack keys the engine must not require in every stack, so they are not in Pulumi.yaml: the Slack webhook is
-# a secret only `canary notify` reads.
+# Stack keys the engine must not require in every stack, so they are not in Pulumi.yaml: secrets that only some
+# stacks have (the Slack webhook: `canary notify` and the agent; the agent's Git token). load() reads them.
 UNDECLARED_KEYS = ("slackWebhookUrl", "agentGitToken")
 PROMOTIONS = ("pr", "auto")
 
@@ -446,7 +453,7 @@ def _app(reader: _Reader) -> AppSettings:
     namespace = reader.text("namespace")
     if not (len(namespace) <= 63 and DNS_LABEL.fullmatch(namespace)):
         reader.fail("namespace", namespace, "a DNS label: lowercase letters, digits and '-', at most 63")
-    elif namespace in (ISTIO_NAMESPACE, MONITORING_NAMESPACE, *KUBERNETES_NAMESPACES):
+    elif namespace in (ISTIO_NAMESPACE, MONITORING_NAMESPACE, AGENT_NAME, *KUBERNETES_NAMESPACES):
         reader.fail(
             "namespace", namespace, "a namespace of the app's own, not one the mesh, monitoring or Kubernetes owns"
         )
@@ -579,6 +586,11 @@ def parse(
         agent=_agent(reader),
         skip_await=reader.boolean("skipAwait"),
     )
+    if settings.agent.enabled and not settings.monitoring.enabled and not settings.release.prometheus_url:
+        reader.errors.append(
+            f"{PROJECT}:releaseAgent: true with {PROJECT}:monitoring false needs {PROJECT}:prometheusUrl, the "
+            "Prometheus the agent asks (an http(s) URL reachable from the cluster)"
+        )
     if reader.errors:
         raise ConfigError("invalid stack config:\n  " + "\n  ".join(reader.errors))
     return settings

@@ -13,7 +13,7 @@ from components.load_generator import LoadGenerator, LoadGeneratorArgs
 from components.mesh import Mesh, MeshArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.release_agent import ReleaseAgent, ReleaseAgentArgs
-from stacks.settings import PROJECT, ConfigError, Settings
+from stacks.settings import Settings
 
 # Test-only (skipAwait): an API server without kubelets never makes a pod ready, and nothing runs the
 # namespace finalizer's garbage collection in the foreground.
@@ -58,12 +58,6 @@ def agent_prometheus_url(settings: Settings, monitoring: Monitoring | None) -> s
 
 def build(settings: Settings) -> BuiltStack:
     """Wire the components from validated settings."""
-    # Before anything is registered: an error after the cluster was registered would leave a half-applied up.
-    if settings.agent.enabled and not settings.monitoring.enabled and not settings.release.prometheus_url:
-        raise ConfigError(
-            f"invalid stack config:\n  {PROJECT}:releaseAgent: true with {PROJECT}:monitoring false needs "
-            f"{PROJECT}:prometheusUrl, the Prometheus the agent asks (an http(s) URL reachable from the cluster)"
-        )
     # Per-component transformations reach every child without global state that outlives one program run.
     opts = pulumi.ResourceOptions(transformations=[skip_await] if settings.skip_await else [])
     # Settings and component args share field names, so a renamed field fails here, loudly.

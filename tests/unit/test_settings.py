@@ -319,3 +319,15 @@ def test_a_token_in_the_agent_repo_url_is_refused_and_not_echoed() -> None:
     with pytest.raises(ConfigError) as error:
         parse(config(agentGitRepo="https://x-access-token:ghp_s3cr3t@github.com/acme/shop.git"), GCP)
     assert "agentGitRepo" in str(error.value) and "ghp_s3cr3t" not in str(error.value)
+
+
+def test_the_agents_namespace_is_not_the_apps() -> None:
+    with pytest.raises(ConfigError, match="istio-canary:namespace: 'canary-agent' is not allowed"):
+        parse(config(namespace="canary-agent"), GCP)
+
+
+def test_an_agent_without_monitoring_needs_a_prometheus_url() -> None:
+    agent = {"releaseAgent": "true", "agentGitRepo": "https://github.com/acme/shop.git", "monitoring": "false"}
+    with pytest.raises(ConfigError, match="releaseAgent: true with istio-canary:monitoring false needs"):
+        parse(config(**agent), GCP)
+    assert parse(config(**agent, prometheusUrl="http://prometheus.obs:9090"), GCP).agent.enabled
