@@ -36,6 +36,7 @@ TMPDIR = "/tmp"
 GIT_TOKEN_KEY = "git-token"
 SLACK_WEBHOOK_KEY = "slack-webhook-url"
 GIT_TOKEN_ENV = "CANARY_GIT_TOKEN"
+EXTERNAL_TOKEN_KEY = "token"  # the key in a Secret named by agentGitTokenSecret
 SLACK_WEBHOOK_ENV = "SLACK_WEBHOOK_URL"
 PROMETHEUS_URL_ENV = "PROMETHEUS_URL"
 # A clone of one repository plus git's temporary files; an emptyDir past its limit evicts the pod.
@@ -89,7 +90,8 @@ class ReleaseAgentArgs:
     stack: str
     image: str
     git_repo: str  # https URL without credentials
-    git_token: pulumi.Input[str]  # a Pulumi secret
+    git_token: pulumi.Input[str] | None  # a Pulumi secret; None when git_token_secret names the Secret
+    git_token_secret: str  # a Secret (key `token`) made outside Pulumi; "" means the token comes as git_token
     slack_webhook_url: pulumi.Input[str] | None  # a Pulumi secret; None: the agent posts no notices
     prometheus_url: str
     app_namespace: str
@@ -113,8 +115,10 @@ class ReleaseAgent(pulumi.ComponentResource):
         super().__init__("istio-canary:agent:ReleaseAgent", name, None, opts)
         if args.app_namespace == args.namespace:
             raise ValueError(f"the release agent's namespace {args.namespace!r} must not be the app's")
-        if args.git_token is None:
-            raise ValueError("the release agent needs a Git token (the stack secret agentGitToken)")
+        if (args.git_token is None) == (not args.git_token_secret):
+            raise ValueError(
+                "the release agent needs its Git token from exactly one place: git_token or git_token_secret"
+            )
         self.namespace = args.namespace
         self.service_account_name = AGENT_NAME
         self.deployment_name = AGENT_NAME
@@ -145,7 +149,9 @@ class ReleaseAgent(pulumi.ComponentResource):
             *self._grant(f"{name}-app", AGENT_NAME, args.app_namespace, [namespace, *args.depends_on], args),
             *self._grant(f"{name}-lease", f"{AGENT_NAME}-lease", args.namespace, [namespace], args),
         ]
-        secret_data: dict[str, pulumi.Input[str]] = {GIT_TOKEN_KEY: pulumi.Output.secret(args.git_token)}
+        secret_data: dict[str, pulumi.Input[str]] = {}
+        if args.git_token is not None:
+            secret_data[GIT_TOKEN_KEY] = pulumi.Output.secret(args.git_token)
         if args.slack_webhook_url is not None:
             secret_data[SLACK_WEBHOOK_KEY] = pulumi.Output.secret(args.slack_webhook_url)
         secret = k8s.core.v1.Secret(
@@ -217,6 +223,9 @@ class ReleaseAgent(pulumi.ComponentResource):
         for variable, key in ((GIT_TOKEN_ENV, GIT_TOKEN_KEY), (SLACK_WEBHOOK_ENV, SLACK_WEBHOOK_KEY)):
             if key in secret_data:
                 env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": key}}})
+        if args.git_token_secret:  # made outside Pulumi: the token is in no stack config and no Pulumi state
+            reference = {"name": args.git_token_secret, "key": EXTERNAL_TOKEN_KEY}
+            env.append({"name": GIT_TOKEN_ENV, "valueFrom": {"secretKeyRef": reference}})
         probe = {"httpGet": {"path": "/healthz", "port": PORT_NAME}, "timeoutSeconds": 5}
         volumes = {"work": (WORKDIR, WORK_SIZE_LIMIT), "tmp": (TMPDIR, TMP_SIZE_LIMIT)}
         return {

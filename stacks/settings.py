@@ -162,6 +162,7 @@ class AgentSettings:
     enabled: bool
     image: str
     git_repo: str  # https URL of this repository, without credentials
+    git_token_secret: str  # a Secret made outside Pulumi holding the token; "" means the stack secret agentGitToken
     git_token: Any = None  # pulumi.Output[str] | None: a token whose pushes start workflows (not GITHUB_TOKEN)
     slack_webhook_url: Any = None  # pulumi.Output[str] | None
 
@@ -555,7 +556,14 @@ def _agent(reader: _Reader) -> AgentSettings:
         )
     if enabled and not repo:
         reader.errors.append(f"{PROJECT}:releaseAgent: true needs {PROJECT}:agentGitRepo, the repository it clones")
-    return AgentSettings(enabled=enabled, image=image, git_repo=repo)
+    token_secret = reader.text("agentGitTokenSecret")
+    if (
+        token_secret
+        and not dns_name(token_secret + ".x")
+        and not (len(token_secret) <= 63 and DNS_LABEL.fullmatch(token_secret))
+    ):
+        reader.fail("agentGitTokenSecret", token_secret, "a Kubernetes Secret name, or empty")
+    return AgentSettings(enabled=enabled, image=image, git_repo=repo, git_token_secret=token_secret)
 
 
 def parse(
@@ -623,11 +631,18 @@ def load() -> Settings:
             # A plain value is a credential committed to the stack file; its value is never shown.
             if value is not None and not runtime_config.is_config_secret(f"{PROJECT}:{key}"):
                 errors.append(f"{PROJECT}:{key}: is plain text; set it with `pulumi config set --secret {key} ...`")
-        if not (project_config.get("agentGitToken") or "").strip():
+        token_set = bool((project_config.get("agentGitToken") or "").strip())
+        if settings.agent.git_token_secret and token_set:
+            errors.append(
+                f"{PROJECT}:agentGitToken: set although {PROJECT}:agentGitTokenSecret names the Secret that holds "
+                "the token; keep one (the Secret: then the token is in no stack config and no state)"
+            )
+        elif not settings.agent.git_token_secret and not token_set:
             errors.append(
                 f"{PROJECT}:agentGitToken: releaseAgent is true but this secret is not set; the agent could neither "
                 "push a rollback nor open a pull request (`pulumi config set --secret agentGitToken <token>`, a token "
-                "whose pushes start workflows, not GITHUB_TOKEN)"
+                "whose pushes start workflows, not GITHUB_TOKEN; or name a Secret made outside Pulumi in "
+                "agentGitTokenSecret)"
             )
         if errors:
             raise ConfigError("invalid stack config:\n  " + "\n  ".join(errors))

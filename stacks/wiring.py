@@ -115,6 +115,7 @@ def build(settings: Settings) -> BuiltStack:
                 image=settings.agent.image,
                 git_repo=settings.agent.git_repo,
                 git_token=settings.agent.git_token,
+                git_token_secret=settings.agent.git_token_secret,
                 slack_webhook_url=settings.agent.slack_webhook_url,
                 prometheus_url=agent_prometheus_url(settings, monitoring),
                 app_namespace=a.namespace,

@@ -7,4 +7,8 @@
 - manifests.py: the registered Kubernetes objects as manifests (tests/unit, scripts/dump_manifests.py)
 - engine.py: the engine-test harness: toolchain lookup, a project copy driven through the real Pulumi CLI,
   reading objects back from the API server (tests/engine, bench/bench_engine.py)
+- exporter.py, livemetrics.py: a live Istio metrics exporter and a real Prometheus scraping it every second
+  (the agent's tests, bench/bench_agent.py)
+- githost.py: a stand-in for GitHub's pull-request API that holds requests to GitHub's schema
+- agentkit.py: a bare origin holding a stack, the agent as a process, the app's Kubernetes objects
 """

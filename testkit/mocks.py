@@ -98,7 +98,10 @@ def with_agent_secrets(parsed: settings.Settings) -> settings.Settings:
     """`parsed` with AGENT_SECRETS as Pulumi secrets where load() would have put the stack's (agent on only)."""
     if not parsed.agent.enabled or parsed.agent.git_token is not None:
         return parsed
-    token, webhook = (pulumi.Output.secret(AGENT_SECRETS[key]) for key in ("git_token", "slack_webhook_url"))
+    token: pulumi.Output[str] | None = pulumi.Output.secret(AGENT_SECRETS["git_token"])
+    webhook = pulumi.Output.secret(AGENT_SECRETS["slack_webhook_url"])
+    if parsed.agent.git_token_secret:  # the token lives in a Secret made outside Pulumi: load() reads none
+        token = None
     return replace(parsed, agent=replace(parsed.agent, git_token=token, slack_webhook_url=webhook))
 
 

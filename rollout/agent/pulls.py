@@ -31,7 +31,9 @@ class PullRequests:
         from githubkit import GitHub
 
         self.owner, self.repo = owner_repo(repo_url)
-        self.github: Any = GitHub(token, base_url=api_url.rstrip("/") + "/")
+        # auto_retry=False: githubkit would sleep 1+4+9 s on a 5xx (or until a rate-limit reset) inside one
+        # iteration; the loop retries at the next interval instead.
+        self.github: Any = GitHub(token, base_url=api_url.rstrip("/") + "/", auto_retry=False)
 
     def _call(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
         from githubkit.exception import GitHubException

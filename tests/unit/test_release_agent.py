@@ -427,3 +427,32 @@ def test_load_hands_the_token_on_as_a_secret(stack_config) -> None:
 
     program()
     assert seen == {"value": TOKEN, "secret": True}
+
+
+def test_a_token_secret_made_outside_pulumi_keeps_the_token_out_of_config_and_state(program) -> None:
+    # agentGitToken pushes to main (and main runs `pulumi up`): a deploy-grade credential. Named here instead,
+    # it lives in a Secret made with kubectl or an external-secrets operator, never in stack config or state.
+    run = program(**AGENT, agentGitTokenSecret="agent-git-token")
+    token = env(run)["CANARY_GIT_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token == {"name": "agent-git-token", "key": "token"}
+    managed = run.one("Secret", "canary-agent")
+    assert "git-token" not in unsecret(managed.inputs["stringData"])
+    assert all(AGENT_SECRETS["git_token"] not in text for r in run.resources for text in plain_strings(r.inputs))
+
+
+@pytest.mark.parametrize("name", ["Agent_Token", "x" * 254, "a..b"])
+def test_a_bad_token_secret_name_is_refused_naming_the_key(name) -> None:
+    with pytest.raises(settings.ConfigError, match="istio-canary:agentGitTokenSecret"):
+        settings.parse(
+            config(**AGENT, agentGitTokenSecret=name), {"project": "acme-canary-dev", "region": "europe-west1"}
+        )
+
+
+def test_load_needs_no_token_when_a_secret_is_named_and_refuses_both(stack_config) -> None:
+    named = {**STACK_CONFIG, "istio-canary:agentGitTokenSecret": "agent-git-token"}
+    pulumi.runtime.set_all_config(named, [])
+    loaded = settings.load()
+    assert loaded.agent.git_token_secret == "agent-git-token" and loaded.agent.git_token is None
+    pulumi.runtime.set_all_config({**named, "istio-canary:agentGitToken": TOKEN}, ["istio-canary:agentGitToken"])
+    with pytest.raises(settings.ConfigError, match="agentGitToken: set although istio-canary:agentGitTokenSecret"):
+        settings.load()
