@@ -11,7 +11,6 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,18 @@ from components.names import (
     ISTIO_NAMESPACE,
     KUBERNETES_NAMESPACES,
     MONITORING_NAMESPACE,
-    traffic_split,
 )
 from components.names import DURATION as _PROM_DURATION
+from stacks.model import (
+    AgentSettings,
+    AppSettings,
+    ClusterSettings,
+    LoadSettings,
+    MeshSettings,
+    MonitoringSettings,
+    ReleaseSettings,
+    Settings,
+)
 from stacks.rules import (
     AGENT_IMAGE,
     CHART_VERSION,
@@ -68,117 +76,6 @@ PROMOTIONS = ("pr", "auto")
 
 class ConfigError(ValueError):
     """One or more stack config values are invalid; the message lists each key, value and rule."""
-
-
-@dataclass(frozen=True)
-class ClusterSettings:
-    """Where the workloads run: a GKE cluster we create, or an existing kubeconfig context."""
-
-    mode: str
-    name: str
-    project: str
-    location: str
-    release_channel: str
-    machine_type: str
-    min_nodes: int
-    max_nodes: int
-    disk_size_gb: int
-    private_nodes: bool
-    master_cidr: str
-    master_authorized_networks: tuple[str, ...]
-    deletion_protection: bool
-    kubeconfig: str
-    context: str
-
-
-@dataclass(frozen=True)
-class MeshSettings:
-    """The Istio install: pinned version and ingress gateway service type."""
-
-    install: bool
-    version: str
-    gateway_service_type: str
-
-
-@dataclass(frozen=True)
-class AppSettings:
-    """podinfo GA + canary and the traffic split between them."""
-
-    namespace: str
-    name: str
-    image: str
-    ga_version: str
-    canary_version: str
-    canary_weight: int
-    replicas: int
-    public_host: str
-    tls_credential_name: str
-
-    @property
-    def split(self) -> dict[str, int]:
-        """The traffic split as percentages, e.g. {"ga": 90, "canary": 10}."""
-        return traffic_split(self.canary_weight)
-
-
-@dataclass(frozen=True)
-class LoadSettings:
-    """The hey load generator."""
-
-    enabled: bool
-    rate: int
-    concurrency: int
-
-
-@dataclass(frozen=True)
-class MonitoringSettings:
-    """Prometheus and Grafana, each from a Helm chart pinned to one exact version."""
-
-    enabled: bool
-    prometheus_chart_version: str
-    grafana_chart_version: str
-
-
-@dataclass(frozen=True)
-class ReleaseSettings:
-    """What the `canary` command needs: the promotion schedule and the checks the analysis judges."""
-
-    steps: tuple[int, ...]
-    checks: tuple[Check, ...]  # the built-in ones with this stack's thresholds, then the stack's own
-    window: str
-    tag_policy: str
-    prometheus_url: str
-    interval: str  # how often the release agent judges the canary
-    threshold: int  # consecutive failed analyses before the agent rolls back
-    iterations: int  # consecutive passes at a live step before it proposes the next
-    promotion: str  # "pr": a pull request per step; "auto": the agent pushes the step to main itself
-    notice_after: str  # inconclusive/unavailable this long: one Slack notice
-    drift_grace: str  # Git and the cluster may disagree this long (an `up` in flight) before it is drift
-
-
-@dataclass(frozen=True)
-class AgentSettings:
-    """The `canary agent` Deployment. Its secrets are Pulumi secrets, read only by load(): parse() leaves None."""
-
-    enabled: bool
-    image: str
-    git_repo: str  # https URL of this repository, without credentials
-    git_token_secret: str  # a Secret made outside Pulumi holding the token; "" means the stack secret agentGitToken
-    git_token: Any = None  # pulumi.Output[str] | None: a token whose pushes start workflows (not GITHUB_TOKEN)
-    slack_webhook_url: Any = None  # pulumi.Output[str] | None
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything the program builds, validated."""
-
-    cluster: ClusterSettings
-    mesh: MeshSettings
-    app: AppSettings
-    load: LoadSettings
-    monitoring: MonitoringSettings
-    release: ReleaseSettings
-    agent: AgentSettings
-    skip_await: bool
 
 
 @cache
