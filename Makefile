@@ -22,8 +22,11 @@ help:
 # lock (scripts/lock.sh writes it from requirements*.txt); the project itself adds no dependency of its own.
 $(VENV)/.stamp: requirements-dev.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	# --no-deps: the lock already lists every package; and pip < 24 (a new venv's) refuses githubkit's
+	# hishel[async,httpx] extra in hash mode (pypa/pip#9644). pip check proves nothing is missing.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --require-hashes -r requirements-dev.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(PY) -m pip check
 	touch $@
 
 venv: $(VENV)/.stamp

@@ -76,3 +76,29 @@ def test_an_installed_canary_reads_the_repositorys_project_file(tmp_path, repo):
     missing = _run(site, tmp_path, "status", "-C", str(repo.work))
     assert missing.returncode == EXIT_REFUSED
     assert "no Pulumi.yaml here" in missing.stderr
+
+
+def test_make_venv_installs_the_dev_lock_into_a_new_venv_with_its_own_pip(tmp_path):
+    """The Makefile's own install lines, run in a venv as `python -m venv` makes it (with the pip the interpreter
+    bundles, older than 24 here): hash-checked, complete (pip check), and nothing left to resolve."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    venv = tmp_path / "venv"
+    subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    recipe = [
+        line.strip().replace("$(PY)", str(python))
+        for line in (ROOT / "Makefile").read_text().splitlines()
+        if line.startswith("\t$(PY) -m pip") and ("requirements-dev.lock" in line or "pip check" in line)
+    ]
+    assert len(recipe) == 2 and "--require-hashes" in recipe[0], recipe
+    for command in recipe:
+        done = subprocess.run(command.split(), cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+    imported = subprocess.run(
+        [str(python), "-c", "import githubkit, kubernetes, prometheus_client, pulumi, hypothesis"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert imported.returncode == 0, imported.stderr
