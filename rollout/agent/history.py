@@ -12,25 +12,20 @@ from rollout.prometheus import Prometheus, PrometheusError
 from rollout.stackfile import StackView
 
 
-def verdict_at(view: StackView, prometheus: Prometheus, at: float) -> tuple[str, analysis.Analysis | None]:
-    """The verdict at one instant, and the analysis behind it; an unreachable or garbage answer is UNAVAILABLE.
-    A check query Prometheus cannot parse (BadCheckQuery) is a config error and is raised."""
+def verdict_at(view: StackView, prometheus: Prometheus, at: float) -> str:
+    """The verdict at one instant; an unreachable or garbage answer is UNAVAILABLE. A check query Prometheus
+    cannot parse (BadCheckQuery) is a config error and is raised."""
     try:
-        result = analysis.analyze(view, prometheus, at)
+        return analysis.analyze(view, prometheus, at).verdict.value
     except PrometheusError:
-        return UNAVAILABLE, None
-    return result.verdict.value, result
+        return UNAVAILABLE
 
 
-def history(
-    view: StackView, prometheus: Prometheus, now: float, interval_s: float, depth: int
-) -> tuple[tuple[str, ...], analysis.Analysis | None]:
-    """Verdicts newest first (at most `depth`, while they repeat the newest one), and the newest analysis."""
-    newest, latest = verdict_at(view, prometheus, now)
-    verdicts = [newest]
+def history(view: StackView, prometheus: Prometheus, now: float, interval_s: float, depth: int) -> tuple[str, ...]:
+    """Verdicts newest first: at most `depth`, and only while they repeat the newest one."""
+    verdicts = [verdict_at(view, prometheus, now)]
     for k in range(1, depth):
-        verdict, _ = verdict_at(view, prometheus, now - k * interval_s)
-        verdicts.append(verdict)
-        if verdict != newest:
+        verdicts.append(verdict_at(view, prometheus, now - k * interval_s))
+        if verdicts[-1] != verdicts[0]:
             break
-    return tuple(verdicts), latest
+    return tuple(verdicts)

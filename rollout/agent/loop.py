@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,8 @@ class Memory:
     """What the loop keeps between iterations; only to avoid repeating a Slack notice, never to decide."""
 
     noticed: set[str] = field(default_factory=set)
-    lease_s: int = 180  # three intervals of the last stack read (180 s until one has been read)
+    interval_s: float = 60.0  # analysisInterval of the last stack read (60 s until one has been read)
+    lease_s: int = 180  # three of those intervals
 
 
 def branch_for(stack: str, view: StackView, step: steps.Step) -> str:
@@ -79,7 +80,7 @@ def _canary(args: list[str]) -> tuple[int, dict[str, Any]]:
 
 def _state(
     options: Options, repo: Path, view: StackView, stack: StackFile, now: float, prometheus: Any
-) -> tuple[decide.State, Any]:
+) -> decide.State:
     from rollout.commands.common import Context
     from rollout.commands.status import rolled_back as rolled_back_subject  # the CLI's own reading of Git
 
@@ -90,7 +91,7 @@ def _state(
         if options.kube is not None
         else decide.Live(app.canary_weight, app.ga_version, True, app.canary_version)
     )
-    verdicts, latest = history.history(view, prometheus, now, interval_s, max(rel.threshold, rel.iterations))
+    verdicts = history.history(view, prometheus, now, interval_s, max(rel.threshold, rel.iterations))
     ctx = Context(repo, options.stack, stack, view)
     state = decide.State(
         weight=app.canary_weight,
@@ -110,7 +111,7 @@ def _state(
         drift_grace_s=duration_seconds(rel.drift_grace),
         proposal_open=False,
     )
-    return state, latest
+    return state
 
 
 def iterate(options: Options, metrics: Metrics, memory: Memory, now: float | None = None) -> decide.Decision | None:
@@ -134,18 +135,20 @@ def iterate(options: Options, metrics: Metrics, memory: Memory, now: float | Non
     except ConfigError as exc:
         log.error("stack %s cannot be read: %s", stack_name, exc)
         return None
+    memory.interval_s = duration_seconds(view.release.interval)
+    memory.lease_s = max(15, int(3 * memory.interval_s))
     now = now if now is not None else time.time()
     # The same choice (and credential rules) as --prometheus / $PROMETHEUS_URL / prometheusUrl in every command.
     chosen = argparse.Namespace(prometheus=options.prometheus_url, timeout=PROMETHEUS_TIMEOUT_S)
     prometheus = choose_prometheus(chosen, view, required=True)
-    state, latest = _state(options, repo, view, stack, now, prometheus)
+    state = _state(options, repo, view, stack, now, prometheus)
     step = steps.next_step(state.weight, state.schedule, state.ga_version, state.canary_version, state.rolled_back)
     pulls = (
         PullRequests(options.repo_url, options.token or "", options.api_url) if view.release.promotion == "pr" else None
     )
     if pulls and step.to is not None and step.action in (steps.PROMOTE, steps.FINISH):
         try:
-            state = _with_open(state, pulls.open_for(branch_for(stack_name, view, step)) is not None)
+            state = replace(state, proposal_open=pulls.open_for(branch_for(stack_name, view, step)) is not None)
         except PullError as exc:
             log.warning("cannot list pull requests: %s", exc)
     decision = decide.decide(state)
@@ -159,15 +162,9 @@ def iterate(options: Options, metrics: Metrics, memory: Memory, now: float | Non
         decision.action,
         decision.why,
     )
-    _act(options, metrics, memory, repo, view, step, decision, latest)
+    _act(options, metrics, memory, repo, view, step, decision, pulls)
     metrics.last_iteration.labels(stack_name).set(time.time())
     return decision
-
-
-def _with_open(state: decide.State, is_open: bool) -> decide.State:
-    from dataclasses import replace
-
-    return replace(state, proposal_open=is_open)
 
 
 def _record_metrics(metrics: Metrics, stack: str, state: decide.State, decision: decide.Decision) -> None:
@@ -186,7 +183,7 @@ def _act(
     view: StackView,
     step: steps.Step,
     decision: decide.Decision,
-    latest: Any,
+    pulls: PullRequests | None,
 ) -> None:
     stack = options.stack
     common = ["-C", str(repo), "--stack", stack]
@@ -233,9 +230,8 @@ def _act(
             + (f"Dashboard: {options.dashboard_url}\n" if options.dashboard_url else "")
             + f"\n```\n{data.get('message', '')}\n```\n"
         )
-        url = PullRequests(options.repo_url, options.token or "", options.api_url).create(
-            branch, workspace.BRANCH, str(data.get("subject") or branch), body
-        )
+        assert pulls is not None  # built in iterate() whenever canaryPromotion is pr
+        url = pulls.create(branch, workspace.BRANCH, str(data.get("subject") or branch), body)
         metrics.last_commit.labels(stack).set(time.time())
         log.info("proposed %s: %s", branch, url)
         _notice(repo, stack, f":arrow_up: proposed: {data.get('subject')} {url}")
@@ -256,19 +252,15 @@ def run(options: Options, metrics: Metrics, iterations: int | None = None) -> in
     done = 0
     while iterations is None or done < iterations:
         started = time.monotonic()
-        interval_s = 60.0
         try:
-            iterate(options, metrics, memory)
-            stack = StackFile.for_stack(options.workdir, options.stack)
-            interval_s = duration_seconds(stack.view().release.interval)
-            memory.lease_s = max(15, int(3 * interval_s))
+            iterate(options, metrics, memory)  # also keeps memory.interval_s to the stack it read
         except Exception as exc:  # noqa: BLE001 - one bad iteration must not end the agent
             metrics.errors.labels(options.stack).inc()
             log.error("iteration failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
         done += 1
         if iterations is not None and done >= iterations:
             break
-        time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+        time.sleep(max(0.0, memory.interval_s - (time.monotonic() - started)))
     return 0
 
 
