@@ -1,13 +1,21 @@
-"""Read-only OCI distribution client: list an image's tags with anonymous Bearer-token auth and pagination."""
+"""Read-only OCI distribution client: list an image's tags (with pagination) and read a tag's digest.
+
+Auth as the distribution spec and Docker do it: on a 401, a `Bearer` challenge sends us to its token realm
+(with the credential as Basic auth when there is one, anonymously otherwise), a `Basic` challenge gets the
+credential directly. Credentials travel only over https, or plain http to this machine. Every message names
+the registry and where the credential came from, never the credential or a token.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import urllib.parse
 from dataclasses import dataclass
 
 from rollout import httpclient
+from rollout.credentials import Credential
 
 DEFAULT_TIMEOUT_S = 15.0
 MAX_PAGES = 100  # ghcr.io pages at 100 tags by default: 10,000 tags is far beyond any real image
@@ -16,6 +24,14 @@ MAX_PAGE_BYTES = 8 * 1024 * 1024  # 10,000 tags of 128 characters is under 1.5 M
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
 _CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]+))')
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+# What a tag may point at: an index (multi-arch) or a single manifest, OCI's or Docker's.
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class RegistryError(RuntimeError):
@@ -28,6 +44,7 @@ class ImageRef:
 
     base_url: str
     name: str
+    host: str  # the image's registry host, whose credentials apply (also when base_url points elsewhere)
 
 
 def parse_image(image: str, registry_url: str | None = None) -> ImageRef:
@@ -43,7 +60,7 @@ def parse_image(image: str, registry_url: str | None = None) -> ImageRef:
         host = "registry-1.docker.io"
     base = registry_url.rstrip("/") if registry_url else f"https://{host}"
     check_url(base)
-    return ImageRef(base_url=base, name=name)
+    return ImageRef(base_url=base, name=name, host=host)
 
 
 def check_url(url: str) -> None:
@@ -67,14 +84,24 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 
 
 class Registry:
-    """Lists tags of repositories on one registry; holds the anonymous pull token once fetched."""
+    """Reads repositories on one registry; holds the pull token once fetched."""
 
-    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT_S, max_pages: int = MAX_PAGES) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        max_pages: int = MAX_PAGES,
+        credential: Credential | None = None,
+        looked_in: str = "",
+    ) -> None:
         check_url(base_url)
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.max_pages = max_pages
+        self.credential = credential
+        self.looked_in = looked_in  # where credentials were searched, for the message when none were found
         self.token: str | None = None
+        self.basic = False  # the registry asked for Basic auth: send the credential with every request
 
     def _open(self, url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         try:
@@ -83,51 +110,101 @@ class Registry:
             )
         except httpclient.HttpError as exc:
             raise RegistryError(f"registry at {exc}") from None
-        return answer.status, answer.headers, answer.body
+        return answer.status, {key.lower(): value for key, value in answer.headers.items()}, answer.body
 
-    def _fetch_token(self, challenge: str, name: str) -> str:
-        scheme, params = parse_challenge(challenge)
-        if scheme != "bearer" or "realm" not in params:
-            raise RegistryError(
-                f"registry wants {scheme or 'unknown'} auth ({challenge!r}); only anonymous Bearer is supported"
-            )
+    def _no_credential(self, what: str) -> RegistryError:
+        where = f" (looked in {self.looked_in})" if self.looked_in else ""
+        return RegistryError(f"{what} wants credentials and none were found{where}")
+
+    def _refused(self, what: str, status: int) -> RegistryError:
+        assert self.credential is not None
+        return RegistryError(
+            f"{what} refused the credentials of {self.credential} (HTTP {status}); check the user name, "
+            "the token's scopes (read:packages on ghcr.io, Artifact Registry Reader on Google) and expiry"
+        )
+
+    def _authorization(self) -> dict[str, str]:
+        if self.token:
+            return {"Authorization": f"Bearer {self.token}"}
+        if self.basic and self.credential:
+            return {"Authorization": httpclient.basic_auth(self.credential.username, self.credential.secret)}
+        return {}
+
+    def _fetch_token(self, params: dict[str, str], name: str) -> str:
         realm = params["realm"]
         check_url(realm)
         query = {"scope": params.get("scope") or f"repository:{name}:pull"}
         if params.get("service"):
             query["service"] = params["service"]
-        status, _, body = self._open(f"{realm}?{urllib.parse.urlencode(query)}", {})
+        headers = {}
+        if self.credential:
+            headers["Authorization"] = httpclient.basic_auth(self.credential.username, self.credential.secret)
+        status, _, body = self._open(f"{realm}?{urllib.parse.urlencode(query)}", headers)
+        endpoint = f"token endpoint {httpclient.redact(realm)}"
+        if status in (401, 403):
+            raise self._refused(endpoint, status) if self.credential else self._no_credential(endpoint)
         if status != 200:
-            raise RegistryError(f"token endpoint {httpclient.redact(realm)} answered HTTP {status}")
+            raise RegistryError(f"{endpoint} answered HTTP {status}")
         try:
             data = json.loads(body)
             token = data.get("token") or data.get("access_token")
         except (ValueError, AttributeError):
             token = None
         if not isinstance(token, str) or not token:
-            raise RegistryError(f"token endpoint {httpclient.redact(realm)} sent no token")
+            raise RegistryError(f"{endpoint} sent no token")
         return token
 
-    def _get_json(self, url: str, name: str) -> tuple[dict, dict[str, str]]:
+    def _authenticate(self, challenge: str, name: str, what: str) -> None:
+        """Answer a 401's challenge: fetch a Bearer token, or switch to Basic with the credential."""
+        scheme, params = parse_challenge(challenge)
+        if scheme == "bearer" and "realm" in params:
+            self.token = self._fetch_token(params, name)
+        elif scheme == "basic":
+            if not self.credential:
+                raise self._no_credential(what)
+            self.basic = True
+        else:
+            raise RegistryError(f"{what} wants {scheme or 'unknown'} auth; only Bearer and Basic are supported")
+
+    def _get(self, url: str, name: str, accept: str = "application/json") -> tuple[dict[str, str], bytes]:
+        """GET with auth; the headers and body of a 200, or RegistryError."""
+        what = f"{httpclient.redact(url)} ({name})"
         for attempt in range(2):
-            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-            status, response_headers, body = self._open(url, headers)
+            status, response_headers, body = self._open(url, {**self._authorization(), "Accept": accept})
             if status == 401 and attempt == 0:
-                challenge = {k.lower(): v for k, v in response_headers.items()}.get("www-authenticate", "")
-                self.token = self._fetch_token(challenge, name)
+                self._authenticate(response_headers.get("www-authenticate", ""), name, what)
                 continue
+            if status == 401 and self.credential:
+                raise self._refused(what, status)
+            if status == 401:
+                raise self._no_credential(what)
+            if status == 403:
+                raise RegistryError(f"{what}: access denied (HTTP 403) for {self.credential or 'anonymous'}")
             if status == 404:
-                raise RegistryError(f"{httpclient.redact(url)} ({name}): repository {name!r} not found (HTTP 404)")
+                raise RegistryError(f"{what}: repository {name!r} or tag not found (HTTP 404)")
             if status != 200:
-                raise RegistryError(f"{httpclient.redact(url)} ({name}): HTTP {status}: {body[:200]!r}")
-            try:
-                data = json.loads(body)
-            except ValueError:
-                raise RegistryError(f"{httpclient.redact(url)} ({name}): answer is not JSON: {body[:200]!r}") from None
-            if not isinstance(data, dict):
-                raise RegistryError(f"{httpclient.redact(url)} ({name}): answer is not a JSON object")
-            return data, response_headers
-        raise RegistryError(f"{httpclient.redact(url)} ({name}): still unauthorized after fetching a token")
+                raise RegistryError(f"{what}: HTTP {status}: {body[:200]!r}")
+            return response_headers, body
+        raise RegistryError(f"{what}: still unauthorized after authenticating")
+
+    def _get_json(self, url: str, name: str) -> tuple[dict, dict[str, str]]:
+        headers, body = self._get(url, name)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise RegistryError(f"{httpclient.redact(url)} ({name}): answer is not JSON: {body[:200]!r}") from None
+        if not isinstance(data, dict):
+            raise RegistryError(f"{httpclient.redact(url)} ({name}): answer is not a JSON object")
+        return data, headers
+
+    def digest(self, name: str, tag: str) -> str:
+        """The digest `tag` points at now (`sha256:...`): the registry's Docker-Content-Digest, or the body's hash."""
+        url = f"{self.base_url}/v2/{name}/manifests/{urllib.parse.quote(tag)}"
+        headers, body = self._get(url, name, accept=", ".join(MANIFEST_TYPES))
+        digest = headers.get("docker-content-digest", "") or "sha256:" + hashlib.sha256(body).hexdigest()
+        if not DIGEST.fullmatch(digest):
+            raise RegistryError(f"{httpclient.redact(url)} ({name}): digest {digest[:80]!r} is not a sha256 digest")
+        return digest
 
     def tags(self, name: str, page_size: int | None = None) -> list[str]:
         """Every tag of repository `name`, following `Link: <...>; rel="next"` pages."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from components.checks import Check
 from components.names import traffic_split
+from stacks.tagpolicy import TagPolicy
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,9 @@ class ReleaseSettings:
     steps: tuple[int, ...]
     checks: tuple[Check, ...]  # the built-in ones with this stack's thresholds, then the stack's own
     window: str
-    tag_policy: str
+    canary_tags: TagPolicy  # which registry tag may become the next canaryVersion
+    ga_tags: TagPolicy | None  # which tag may move gaVersion while no release runs; None: GA moves only by release
+    watch_images: bool  # the agent runs `canary watch-images` every interval
     prometheus_url: str
     interval: str  # how often the release agent judges the canary
     threshold: int  # consecutive failed analyses before the agent rolls back

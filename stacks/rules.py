@@ -29,7 +29,6 @@ MACHINE_TYPE = re.compile(r"[a-z][a-z0-9]*-[a-z0-9-]+")
 ISTIO_VERSION = re.compile(r"1\.([0-9]{1,4})\.([0-9]{1,4})")
 CHART_VERSION = re.compile(r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})")
 PROMETHEUS_URL_RULE = "an http(s) URL with a host and a valid port, such as http://127.0.0.1:9090, or empty"
-TAG_POLICY = re.compile(r"semver:(0|[1-9][0-9]{0,8})\.((0|[1-9][0-9]{0,8})\.)?x|glob:[A-Za-z0-9_.*?-]{1,128}")
 # A GCE machine type's vCPU count: <family>-<kind>-<N>[-suffix] or [<family>-]custom-<N>-<MiB>[-ext].
 MACHINE_VCPUS = re.compile(
     r"(?:[a-z][a-z0-9]*-)?custom-([0-9]{1,4})-[0-9]+(-ext)?|[a-z][a-z0-9]*-[a-z]+-([0-9]{1,4})(-[a-z0-9]+)?"

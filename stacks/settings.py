@@ -50,7 +50,6 @@ from stacks.rules import (
     MACHINE_TYPE,
     MIN_ISTIO_MINOR,
     MIN_VCPUS,
-    TAG_POLICY,
     dns_name,
     finite_number,
     glob_can_match_release,
@@ -59,6 +58,7 @@ from stacks.rules import (
     shown,
     too_small,
 )
+from stacks.tagpolicy import PolicyError, TagPolicy
 
 PROJECT = "istio-canary"
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
@@ -402,6 +402,33 @@ def _monitoring(reader: _Reader) -> MonitoringSettings:
     )
 
 
+def _tag_policies(reader: _Reader) -> tuple[TagPolicy, TagPolicy | None]:
+    """canaryTagPolicy and the optional gaTagPolicy, both with the shared tag filter, extract and pre-release rule."""
+    tag_filter, extract = reader.text("imageTagFilter"), reader.text("imageTagExtract")
+    prereleases = reader.boolean("imagePrereleases")
+    try:
+        TagPolicy.parse("alphabetical:asc", tag_filter, extract)  # the filter and extract alone, on their own keys
+    except PolicyError as exc:
+        key, value = ("imageTagExtract", extract) if "extract" in str(exc) else ("imageTagFilter", tag_filter)
+        reader.errors.append(f"{PROJECT}:{key}: {shown(value)} is refused: {exc}")
+        tag_filter, extract = "", ""
+    policies: list[TagPolicy | None] = []
+    for key in ("canaryTagPolicy", "gaTagPolicy"):
+        text = reader.text(key)
+        if key == "gaTagPolicy" and not text:
+            policies.append(None)
+            continue
+        try:
+            policy = TagPolicy.parse(text, tag_filter, extract, prereleases)
+        except PolicyError as exc:
+            reader.errors.append(f"{PROJECT}:{key}: {shown(text)} is refused: {exc}")
+            policy = TagPolicy.parse("semver:*")
+        if policy.kind == "glob" and not glob_can_match_release(policy.argument):
+            reader.fail(key, text, "a glob that matches some release tag such as 6.9.* (pre-releases never match)")
+        policies.append(policy)
+    return policies[0] or TagPolicy.parse("semver:*"), policies[1]
+
+
 def _release(reader: _Reader) -> ReleaseSettings:
     prometheus_url = reader.text("prometheusUrl")
     url_error = prometheus_url_error(prometheus_url) if prometheus_url else None
@@ -411,13 +438,7 @@ def _release(reader: _Reader) -> ReleaseSettings:
             "<not shown: it may hold a credential>" if "@" in prometheus_url else prometheus_url,
             url_error,
         )
-    policy = reader.matching(
-        "canaryTagPolicy", TAG_POLICY, "semver:<major>.x, semver:<major>.<minor>.x or glob:<pattern>"
-    )
-    if policy.startswith("glob:") and TAG_POLICY.fullmatch(policy) and not glob_can_match_release(policy[5:]):
-        reader.fail(
-            "canaryTagPolicy", policy, "a glob that matches some release tag such as 6.9.* (pre-releases never match)"
-        )
+    canary_tags, ga_tags = _tag_policies(reader)
     checks = builtin_checks(
         min_requests=reader.integer("analysisMinRequests", 1, 10**9),
         min_success_rate=_success_rate(reader),
@@ -428,7 +449,9 @@ def _release(reader: _Reader) -> ReleaseSettings:
         steps=_steps(reader),
         checks=checks + _user_checks(reader, {check.name for check in checks}),
         window=reader.matching("analysisWindow", _PROM_DURATION, "a Prometheus duration such as 30s, 5m or 1h"),
-        tag_policy=policy,
+        canary_tags=canary_tags,
+        ga_tags=ga_tags,
+        watch_images=reader.boolean("agentWatchImages"),
         interval=reader.matching("analysisInterval", _PROM_DURATION, "a duration such as 30s, 1m or 5m"),
         threshold=reader.integer("analysisThreshold", 1, 100),
         iterations=reader.integer("analysisIterations", 1, 1000),

@@ -1,20 +1,32 @@
-"""`canary watch-images`: bump canaryVersion to the newest registry tag allowed by canaryTagPolicy."""
+"""`canary watch-images`: move a line to the newest registry tag its policy allows, as one commit with the digest.
+
+The canary line (default): the newest tag allowed by canaryTagPolicy becomes canaryVersion; the weight stays 0,
+so the commit starts a release and sends no user to it. The GA line (`--line ga`, only when gaTagPolicy is set):
+the newest tag allowed by gaTagPolicy becomes gaVersion while no release runs (canaryVersion follows when it
+equals gaVersion, so no stale "release" of the old version appears). Both refuse while a release is in progress.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from rollout import httpclient, tags
+from rollout import credentials, httpclient
 from rollout.commands import common
 from rollout.exits import EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
 from rollout.registry import DEFAULT_TIMEOUT_S, Registry, parse_image
+from rollout.stackfile import StackView
+from stacks.settings import PROJECT
 
-HELP = "bump canaryVersion to the newest allowed tag"
+HELP = "move canaryVersion (or gaVersion) to the newest tag its policy allows"
 EXITS = (EXIT_OK, EXIT_INCONCLUSIVE, EXIT_UNAVAILABLE, EXIT_REFUSED, EXIT_INTERNAL)
 USES = ("git", "json")
+LINES = ("canary", "ga")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--line", choices=LINES, default="canary", help="which version moves: canary (a new release) or ga (patches)"
+    )
     parser.add_argument(
         "--registry-url", help="registry base URL instead of the image's host (http only for 127.0.0.1)"
     )
@@ -26,29 +38,74 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     out = common.Output(args)
     with common.load(args, write=not args.dry_run) as ctx:
-        app, policy = ctx.view.app, ctx.view.release.tag_policy
+        app, release = ctx.view.app, ctx.view.release
+        policy = release.canary_tags if args.line == "canary" else release.ga_tags
+        if policy is None:
+            raise common.Refused(f"--line ga needs {PROJECT}:gaTagPolicy (empty: GA moves only by a release)")
+        current = app.canary_version if args.line == "canary" else app.ga_version
+        key = "canaryVersion" if args.line == "canary" else "gaVersion"
         ref = parse_image(app.image, args.registry_url)
-        found = Registry(ref.base_url, timeout=args.timeout).tags(ref.name, page_size=args.page_size)
-        newest = tags.newest(policy, found, app.canary_version)
-        result = {"stack": ctx.stack_name, "current": app.canary_version, "policy": policy, "tags_seen": len(found)}
+        try:
+            credential = credentials.find(ref.host)
+        except credentials.CredentialError as exc:
+            code = EXIT_UNAVAILABLE if isinstance(exc, credentials.CredentialUnavailable) else EXIT_REFUSED
+            raise common.Refused(f"registry credentials for {ref.host}: {exc}", code) from None
+        registry = Registry(
+            ref.base_url, timeout=args.timeout, credential=credential, looked_in=credentials.sources(ref.host)
+        )
+        found = registry.tags(ref.name, page_size=args.page_size)
+        newest = policy.newest(found, current)
+        result = {
+            "stack": ctx.stack_name,
+            "line": args.line,
+            "key": key,
+            "current": current,
+            "policy": str(policy),
+            "tags_seen": len(found),
+            "credential": credential.source if credential else "anonymous",
+        }
         if newest is None:
-            out.say(f"no tag of {app.image} newer than {app.canary_version} matches {policy} ({len(found)} tags seen)")
-            out.result({**result, "action": "none", "newest": None, "commits": []})
+            out.say(f"no tag of {app.image} newer than {current} is allowed by {policy} ({len(found)} tags seen)")
+            out.result({**result, "action": "none", "newest": None, "digest": None, "commits": []})
             return EXIT_INCONCLUSIVE
-        out.say(f"{app.image}: {newest} is newer than canary {app.canary_version} and matches {policy}")
+        digest = registry.digest(ref.name, newest)
+        out.say(f"{app.image}: {newest} is newer than {args.line} {current} and allowed by {policy} ({digest})")
         if args.dry_run:
-            out.result({**result, "action": "dry-run", "newest": newest, "commits": []})
+            out.result({**result, "action": "dry-run", "newest": newest, "digest": digest, "commits": []})
             return EXIT_OK
-        if app.canary_weight != 0:
-            raise common.Refused(
-                f"a release of {app.canary_version} is in progress at {app.canary_weight}%; "
-                "finish or roll back before a new canary version",
-                EXIT_INCONCLUSIVE,
-            )
-        ctx.stack.set("canaryVersion", newest)
-        subject = f"canary: new canary image {app.name} {newest} (was {app.canary_version}, policy {policy})"
+        _require_no_release(ctx.view, args.line)
+        ctx.stack.set(key, newest)
+        if args.line == "ga" and app.canary_version == app.ga_version:
+            ctx.stack.set("canaryVersion", newest)
+        what = "new canary image" if args.line == "canary" else "GA image patch"
+        subject = f"canary: {what} {app.name} {newest} (was {current}, policy {policy})"
         source = f"{httpclient.redact(ref.base_url)} ({ref.name})"
-        common.commit(ctx, out, subject, f"Tags listed from {source}: {len(found)} tags.")
-        common.publish(ctx, args, out, f":package: {subject}")
-        out.result({**result, "action": "bump", "newest": newest, **ctx.recorded(), "pushed": bool(args.push)})
+        body = (
+            f"Image: {app.image}:{newest}\nDigest: {digest}\n"
+            f"Tags listed from {source}: {len(found)} tags, as {result['credential']}.\n"
+            + ("The canary gets no traffic until the first step is merged." if args.line == "canary" else "")
+        )
+        common.commit(ctx, out, subject, body)
+        common.publish(ctx, args, out, f":package: {subject}\n{app.image}@{digest}")
+        out.result(
+            {
+                **result,
+                "action": "bump",
+                "newest": newest,
+                "digest": digest,
+                **ctx.recorded(),
+                "pushed": bool(args.push),
+            }
+        )
     return EXIT_OK
+
+
+def _require_no_release(view: StackView, line: str) -> None:
+    """A new version never lands under a running release: the numbers being judged would change meaning."""
+    app = view.app
+    if app.canary_weight != 0:
+        raise common.Refused(
+            f"a release of {app.canary_version} is in progress at {app.canary_weight}%; "
+            f"finish or roll back before moving the {line} line",
+            EXIT_INCONCLUSIVE,
+        )

@@ -63,10 +63,16 @@ class Repo:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     # Never post to a real webhook or query a real Prometheus from a developer's environment.
-    for name in ("SLACK_WEBHOOK_URL", "PROMETHEUS_URL", "CANARY_STACK"):
+    for name in ("SLACK_WEBHOOK_URL", "PROMETHEUS_URL", "CANARY_STACK", "CANARY_REGISTRY_USERNAME"):
         monkeypatch.delenv(name, raising=False)
+    # Nor read a developer's registry or Google credentials: an empty Docker config, no ADC file, no GCE probe.
+    for name in ("CANARY_REGISTRY_PASSWORD", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path_factory.mktemp("docker-config")))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path_factory.mktemp("gcloud-config")))
 
 
 @pytest.fixture
