@@ -37,6 +37,7 @@ KEYS = """\
   istio-canary:analysisThreshold: {threshold}
   istio-canary:analysisIterations: {iterations}
   istio-canary:canaryPromotion: auto
+  istio-canary:agentWatchImages: false  # no registry here (image automation: test_agent_images.py)
 """
 failures: list[str] = []
 

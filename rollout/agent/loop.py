@@ -4,7 +4,8 @@ the same evidence, under the same lock and validation).
 
 Acting: a rollback is `canary rollback --push` to main. A proposal is `canary promote` on a branch pushed to
 the remote, plus a pull request through the Git host's API (`canaryPromotion: pr`), or `canary promote --push`
-straight to main (`auto`). Nothing but Git and the Git host is written; the cluster is only read.
+straight to main (`auto`). While no release has traffic, new image tags are proposed the same way
+(rollout/agent/images.py). Nothing but Git and the Git host is written; the cluster is only read.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from components.names import agent_lease_name, duration_seconds
 from rollout import gitops, notify, steps
-from rollout.agent import decide, history, live, workspace
+from rollout.agent import decide, history, images, live, workspace
 from rollout.agent.lease import Lease
 from rollout.agent.metrics import Metrics
 from rollout.agent.pulls import PullError, PullRequests
@@ -47,6 +48,7 @@ class Options:
     identity: str
     lease_namespace: str | None
     dashboard_url: str = ""
+    registry_url: str | None = None  # the image registry's base URL instead of the image's host (tests)
 
 
 @dataclass
@@ -163,8 +165,37 @@ def iterate(options: Options, metrics: Metrics, memory: Memory, now: float | Non
         decision.why,
     )
     _act(options, metrics, memory, repo, view, step, decision, pulls)
+    if decision.action not in (decide.ROLLBACK, decide.PROPOSE):  # the view is stale after a push: next interval
+        _watch_images(options, metrics, repo, view, stack.path.name, pulls)
     metrics.last_iteration.labels(stack_name).set(time.time())
     return decision
+
+
+def _watch_images(
+    options: Options, metrics: Metrics, repo: Path, view: StackView, stack_file: str, pulls: PullRequests | None
+) -> None:
+    if not images.lines(view):
+        return
+    if pulls is None and view.release.promotion == "pr":
+        pulls = PullRequests(options.repo_url, options.token or "", options.api_url)
+    common = ["-C", str(repo), "--stack", options.stack]
+    if options.registry_url:
+        common += ["--registry-url", options.registry_url]
+    outcomes = images.watch(
+        options.stack,
+        repo,
+        view,
+        stack_file,
+        common,
+        _canary,
+        pulls,
+        lambda text: _notice(repo, options.stack, text),
+        options.dashboard_url,
+    )
+    for line, outcome in outcomes.items():
+        metrics.image_checks.labels(options.stack, line, outcome).inc()
+        if outcome in (images.PROPOSED, images.UPDATED, images.PUSHED):
+            metrics.last_commit.labels(options.stack).set(time.time())
 
 
 def _record_metrics(metrics: Metrics, stack: str, state: decide.State, decision: decide.Decision) -> None:

@@ -38,6 +38,13 @@ class Metrics:
             registry=self.registry,
         )
         self.errors = Counter("canary_agent_loop_errors", "Iterations that raised", labels, registry=self.registry)
+        # An alert on result="failed" catches expired registry credentials before anyone wonders about a release.
+        self.image_checks = Counter(
+            "canary_agent_image_checks",
+            "Image tag checks by line and outcome (proposed, updated, already-proposed, pushed, nothing-new, failed)",
+            [*labels, "line", "result"],
+            registry=self.registry,
+        )
         self.last_iteration = Gauge(
             AGENT_LAST_ITERATION,
             "End of the last loop iteration",

@@ -1,11 +1,13 @@
 """Pull requests through the Git host's API, with githubkit (generated from GitHub's own API description).
 
-One error type: PullError. Only the calls the agent needs: is a pull request for this branch open, open one.
+One error type: PullError. Only the calls the agent needs: is a pull request for this branch open, open one,
+retitle one (an image proposal updated in place).
 """
 
 from __future__ import annotations
 
 import urllib.parse
+from dataclasses import dataclass
 from typing import Any
 
 GITHUB_API = "https://api.github.com"
@@ -22,6 +24,14 @@ def owner_repo(repo_url: str) -> tuple[str, str]:
     if len(parts) < 2 or not all(parts[-2:]):
         raise PullError(f"cannot tell owner/repo from {urllib.parse.urlsplit(repo_url).path!r}")
     return parts[-2], parts[-1]
+
+
+@dataclass(frozen=True)
+class Pull:
+    """An open pull request: its number (for updates) and its page."""
+
+    number: int
+    url: str
 
 
 class PullRequests:
@@ -43,8 +53,8 @@ class PullRequests:
         except GitHubException as exc:
             raise PullError(f"{what}: {type(exc).__name__}: {str(exc)[:200]}") from None
 
-    def open_for(self, branch: str) -> str | None:
-        """The URL of the open pull request from `branch`, or None."""
+    def open_for(self, branch: str) -> Pull | None:
+        """The open pull request from `branch`, or None."""
         pulls = self._call(
             "list pull requests",
             self.github.rest.pulls.list,
@@ -53,7 +63,21 @@ class PullRequests:
             head=f"{self.owner}:{branch}",
             state="open",
         )
-        return pulls[0].get("html_url") if pulls else None
+        if not pulls:
+            return None
+        return Pull(int(pulls[0]["number"]), str(pulls[0].get("html_url") or ""))
+
+    def update(self, number: int, title: str, body: str) -> None:
+        """Retitle and rewrite the body of pull request `number`."""
+        self._call(
+            "update a pull request",
+            self.github.rest.pulls.update,
+            self.owner,
+            self.repo,
+            number,
+            title=title,
+            body=body,
+        )
 
     def create(self, branch: str, base: str, title: str, body: str) -> str:
         """Open a pull request from `branch` into `base`; its URL."""

@@ -1,6 +1,7 @@
 """`canary agent`: the release agent. Every analysisInterval it judges the canary (the analysis of `canary
 analyze`), rolls back after analysisThreshold failures in a row, and proposes the next step after
-analysisIterations passes once the step is live, each as a commit with its evidence. The cluster is only read."""
+analysisIterations passes once the step is live, each as a commit with its evidence; while no release has
+traffic it proposes new image tags (`canary watch-images`). The cluster is only read."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prometheus", help="Prometheus base URL (default: env PROMETHEUS_URL, then prometheusUrl)")
     parser.add_argument("--github-api-url", default="https://api.github.com", help="the Git host's REST API")
     parser.add_argument("--dashboard-url", default="", help="a link for pull request bodies")
+    parser.add_argument(
+        "--registry-url", help="image registry base URL instead of the image's host (http only for 127.0.0.1)"
+    )
     parser.add_argument(
         "--kubeconfig",
         help="read the live state and hold the Lease with this kubeconfig (default: in-cluster when running in a "
@@ -73,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         identity=loop.identity(),
         lease_namespace=args.lease_namespace,
         dashboard_url=args.dashboard_url,
+        registry_url=args.registry_url,
     )
     if kube is not None and not options.lease_namespace:
         loop.workspace.sync(args.repo_url, workdir)

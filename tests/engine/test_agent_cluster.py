@@ -30,6 +30,7 @@ KEYS = """\
   istio-canary:analysisMinRequests: 20
   istio-canary:analysisIterations: 2
   istio-canary:canaryPromotion: auto
+  istio-canary:agentWatchImages: false  # no registry here (image automation: test_agent_images.py)
   istio-canary:agentDriftGrace: 2s
 """
 

@@ -34,6 +34,7 @@ AGENT_KEYS = """\
   istio-canary:analysisThreshold: {threshold}
   istio-canary:analysisIterations: {iterations}
   istio-canary:canaryPromotion: auto
+  istio-canary:agentWatchImages: false  # no registry here (image automation: test_agent_images.py)
 """
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import ruamel.yaml
+import semver
 import yaml
 
 from rollout.cli import EXIT_OK, EXIT_REFUSED
@@ -37,8 +38,10 @@ def _install(tmp_path: Path) -> Path:
     shutil.rmtree(source)  # nothing may read the source tree any more
     # The runtime dependencies, copied beside it: the run below starts Python without site-packages (-S), so
     # the development venv's editable install of this very project cannot stand in for a missing module.
-    for module in (yaml, ruamel.yaml):
-        top = Path(str(module.__file__)).parent if module is yaml else Path(str(module.__file__)).parent.parent
+    for module in (yaml, ruamel.yaml, semver):
+        top = (
+            Path(str(module.__file__)).parent if module is not ruamel.yaml else Path(str(module.__file__)).parent.parent
+        )
         shutil.copytree(top, target / top.name, dirs_exist_ok=True)
     for extension in Path(yaml.__file__).parent.parent.glob("_yaml*"):
         (shutil.copytree if extension.is_dir() else shutil.copy)(extension, target / extension.name)
