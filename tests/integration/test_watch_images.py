@@ -257,3 +257,44 @@ def test_broken_http_from_the_registry_is_unavailable(capsys, repo):
         result = watch(capsys, repo, url)
     assert result.code == EXIT_UNAVAILABLE
     assert "broken HTTP answer" in result.err
+
+
+def paged_registry(total: int, per_page: int):
+    """A registry stand-in with `total` tags served `per_page` at a time (`n` and `last`, as distribution 3 and
+    ghcr.io page; Debian's distribution 2.8 answers every tag in one page), behind a Bearer token."""
+    every = [f"6.{i // 100}.{i % 100}" for i in range(total)]
+
+    def handle(request):
+        url = urllib.parse.urlsplit(request.path)
+        if url.path == "/token":
+            return 200, {"Content-Type": "application/json"}, json.dumps({"token": "paged"}).encode()
+        if request.headers.get("Authorization") != "Bearer paged":
+            return 401, {"WWW-Authenticate": f'Bearer realm="{state["url"]}/token",service="paged"'}, b""
+        query = urllib.parse.parse_qs(url.query)
+        start = every.index(query["last"][0]) + 1 if "last" in query else 0
+        page = every[start : start + per_page]
+        headers = {"Content-Type": "application/json"}
+        if start + per_page < total:
+            headers["Link"] = f'</v2/{NAME}/tags/list?n={per_page}&last={page[-1]}>; rel="next"'
+        return 200, headers, json.dumps({"name": NAME, "tags": page}).encode()
+
+    state: dict[str, str] = {}
+    return handle, state, every
+
+
+def test_a_thousand_tags_over_ten_pages_with_one_token():
+    handle, state, every = paged_registry(1000, 100)
+    with servers.stub(handle) as (url, seen):
+        state["url"] = url
+        found = Registry(url).tags(NAME)
+    assert found == every
+    paths = [request.path.split("?")[0] for request in seen]
+    assert paths.count("/token") == 1 and paths.count(f"/v2/{NAME}/tags/list") == 11  # the 401, then ten pages
+
+
+def test_more_pages_than_the_bound_is_an_error_not_a_hang():
+    handle, state, _ = paged_registry(1000, 10)
+    with servers.stub(handle) as (url, _seen):
+        state["url"] = url
+        with pytest.raises(RegistryError, match="more than 20 pages"):
+            Registry(url, max_pages=20).tags(NAME)
