@@ -1,6 +1,7 @@
 """The release agent: `canary agent` as a one-replica Deployment in a namespace of its own, with its
 ServiceAccount, the namespaced Roles it needs (read the app's VirtualService and Deployments, hold one Lease),
-and a Secret holding its Git token and Slack webhook.
+and a Secret holding its Git token and Slack webhook. Registry credentials for its image watch come from outside
+Pulumi: a dockerconfigjson Secret mounted as Docker's config.json, or Google's through GKE Workload Identity.
 
 Its own namespace, not the app's: the Git token can push to main (and a push to main runs `pulumi up`), so it is
 kept away from whoever may read Secrets in the app namespace; the app namespace is injected and under STRICT
@@ -39,6 +40,15 @@ GIT_TOKEN_ENV = "CANARY_GIT_TOKEN"
 EXTERNAL_TOKEN_KEY = "token"  # the key in a Secret named by agentGitTokenSecret
 SLACK_WEBHOOK_ENV = "SLACK_WEBHOOK_URL"
 PROMETHEUS_URL_ENV = "PROMETHEUS_URL"
+# agentRegistrySecret: its `.dockerconfigjson` becomes config.json in DOCKER_CONFIG_DIR, where `canary
+# watch-images` (rollout/credentials.py) looks when $DOCKER_CONFIG points there.
+DOCKER_CONFIG_ENV = "DOCKER_CONFIG"
+DOCKER_CONFIG_DIR = "/var/run/canary/docker"
+DOCKER_CONFIG_KEY = ".dockerconfigjson"
+REGISTRY_VOLUME = "registry"
+# GKE Workload Identity: a pod of this ServiceAccount gets the Google service account's tokens from the metadata
+# server (the cluster's workload pool and the pool's GKE_METADATA mode, components/cluster.py).
+WORKLOAD_IDENTITY_ANNOTATION = "iam.gke.io/gcp-service-account"
 # A clone of one repository plus git's temporary files; an emptyDir past its limit evicts the pod.
 WORK_SIZE_LIMIT = "1Gi"
 TMP_SIZE_LIMIT = "256Mi"
@@ -82,6 +92,23 @@ def lease_role_rules(lease: str) -> list[dict[str, Any]]:
     ]
 
 
+def registry_volume(secret: str) -> dict[str, Any]:
+    """The dockerconfigjson Secret as a directory holding only config.json.
+
+    A whole directory, not a subPath mount: the kubelet refreshes it in place when the Secret is rotated, and each
+    watch reads the file anew. Not optional: a missing Secret keeps the pod from starting, where it is seen, rather
+    than letting every watch go anonymous. 0440: readable through the pod's fsGroup, which the agent runs in.
+    """
+    return {
+        "name": REGISTRY_VOLUME,
+        "secret": {
+            "secretName": secret,
+            "items": [{"key": DOCKER_CONFIG_KEY, "path": "config.json"}],
+            "defaultMode": 0o440,
+        },
+    }
+
+
 @dataclass(frozen=True)
 class ReleaseAgentArgs:
     """Typed inputs of the ReleaseAgent component."""
@@ -93,6 +120,8 @@ class ReleaseAgentArgs:
     git_token: pulumi.Input[str] | None  # a Pulumi secret; None when git_token_secret names the Secret
     git_token_secret: str  # a Secret (key `token`) made outside Pulumi; "" means the token comes as git_token
     slack_webhook_url: pulumi.Input[str] | None  # a Pulumi secret; None: the agent posts no notices
+    registry_secret: str  # a kubernetes.io/dockerconfigjson Secret made outside Pulumi; "" mounts none
+    google_service_account: str  # the Google service account its ServiceAccount acts as; "" annotates none
     prometheus_url: str
     app_namespace: str
     namespace: str = AGENT_NAMESPACE
@@ -137,9 +166,12 @@ class ReleaseAgent(pulumi.ComponentResource):
             opts=child_options(self, args.provider, args.depends_on),
         )
         in_namespace = child_options(self, args.provider, [namespace])
+        account_meta: dict[str, Any] = dict(meta)
+        if args.google_service_account:  # Workload Identity; the GSA's IAM binding is made outside Pulumi
+            account_meta["annotations"] = {WORKLOAD_IDENTITY_ANNOTATION: args.google_service_account}
         account = k8s.core.v1.ServiceAccount(
             f"{name}-serviceaccount",
-            metadata=meta,
+            metadata=account_meta,
             # The token is mounted into the agent's pod only (the pod spec says so), not into every pod using it.
             automount_service_account_token=False,
             opts=in_namespace,
@@ -228,6 +260,12 @@ class ReleaseAgent(pulumi.ComponentResource):
             env.append({"name": GIT_TOKEN_ENV, "valueFrom": {"secretKeyRef": reference}})
         probe = {"httpGet": {"path": "/healthz", "port": PORT_NAME}, "timeoutSeconds": 5}
         volumes = {"work": (WORKDIR, WORK_SIZE_LIMIT), "tmp": (TMPDIR, TMP_SIZE_LIMIT)}
+        mounts: list[dict[str, Any]] = [{"name": volume, "mountPath": path} for volume, (path, _) in volumes.items()]
+        pod_volumes = [{"name": volume, "emptyDir": {"sizeLimit": limit}} for volume, (_, limit) in volumes.items()]
+        if args.registry_secret:
+            env.append({"name": DOCKER_CONFIG_ENV, "value": DOCKER_CONFIG_DIR})
+            mounts.append({"name": REGISTRY_VOLUME, "mountPath": DOCKER_CONFIG_DIR, "readOnly": True})
+            pod_volumes.append(registry_volume(args.registry_secret))
         return {
             "serviceAccountName": self.service_account_name,
             # It reads the VirtualService and Deployments and holds a Lease: it needs its API token.
@@ -245,8 +283,8 @@ class ReleaseAgent(pulumi.ComponentResource):
                     "securityContext": restricted_container_security_context(),
                     "livenessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 20},
                     "readinessProbe": {**probe, "periodSeconds": 10},
-                    "volumeMounts": [{"name": volume, "mountPath": path} for volume, (path, _) in volumes.items()],
+                    "volumeMounts": mounts,
                 }
             ],
-            "volumes": [{"name": volume, "emptyDir": {"sizeLimit": limit}} for volume, (_, limit) in volumes.items()],
+            "volumes": pod_volumes,
         }

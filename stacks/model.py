@@ -110,6 +110,8 @@ class AgentSettings:
     image: str
     git_repo: str  # https URL of this repository, without credentials
     git_token_secret: str  # a Secret made outside Pulumi holding the token; "" means the stack secret agentGitToken
+    registry_secret: str  # a kubernetes.io/dockerconfigjson Secret made outside Pulumi; "" means none mounted
+    google_service_account: str  # the GSA its ServiceAccount acts as (GKE Workload Identity); "" means none
     git_token: Any = None  # pulumi.Output[str] | None: a token whose pushes start workflows (not GITHUB_TOKEN)
     slack_webhook_url: Any = None  # pulumi.Output[str] | None
 

@@ -462,6 +462,11 @@ def _release(reader: _Reader) -> ReleaseSettings:
     )
 
 
+# A user-managed service account's email: an account id of 6 to 30 (a letter first, no trailing '-') at a project id
+# (GCP_PROJECT). Google's own (PROJECT_NUMBER-compute@developer...) are left out: the agent gets an account of its own.
+GOOGLE_SERVICE_ACCOUNT = re.compile(rf"[a-z][a-z0-9-]{{4,28}}[a-z0-9]@{GCP_PROJECT.pattern}\.iam\.gserviceaccount\.com")
+
+
 def _agent(reader: _Reader) -> AgentSettings:
     enabled = reader.boolean("releaseAgent")
     image = reader.text("agentImage")
@@ -477,13 +482,34 @@ def _agent(reader: _Reader) -> AgentSettings:
     if enabled and not repo:
         reader.errors.append(f"{PROJECT}:releaseAgent: true needs {PROJECT}:agentGitRepo, the repository it clones")
     token_secret = reader.text("agentGitTokenSecret")
-    if (
-        token_secret
-        and not dns_name(token_secret + ".x")
-        and not (len(token_secret) <= 63 and DNS_LABEL.fullmatch(token_secret))
-    ):
+    if token_secret and not _secret_name(token_secret):
         reader.fail("agentGitTokenSecret", token_secret, "a Kubernetes Secret name, or empty")
-    return AgentSettings(enabled=enabled, image=image, git_repo=repo, git_token_secret=token_secret)
+    registry_secret = reader.text("agentRegistrySecret")
+    if registry_secret and not _secret_name(registry_secret):
+        reader.fail(
+            "agentRegistrySecret",
+            registry_secret,
+            "a Kubernetes Secret name (type kubernetes.io/dockerconfigjson), or empty",
+        )
+    account = reader.matching(
+        "agentGoogleServiceAccount",
+        GOOGLE_SERVICE_ACCOUNT,
+        "a Google service account email such as canary-agent@my-project.iam.gserviceaccount.com, or empty",
+        optional=True,
+    )
+    return AgentSettings(
+        enabled=enabled,
+        image=image,
+        git_repo=repo,
+        git_token_secret=token_secret,
+        registry_secret=registry_secret,
+        google_service_account=account,
+    )
+
+
+def _secret_name(name: str) -> bool:
+    """A Secret's name is a DNS-1123 subdomain: labels of at most 63, at most 253 in all."""
+    return len(name) <= 253 and all(len(label) <= 63 and DNS_LABEL.fullmatch(label) for label in name.split("."))
 
 
 def parse(

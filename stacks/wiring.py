@@ -117,6 +117,8 @@ def build(settings: Settings) -> BuiltStack:
                 git_token=settings.agent.git_token,
                 git_token_secret=settings.agent.git_token_secret,
                 slack_webhook_url=settings.agent.slack_webhook_url,
+                registry_secret=settings.agent.registry_secret,
+                google_service_account=settings.agent.google_service_account,
                 prometheus_url=agent_prometheus_url(settings, monitoring),
                 app_namespace=a.namespace,
                 # Its Role lives in the app's namespace; its first analysis wants Prometheus up.

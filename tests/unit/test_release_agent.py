@@ -5,6 +5,7 @@ all when releaseAgent is off."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import runpy
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +18,13 @@ from components.k8s_common import NON_ROOT_UID
 from components.monitoring import Monitoring
 from components.release_agent import (
     AGENT_NAMESPACE,
+    DOCKER_CONFIG_DIR,
     GIT_TOKEN_ENV,
     HTTP_PORT,
     SLACK_WEBHOOK_ENV,
     ReleaseAgentArgs,
 )
-from rollout import cli, notify
+from rollout import cli, credentials, notify
 from rollout.commands import agent as agent_commands
 from stacks import settings
 from testkit.mocks import AGENT_SECRETS
@@ -456,3 +458,81 @@ def test_load_needs_no_token_when_a_secret_is_named_and_refuses_both(stack_confi
     pulumi.runtime.set_all_config({**named, "istio-canary:agentGitToken": TOKEN}, ["istio-canary:agentGitToken"])
     with pytest.raises(settings.ConfigError, match="agentGitToken: set although istio-canary:agentGitTokenSecret"):
         settings.load()
+
+
+# --- registry credentials for the image watch, from outside Pulumi ---------------------------------------------
+
+REGISTRY_SECRET = "agent-registry"
+GOOGLE_ACCOUNT = "canary-agent@acme-canary-dev.iam.gserviceaccount.com"
+
+
+def test_a_registry_secret_is_mounted_read_only_as_dockers_config_json(program) -> None:
+    run = program(**AGENT, agentRegistrySecret=REGISTRY_SECRET)
+    volumes = {volume["name"]: volume for volume in pod_spec(run)["volumes"]}
+    assert volumes["registry"] == {
+        "name": "registry",
+        "secret": {
+            "secretName": REGISTRY_SECRET,
+            "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+            "defaultMode": 0o440,
+        },
+    }
+    mounts = {mount["name"]: mount for mount in container(run)["volumeMounts"]}
+    assert mounts["registry"] == {"name": "registry", "mountPath": "/var/run/canary/docker", "readOnly": True}
+    assert env(run)["DOCKER_CONFIG"] == {"name": "DOCKER_CONFIG", "value": "/var/run/canary/docker"}
+    # Where `canary watch-images` looks with that environment: the mounted file.
+    assert credentials.docker_config_path({"DOCKER_CONFIG": env(run)["DOCKER_CONFIG"]["value"]}) == Path(
+        DOCKER_CONFIG_DIR, "config.json"
+    )
+    # Made outside Pulumi (kubectl create secret docker-registry): the program neither creates nor reads it.
+    assert [secret.k8s_name for secret in run.kind("Secret")] == ["canary-agent"]
+    assert REGISTRY_SECRET not in str(run.one("Secret", "canary-agent").inputs)
+
+
+def test_without_a_registry_secret_there_is_no_docker_config(program) -> None:
+    run = program(**AGENT, agentRegistrySecret="")
+    assert "DOCKER_CONFIG" not in env(run)
+    assert {volume["name"] for volume in pod_spec(run)["volumes"]} == {"work", "tmp"}
+    assert {mount["mountPath"] for mount in container(run)["volumeMounts"]} == {"/work", "/tmp"}
+
+
+def test_a_google_service_account_annotates_the_agents_service_account(program) -> None:
+    run = program(**AGENT, agentGoogleServiceAccount=GOOGLE_ACCOUNT)
+    metadata = run.one("ServiceAccount", "canary-agent").inputs["metadata"]
+    assert metadata["annotations"] == {"iam.gke.io/gcp-service-account": GOOGLE_ACCOUNT}
+    assert (metadata["namespace"], metadata["labels"]) == (AGENT_NAMESPACE, {"app": "canary-agent"})
+    # The pod runs as that ServiceAccount: GKE's metadata server hands it the Google account's tokens.
+    assert pod_spec(run)["serviceAccountName"] == metadata["name"]
+
+
+def test_without_a_google_service_account_the_service_account_has_no_annotation(program) -> None:
+    run = program(**AGENT, agentGoogleServiceAccount="")
+    assert "annotations" not in run.one("ServiceAccount", "canary-agent").inputs["metadata"]
+
+
+def test_the_annotation_needs_no_gke_cluster_of_ours(program) -> None:
+    # Any cluster with Workload Identity honours it; an existing one is not refused.
+    run = program(clusterMode="existing", **AGENT, agentGoogleServiceAccount=GOOGLE_ACCOUNT)
+    annotations = run.one("ServiceAccount", "canary-agent").inputs["metadata"]["annotations"]
+    assert annotations == {"iam.gke.io/gcp-service-account": GOOGLE_ACCOUNT}
+
+
+def test_registry_credentials_change_only_the_agents_pod_and_service_account(program) -> None:
+    off = {f"{r.typ}::{r.name}": r.inputs for r in program(**AGENT).resources if r.custom}
+    keys = {"agentRegistrySecret": REGISTRY_SECRET, "agentGoogleServiceAccount": GOOGLE_ACCOUNT}
+    on = {f"{r.typ}::{r.name}": r.inputs for r in program(**AGENT, **keys).resources if r.custom}
+    assert on.keys() == off.keys()
+    assert sorted(key.rsplit("::", 1)[1] for key in off if off[key] != on[key]) == [
+        "canary-agent-deployment",
+        "canary-agent-serviceaccount",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("agentRegistrySecret", "Registry_Creds"), ("agentGoogleServiceAccount", "canary-agent@acme.iam.example.com")],
+)
+def test_a_bad_registry_credential_setting_registers_nothing(key: str, value: str) -> None:
+    with pytest.raises(settings.ConfigError, match=re.escape(f"istio-canary:{key}: {value!r} is not allowed")):
+        run_program(config(**AGENT, **{key: value}))
+    assert MOCKS.resources == []

@@ -317,12 +317,69 @@ def test_release_agent_settings_and_their_defaults() -> None:
         ({"agentImage": "ghcr.io/acme/agent:latest @x"}, "agentImage", "with a tag or digest"),
         ({"agentGitRepo": "git@github.com:acme/shop.git"}, "agentGitRepo", "https URL"),
         ({"releaseAgent": "true"}, "releaseAgent", "needs istio-canary:agentGitRepo"),
+        *[
+            ({"agentRegistrySecret": name}, "agentRegistrySecret", "Kubernetes Secret name")
+            for name in (
+                "Registry_Creds",
+                "registry creds",
+                "-registry",
+                "a..b",
+                "x" * 64,  # a label of 64
+                ".".join(["r" * 63] * 3 + ["r" * 62]),  # 254 in all
+                "reg\n",
+            )
+        ],
+        *[
+            ({"agentGoogleServiceAccount": email}, "agentGoogleServiceAccount", "Google service account email")
+            for email in (
+                "canary-agent",  # the account id alone
+                "abcde@acme-canary-dev.iam.gserviceaccount.com",  # an id of 5
+                "a" * 31 + "@acme-canary-dev.iam.gserviceaccount.com",  # an id of 31
+                "canary-agent-@acme-canary-dev.iam.gserviceaccount.com",  # the id ends with '-'
+                "1canary@acme-canary-dev.iam.gserviceaccount.com",  # the id starts with a digit
+                "Canary-Agent@acme-canary-dev.iam.gserviceaccount.com",
+                "canary-agent@acme.iam.gserviceaccount.com",  # a project id of 4
+                "canary-agent@acme-canary-dev.gserviceaccount.com",
+                "canary-agent@acme-canary-dev.iam.gserviceaccount.com.example.com",
+                "123456789-compute@developer.gserviceaccount.com",  # Google's default account: not the agent's
+                " canary-agent@acme-canary-dev.iam.gserviceaccount.com",
+            )
+        ],
     ],
 )
 def test_bad_agent_settings_are_refused_naming_the_key(values, key, rule) -> None:
     with pytest.raises(ConfigError) as error:
         parse(config(**values), GCP)
     assert f"istio-canary:{key}: " in str(error.value) and rule in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "field"),
+    [
+        ("agentRegistrySecret", "agent-registry", "registry_secret"),
+        ("agentRegistrySecret", "ghcr.io-pull", "registry_secret"),
+        ("agentRegistrySecret", ".".join(["r" * 63] * 3 + ["r" * 61]), "registry_secret"),  # 253: the most
+        ("agentRegistrySecret", "", "registry_secret"),
+        ("agentGoogleServiceAccount", "canary-agent@acme-canary-dev.iam.gserviceaccount.com", "google_service_account"),
+        ("agentGoogleServiceAccount", "reader@abcdef.iam.gserviceaccount.com", "google_service_account"),
+        (
+            "agentGoogleServiceAccount",
+            "a" * 30 + "@p" + "0" * 29 + ".iam.gserviceaccount.com",
+            "google_service_account",
+        ),
+        ("agentGoogleServiceAccount", "", "google_service_account"),
+    ],
+)
+def test_registry_credential_settings_are_taken_as_given(key: str, value: str, field: str) -> None:
+    agent = parse(
+        config(releaseAgent="true", agentGitRepo="https://github.com/acme/shop.git", **{key: value}), GCP
+    ).agent
+    assert getattr(agent, field) == value
+
+
+def test_registry_credential_settings_default_to_none() -> None:
+    agent = parse(config(), GCP).agent
+    assert (agent.registry_secret, agent.google_service_account) == ("", "")
 
 
 def test_a_token_in_the_agent_repo_url_is_refused_and_not_echoed() -> None:

@@ -23,10 +23,14 @@ from typing import Any
 import pytest
 import yaml
 
+from rollout import credentials
+from rollout.agent import images
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
 PULUMI_ACTION = "pulumi/actions@"
+GOOGLE_AUTH = "google-github-actions/auth@"
 # `uses: owner/repo[/path]@<full commit sha> # v1.2.3`: a tag can be moved to other code, a commit cannot; the
 # comment says which release the commit is (GitHub's hardening guide, OpenSSF Scorecard's Pinned-Dependencies).
 USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
@@ -941,7 +945,11 @@ def test_what_the_bot_pushes_or_opens_starts_workflows(path: Path) -> None:
         for step in writers:
             assert step.get("with", {}).get("token") == f"${{{{ {BOT_TOKEN} }}}}", f"{path.name}: job {name}"
         if writers:
-            assert job["permissions"] == {"contents": "read"}, f"{path.name}: job {name}"
+            # An OIDC token is no access to the repository: a job may ask for one to trade with Google, nothing else.
+            permissions = dict(job["permissions"])
+            if any(step.get("uses", "").startswith(GOOGLE_AUTH) for step in job["steps"]):
+                assert permissions.pop("id-token", "write") == "write", f"{path.name}: job {name}"
+            assert permissions == {"contents": "read"}, f"{path.name}: job {name}"
 
 
 # --- what both need to reach Google and the backend ---------------------------------------------------
@@ -1015,3 +1023,142 @@ def test_ci_entry_point_runs_make_test() -> None:
     assert lines[0].startswith("#!")
     assert "set -euo pipefail" in lines
     assert "make test" in [line for line in lines if not line.startswith("#")]
+
+
+# --- watch-images: registry credentials and one pull request per line ---------------------------------
+
+
+# Optional: empty means anonymous, so no "Required credentials" check names them, and none is one of CREDENTIALS
+# (those are required wherever they are used). The workload identity provider and service account are the
+# registry reader's, not the deploy identity's (`vars.GCP_SERVICE_ACCOUNT` lives on `dev`, which only up.yml uses).
+REGISTRY_CREDENTIALS = {
+    credentials.USERNAME_ENV: "${{ vars.CANARY_REGISTRY_USERNAME }}",
+    credentials.PASSWORD_ENV: "${{ secrets.CANARY_REGISTRY_PASSWORD }}",
+}
+REGISTRY_GOOGLE_AUTH = {
+    "workload_identity_provider": "${{ vars.CANARY_REGISTRY_WORKLOAD_IDENTITY_PROVIDER }}",
+    "service_account": "${{ vars.CANARY_REGISTRY_SERVICE_ACCOUNT }}",
+}
+FAKE_CANARY = """#!/bin/bash
+# `canary watch-images --stack S --json` as the workflow runs it: a commit and the JSON result, or nothing newer.
+[ "$*" = "watch-images --stack $STACK --json" ] || exit 64
+[ "$FAKE_EXIT" = 0 ] || { echo '{"action": "none", "current": "6.15.0", "newest": null}'; exit "$FAKE_EXIT"; }
+echo "canaryVersion: 6.16.0" > "Pulumi.$STACK.yaml"
+git add "Pulumi.$STACK.yaml"
+git commit --quiet -m "canary: new canary image podinfo 6.16.0 (was 6.15.0, policy semver:*)" \\
+  -m "Image: ghcr.io/acme/podinfo:6.16.0
+Digest: sha256:$FAKE_DIGEST"
+echo "{\\"action\\": \\"bump\\", \\"current\\": \\"6.15.0\\", \\"newest\\": \\"6.16.0\\", \\"digest\\": \\"sha256:$FAKE_DIGEST\\"}"
+"""
+
+
+@pytest.fixture(scope="module")
+def watch() -> dict[str, Any]:
+    return load(WORKFLOWS / "watch-images.yml")
+
+
+def watch_step(job: dict[str, Any], prefix: str) -> tuple[int, dict[str, Any]]:
+    found = [(i, s) for i, s in enumerate(job["steps"]) if s.get("uses", s.get("name", "")).startswith(prefix)]
+    assert len(found) == 1, prefix
+    return found[0]
+
+
+def test_watch_images_passes_optional_registry_credentials_to_the_watch_only(watch: dict[str, Any]) -> None:
+    (job,) = watch["jobs"].values()
+    _, step = watch_step(job, "Look for a newer tag")
+    assert {name: step["env"][name] for name in REGISTRY_CREDENTIALS} == REGISTRY_CREDENTIALS
+    others = [s for s in job["steps"] if s is not step]
+    for value in REGISTRY_CREDENTIALS.values():
+        assert not references([job.get("env", {}), others], value.strip("${} "))
+    assert not set(REGISTRY_CREDENTIALS.values()) & {f"${{{{ {c} }}}}" for c in CREDENTIALS}
+    # Only the bot's token is required: a public image needs nothing more.
+    assert credentials_used(job) == {BOT_TOKEN}
+
+
+def test_watch_images_trades_its_oidc_token_for_google_credentials_only_when_configured(
+    watch: dict[str, Any],
+) -> None:
+    (job,) = watch["jobs"].values()
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
+    auth_index, auth = watch_step(job, GOOGLE_AUTH)
+    assert auth["if"] == "vars.CANARY_REGISTRY_WORKLOAD_IDENTITY_PROVIDER != ''"
+    assert auth["with"] == REGISTRY_GOOGLE_AUTH
+    assert not {ref.strip("${} ") for ref in REGISTRY_GOOGLE_AUTH.values()} & set(CREDENTIALS)
+    checkout, _ = watch_step(job, "actions/checkout@")
+    watch_index, _ = watch_step(job, "Look for a newer tag")
+    # After the checkout (it would delete the credentials file in the workspace), before the watch that reads it.
+    assert checkout < auth_index < watch_index
+
+
+def test_watch_images_keeps_one_pull_request_per_line(watch: dict[str, Any]) -> None:
+    (job,) = watch["jobs"].values()
+    _, opens = watch_step(job, "peter-evans/create-pull-request@")
+    settings = opens["with"]
+    # The release agent's branch for the line, so the agent and the workflow update the same pull request.
+    assert (
+        settings["branch"] == images.branch_for("${{ env.STACK }}", "canary") == "canary/${{ env.STACK }}-image-canary"
+    )
+    assert "${{ steps.watch.outputs.version }}" in settings["title"]
+    assert settings["body-path"] == "${{ runner.temp }}/pull-request.md"
+    # What watch-images committed and nothing else in the workspace (watch.json, a credentials file).
+    assert settings["add-paths"] == "Pulumi.${{ env.STACK }}.yaml"
+    assert opens["if"] == "steps.watch.outputs.bumped == 'true'"
+
+
+def run_watch(tmp_path: Path, code: int, creds: bool = True) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The watch step's script in a checkout, with a stand-in `canary` that exits `code`."""
+    (job,) = load(WORKFLOWS / "watch-images.yml")["jobs"].values()
+    _, step = watch_step(job, "Look for a newer tag")
+    work, runner, bin_dir = tmp_path / "work", tmp_path / "runner", tmp_path / "bin"
+    for folder in (work, runner, bin_dir):
+        folder.mkdir(parents=True)
+    git(work, "init", "--quiet")
+    git(work, "commit", "--quiet", "--allow-empty", "-m", "main")
+    (bin_dir / "canary").write_text(FAKE_CANARY)
+    (bin_dir / "canary").chmod(0o755)
+    google = work / "gha-creds-0123456789abcdef.json"
+    if creds:
+        google.write_text('{"credential_source": {"headers": {"Authorization": "Bearer oidc-request-token"}}}')
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        **literal_env(job, step),
+        # What GitHub and the auth step fill in.
+        "STACK": "dev",
+        "GITHUB_OUTPUT": str(runner / "output"),
+        "RUNNER_TEMP": str(runner),
+        "FAKE_EXIT": str(code),
+        "FAKE_DIGEST": "ab" * 32,
+        **({"GOOGLE_GHA_CREDS_PATH": str(google)} if creds else {}),
+    }
+    script = runner / "watch.sh"
+    script.write_text(step["run"])
+    result = subprocess.run(
+        ["bash", "-e", str(script)], cwd=work, env=env, capture_output=True, text=True, check=False, timeout=60
+    )
+    return result, work
+
+
+def test_a_bump_gives_the_pull_request_its_version_digest_and_commit_message(tmp_path: Path) -> None:
+    result, work = run_watch(tmp_path, 0)
+    assert result.returncode == 0, result.stdout + result.stderr
+    runner = tmp_path / "runner"
+    assert (runner / "output").read_text().splitlines() == ["bumped=true", "version=6.16.0"]
+    body = (runner / "pull-request.md").read_text()
+    assert f"Digest: `sha256:{'ab' * 32}`" in body
+    assert "canary: new canary image podinfo 6.16.0 (was 6.15.0, policy semver:*)" in body
+    assert "Image: ghcr.io/acme/podinfo:6.16.0" in body
+    # Nothing is left in the workspace for the pull request step to pick up: no result, no Google credentials.
+    assert sorted(path.name for path in work.iterdir()) == [".git", "Pulumi.dev.yaml"]
+
+
+@pytest.mark.parametrize("creds", [True, False])
+def test_nothing_newer_opens_nothing_and_an_error_fails_the_job(tmp_path: Path, creds: bool) -> None:
+    result, work = run_watch(tmp_path / "none", 2, creds)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "none" / "runner" / "output").read_text().splitlines() == ["bumped=false", "version=6.15.0"]
+    assert not (tmp_path / "none" / "runner" / "pull-request.md").exists()
+    assert sorted(path.name for path in work.iterdir()) == [".git"]
+    failed, work = run_watch(tmp_path / "error", 4, creds)
+    assert failed.returncode == 4
+    assert sorted(path.name for path in work.iterdir()) == [".git"]
