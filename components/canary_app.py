@@ -1,4 +1,5 @@
-"""podinfo GA + canary behind one Service, split by an Istio VirtualService; its Gateway and strict mTLS."""
+"""The released service's GA + canary behind one Service, split by an Istio VirtualService; its Gateway and strict
+mTLS; autoscalers when the shape asks for them. The container's shape (port, probes, user...) is AppShape."""
 
 from __future__ import annotations
 
@@ -7,18 +8,15 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.app_shape import AppShape
 from components.k8s_common import (
-    NON_ROOT_UID,
     child_options,
     restricted_container_security_context,
     restricted_pod_security_context,
 )
 from components.names import SUBSETS, traffic_split, workload
 
-HTTP_PORT = 9898
 SUBSET_LABEL = "release"
-# podinfo writes uploads to /data and Go's temp files to /tmp; both stay writable on a read-only root.
-WRITABLE_PATHS = {"data": "/data", "tmp": "/tmp"}
 
 
 @dataclass(frozen=True)
@@ -35,19 +33,21 @@ class CanaryAppArgs:
     replicas: int
     public_host: str
     tls_credential_name: str
+    shape: AppShape
     # The labels of the mesh's ingress gateway pods, which the Gateway object selects.
     gateway_selector: dict[str, str]
     depends_on: tuple[pulumi.Resource, ...] = ()
 
 
 class CanaryApp(pulumi.ComponentResource):
-    """Namespace with injection, podinfo-ga/podinfo-canary, Service, DestinationRule, VirtualService, Gateway."""
+    """Namespace with injection, <app>-ga/<app>-canary, Service, DestinationRule, VirtualService, Gateway."""
 
     namespace: str
     service_name: str
     gateway_name: str
     deployment_names: dict[str, str]
     split: dict[str, int]
+    port: int
     virtual_service: k8s.apiextensions.CustomResource
 
     def __init__(self, name: str, args: CanaryAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -57,6 +57,8 @@ class CanaryApp(pulumi.ComponentResource):
         self.gateway_name = f"{args.name}-gateway"
         self.deployment_names = {subset: workload(args.name, subset) for subset in SUBSETS}
         self.split = traffic_split(args.canary_weight)
+        self.port = args.shape.port
+        shape = args.shape
         namespace = k8s.core.v1.Namespace(
             f"{args.namespace}-namespace",
             metadata={"name": args.namespace, "labels": {"istio-injection": "enabled"}},
@@ -66,15 +68,19 @@ class CanaryApp(pulumi.ComponentResource):
         in_namespace = child_options(self, args.provider, [namespace])
         istio_objects = child_options(self, args.provider, [namespace, *args.depends_on])
         versions = {"ga": args.ga_version, "canary": args.canary_version}
-        for subset, deployment in self.deployment_names.items():
-            self._deployment(deployment, subset, versions[subset], args, in_namespace)
+        for subset, deployment_name in self.deployment_names.items():
+            deployment = self._deployment(deployment_name, subset, versions[subset], args, in_namespace)
+            if shape.max_replicas:
+                self._autoscaler(deployment_name, subset, deployment, args, in_namespace)
         k8s.core.v1.Service(
             f"{args.name}-service",
             metadata=self._meta(args.name, args),
             spec={
                 "type": "ClusterIP",
                 "selector": {"app": args.name},
-                "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
+                "ports": [
+                    {"name": shape.port_name, "port": shape.port, "targetPort": shape.port_name, "protocol": "TCP"}
+                ],
             },
             opts=in_namespace,
         )
@@ -102,7 +108,7 @@ class CanaryApp(pulumi.ComponentResource):
                     {
                         "route": [
                             {
-                                "destination": {"host": host, "subset": subset, "port": {"number": HTTP_PORT}},
+                                "destination": {"host": host, "subset": subset, "port": {"number": shape.port}},
                                 "weight": weight,
                             }
                             for subset, weight in self.split.items()
@@ -151,39 +157,74 @@ class CanaryApp(pulumi.ComponentResource):
         self, name: str, subset: str, version: str, args: CanaryAppArgs, opts: pulumi.ResourceOptions
     ) -> k8s.apps.v1.Deployment:
         selector = {"app": args.name, SUBSET_LABEL: subset}
+        shape = args.shape
         # `version` feeds Istio's destination_version metric label; it is not in the selector, so a tag
         # bump stays an in-place rolling update of this one Deployment.
         pod_labels = {**selector, "version": version}
-        container = {
-            "name": args.name,
-            "image": f"{args.image}:{version}",
-            "imagePullPolicy": "Always",
-            "command": ["./podinfo", f"--port={HTTP_PORT}", "--level=info", f"--data-path={WRITABLE_PATHS['data']}"],
-            "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "initialDelaySeconds": 1},
-            "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "initialDelaySeconds": 1},
-            "resources": {
-                "requests": {"cpu": "10m", "memory": "32Mi"},
-                "limits": {"cpu": "1000m", "memory": "256Mi"},
-            },
-            "securityContext": restricted_container_security_context(),
-            "volumeMounts": [{"name": volume, "mountPath": path} for volume, path in WRITABLE_PATHS.items()],
+        container: dict = {"name": args.name, "image": f"{args.image}:{version}", "imagePullPolicy": "Always"}
+        if shape.command:
+            container["command"] = list(shape.command)
+        if shape.args:
+            container["args"] = list(shape.args)
+        if shape.env:
+            container["env"] = [{"name": key, "value": value} for key, value in shape.env]
+        container["ports"] = [{"name": shape.port_name, "containerPort": shape.port, "protocol": "TCP"}]
+        for probe, path in (("livenessProbe", shape.liveness_path), ("readinessProbe", shape.readiness_path)):
+            if path:
+                container[probe] = {"httpGet": {"path": path, "port": shape.port_name}, "initialDelaySeconds": 1}
+        container["resources"] = {
+            "requests": {"cpu": shape.cpu_request, "memory": shape.memory_request},
+            "limits": {"cpu": shape.cpu_limit, "memory": shape.memory_limit},
         }
+        container["securityContext"] = restricted_container_security_context(shape.user)
+        volumes = shape.volumes
+        if volumes:
+            container["volumeMounts"] = [{"name": volume, "mountPath": path} for volume, path in volumes.items()]
+        pod_spec: dict = {
+            "automountServiceAccountToken": False,
+            "securityContext": restricted_pod_security_context(fs_group=shape.user if volumes else None),
+            "containers": [container],
+        }
+        if volumes:
+            pod_spec["volumes"] = [{"name": volume, "emptyDir": {}} for volume in volumes]
+        spec: dict = {
+            "replicas": args.replicas,
+            "selector": {"matchLabels": selector},
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        }
+        if shape.max_replicas:
+            # The autoscaler owns the count: a `replicas` here would be reset by every `pulumi up`.
+            del spec["replicas"]
         return k8s.apps.v1.Deployment(
-            name,
+            name, metadata=self._meta(name, args, {SUBSET_LABEL: subset}), spec=spec, opts=opts
+        )
+
+    def _autoscaler(
+        self,
+        name: str,
+        subset: str,
+        deployment: k8s.apps.v1.Deployment,
+        args: CanaryAppArgs,
+        opts: pulumi.ResourceOptions,
+    ) -> k8s.autoscaling.v2.HorizontalPodAutoscaler:
+        """Scales one Deployment between `replicas` and max_replicas on CPU; GA and canary scale apart, so the
+        canary's share of traffic decides its own size."""
+        return k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-autoscaler",
             metadata=self._meta(name, args, {SUBSET_LABEL: subset}),
             spec={
-                "replicas": args.replicas,
-                "selector": {"matchLabels": selector},
-                "template": {
-                    "metadata": {"labels": pod_labels},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": restricted_pod_security_context(fs_group=NON_ROOT_UID),
-                        "containers": [container],
-                        "volumes": [{"name": volume, "emptyDir": {}} for volume in WRITABLE_PATHS],
-                    },
-                },
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicas": args.replicas,
+                "maxReplicas": args.shape.max_replicas,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": args.shape.target_cpu_percent},
+                        },
+                    }
+                ],
             },
-            opts=opts,
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[deployment])),
         )

@@ -59,12 +59,12 @@ def restricted_pod_security_context(fs_group: int | None) -> dict[str, Any]:
     return context
 
 
-def restricted_container_security_context() -> dict[str, Any]:
-    """A container security context that meets the "restricted" standard, running as NON_ROOT_UID."""
+def restricted_container_security_context(uid: int = NON_ROOT_UID) -> dict[str, Any]:
+    """A container security context that meets the "restricted" standard, running as `uid` (group too)."""
     return {
         "runAsNonRoot": True,
-        "runAsUser": NON_ROOT_UID,
-        "runAsGroup": NON_ROOT_UID,
+        "runAsUser": uid,
+        "runAsGroup": uid,
         "allowPrivilegeEscalation": False,
         "privileged": False,
         "readOnlyRootFilesystem": True,

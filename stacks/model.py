@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from components.app_shape import AppShape
 from components.checks import Check
 from components.names import traffic_split
 from stacks.tagpolicy import TagPolicy
@@ -47,7 +48,7 @@ class MeshSettings:
 
 @dataclass(frozen=True)
 class AppSettings:
-    """podinfo GA + canary and the traffic split between them."""
+    """The released service's GA + canary, their shape and the traffic split between them."""
 
     namespace: str
     name: str
@@ -58,6 +59,7 @@ class AppSettings:
     replicas: int
     public_host: str
     tls_credential_name: str
+    shape: AppShape
 
     @property
     def split(self) -> dict[str, int]:
@@ -72,6 +74,7 @@ class LoadSettings:
     enabled: bool
     rate: int
     concurrency: int
+    path: str
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from components.names import (
     MONITORING_NAMESPACE,
 )
 from components.names import DURATION as _PROM_DURATION
+from stacks import shape
 from stacks.model import (
     AgentSettings,
     AppSettings,
@@ -360,6 +361,7 @@ def _app(reader: _Reader) -> AppSettings:
     if not (len(name) <= 55 and DNS_LABEL.fullmatch(name)):
         reader.fail("appName", name, "a DNS label of at most 55 characters")
     tag_rule = "a released image tag such as 6.15.0 (not latest, not a branch)"
+    replicas = reader.integer("replicas", 1, 20)
     public_host = reader.text("publicHost")
     if not dns_name(public_host, wildcard=True):
         reader.fail("publicHost", public_host, "a DNS name such as podinfo.example.com")
@@ -379,10 +381,18 @@ def _app(reader: _Reader) -> AppSettings:
         ga_version=_tag(reader, "gaVersion", tag_rule),
         canary_version=_tag(reader, "canaryVersion", tag_rule),
         canary_weight=reader.integer("canaryWeight", 0, 100),
-        replicas=reader.integer("replicas", 1, 20),
+        replicas=replicas,
         public_host=public_host,
         tls_credential_name=credential,
+        shape=shape.read(reader, replicas),
     )
+
+
+def _load_path(reader: _Reader) -> str:
+    path = reader.text("loadPath")
+    if not shape.HTTP_PATH.fullmatch(path):
+        reader.fail("loadPath", path, "an HTTP path such as /version or /")
+    return path
 
 
 def _tag(reader: _Reader, key: str, rule: str) -> str:
@@ -534,6 +544,7 @@ def parse(
             enabled=reader.boolean("loadGenerator"),
             rate=reader.integer("loadRate", 1, 1000),
             concurrency=reader.integer("loadConcurrency", 1, 50),
+            path=_load_path(reader),
         ),
         monitoring=_monitoring(reader),
         release=_release(reader),

@@ -3,11 +3,11 @@ app -> load generator (and monitoring, then the release agent); and the stack ou
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import pulumi
 
-from components.canary_app import HTTP_PORT, CanaryApp, CanaryAppArgs
+from components.canary_app import CanaryApp, CanaryAppArgs
 from components.cluster import Cluster, ClusterArgs
 from components.load_generator import LoadGenerator, LoadGeneratorArgs
 from components.mesh import Mesh, MeshArgs
@@ -70,7 +70,8 @@ def build(settings: Settings) -> BuiltStack:
             provider=cluster.provider,
             gateway_selector=mesh.gateway_selector,
             depends_on=tuple(mesh.ready),
-            **asdict(a),
+            # Shallow: the shape stays an AppShape (asdict would turn it into a dict).
+            **{field.name: getattr(a, field.name) for field in fields(a)},
         ),
         opts,
     )
@@ -81,7 +82,7 @@ def build(settings: Settings) -> BuiltStack:
             LoadGeneratorArgs(
                 provider=cluster.provider,
                 namespace=a.namespace,
-                target_url=f"http://{a.name}.{a.namespace}:{HTTP_PORT}/version",
+                target_url=f"http://{a.name}.{a.namespace}:{a.shape.port}{settings.load.path}",
                 rate=settings.load.rate,
                 concurrency=settings.load.concurrency,
                 depends_on=(app,),

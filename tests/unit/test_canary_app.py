@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from components.canary_app import HTTP_PORT, SUBSET_LABEL
+from components.canary_app import SUBSET_LABEL
 from components.k8s_common import NON_ROOT_UID
 from components.mesh import GATEWAY_SELECTOR
 from components.names import traffic_split
 
+PODINFO_PORT = 9898  # Pulumi.yaml's default appPort
 APP_KINDS = ("Namespace", "Deployment", "Service", "DestinationRule", "VirtualService", "Gateway", "PeerAuthentication")
 
 
@@ -89,7 +90,7 @@ def test_deployments_run_the_configured_tags(program) -> None:
         spec = run.one("Deployment", name).inputs["spec"]
         (container,) = spec["template"]["spec"]["containers"]
         assert container["image"] == f"ghcr.io/stefanprodan/podinfo:{tag}"
-        assert container["ports"] == [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}]
+        assert container["ports"] == [{"name": "http", "containerPort": PODINFO_PORT, "protocol": "TCP"}]
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert set(container["resources"]) == {"requests", "limits"}
