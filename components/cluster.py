@@ -80,6 +80,7 @@ class Cluster(pulumi.ComponentResource):
 
     cluster_name: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
+    context: pulumi.Output[str]  # the kube context the provider uses; "" means the kubeconfig's current one
     provider: k8s.Provider
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -90,6 +91,7 @@ class Cluster(pulumi.ComponentResource):
             self.cluster_name, self.kubeconfig = self._existing(args)
         else:
             raise ValueError(f"unknown cluster mode {args.mode!r}")
+        self.context = pulumi.Output.from_input(args.context)
         self.provider = k8s.Provider(
             f"{name}-k8s",
             # Existing mode without a path: no input at all, so the provider uses its own default ($KUBECONFIG or

@@ -99,7 +99,7 @@ class Monitoring(pulumi.ComponentResource):
         self.namespace = args.namespace
         self.prometheus_url = f"http://{PROMETHEUS_SERVICE}.{args.namespace}.svc.cluster.local:{PROMETHEUS_PORT}"
         self.grafana_service = GRAFANA_SERVICE
-        self.dashboard = canary_dashboard(args.app_namespace, args.app_name, args.checks)
+        self.dashboard = canary_dashboard(args.app_namespace, args.app_name, args.checks) if args.app_name else {}
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             # Prometheus scrapes plain HTTP from outside the mesh: 15020 is not behind the sidecar's mTLS.
@@ -116,16 +116,20 @@ class Monitoring(pulumi.ComponentResource):
             values=prometheus_values(),
             opts=child_options(self, args.provider, [namespace, *args.depends_on]),
         )
-        dashboard = k8s.core.v1.ConfigMap(
-            f"{name}-dashboard",
-            metadata={
-                "name": f"{args.app_name}-canary-dashboard",
-                "namespace": args.namespace,
-                "labels": {DASHBOARD_LABEL: "1"},
-            },
-            data={f"{args.app_name}-canary.json": json.dumps(self.dashboard, indent=2, sort_keys=True)},
-            opts=child_options(self, args.provider, [namespace]),
-        )
+        dashboards = []
+        if args.app_name:  # a platform stack with no app of its own has no canary dashboard
+            dashboards.append(
+                k8s.core.v1.ConfigMap(
+                    f"{name}-dashboard",
+                    metadata={
+                        "name": f"{args.app_name}-canary-dashboard",
+                        "namespace": args.namespace,
+                        "labels": {DASHBOARD_LABEL: "1"},
+                    },
+                    data={f"{args.app_name}-canary.json": json.dumps(self.dashboard, indent=2, sort_keys=True)},
+                    opts=child_options(self, args.provider, [namespace]),
+                )
+            )
         # Grafana after Prometheus (its datasource) and the dashboard ConfigMap (found at start, not on a retry).
         helm_release(
             f"{name}-grafana",
@@ -135,6 +139,6 @@ class Monitoring(pulumi.ComponentResource):
             version=args.grafana_chart_version,
             namespace=args.namespace,
             values=grafana_values(self.prometheus_url),
-            opts=child_options(self, args.provider, [namespace, prometheus, dashboard]),
+            opts=child_options(self, args.provider, [namespace, prometheus, *dashboards]),
         )
         self.register_outputs({"prometheusUrl": self.prometheus_url, "grafanaService": self.grafana_service})

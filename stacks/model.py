@@ -120,6 +120,15 @@ class AgentSettings:
 
 
 @dataclass(frozen=True)
+class LayoutSettings:
+    """Which part of the house this stack builds: everything (the dev stack), a platform with no app of its own
+    (deploy_app False), or one app on a platform stack (platform_stack set, clusterMode stack)."""
+
+    platform_stack: str
+    deploy_app: bool
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the program builds, validated."""
 
@@ -130,4 +139,5 @@ class Settings:
     monitoring: MonitoringSettings
     release: ReleaseSettings
     agent: AgentSettings
+    layout: LayoutSettings
     skip_await: bool

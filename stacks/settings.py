@@ -26,11 +26,12 @@ from components.names import (
     MONITORING_NAMESPACE,
 )
 from components.names import DURATION as _PROM_DURATION
-from stacks import shape
+from stacks import layout, shape
 from stacks.model import (
     AgentSettings,
     AppSettings,
     ClusterSettings,
+    LayoutSettings,
     LoadSettings,
     MeshSettings,
     MonitoringSettings,
@@ -65,7 +66,7 @@ PROJECT = "istio-canary"
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
 
 
-CLUSTER_MODES = ("gke", "existing")
+CLUSTER_MODES = ("gke", "existing", "stack")
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE")
 GATEWAY_SERVICE_TYPES = ("LoadBalancer", "NodePort", "ClusterIP")
 PLACEHOLDER_PREFIX = "change-me"
@@ -549,8 +550,10 @@ def parse(
         monitoring=_monitoring(reader),
         release=_release(reader),
         agent=_agent(reader),
+        layout=LayoutSettings(platform_stack="", deploy_app=True),
         skip_await=reader.boolean("skipAwait"),
     )
+    settings = layout.apply(reader, settings)
     if settings.agent.enabled and not settings.monitoring.enabled and not settings.release.prometheus_url:
         reader.errors.append(
             f"{PROJECT}:releaseAgent: true with {PROJECT}:monitoring false needs {PROJECT}:prometheusUrl, the "

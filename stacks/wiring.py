@@ -12,6 +12,7 @@ from components.cluster import Cluster, ClusterArgs
 from components.load_generator import LoadGenerator, LoadGeneratorArgs
 from components.mesh import Mesh, MeshArgs
 from components.monitoring import Monitoring, MonitoringArgs
+from components.platform_ref import PlatformRef, PlatformRefArgs
 from components.release_agent import ReleaseAgent, ReleaseAgentArgs
 from stacks.settings import Settings
 
@@ -27,9 +28,9 @@ SKIP_AWAIT_ANNOTATIONS = {
 class BuiltStack:
     """The components one run of the program built, for stack outputs and tests."""
 
-    cluster: Cluster
+    cluster: Cluster | PlatformRef
     mesh: Mesh
-    app: CanaryApp
+    app: CanaryApp | None  # None in a platform stack (deployApp false)
     load: LoadGenerator | None
     monitoring: Monitoring | None
     agent: ReleaseAgent | None
@@ -61,22 +62,28 @@ def build(settings: Settings) -> BuiltStack:
     # Per-component transformations reach every child without global state that outlives one program run.
     opts = pulumi.ResourceOptions(transformations=[skip_await] if settings.skip_await else [])
     # Settings and component args share field names, so a renamed field fails here, loudly.
-    cluster = Cluster("cluster", ClusterArgs(**asdict(settings.cluster)), opts)
+    cluster: Cluster | PlatformRef
+    if settings.cluster.mode == "stack":  # an app stack: the platform stack made the cluster and the mesh
+        cluster = PlatformRef("platform", PlatformRefArgs(platform_stack=settings.layout.platform_stack), opts)
+    else:
+        cluster = Cluster("cluster", ClusterArgs(**asdict(settings.cluster)), opts)
     mesh = Mesh("istio", MeshArgs(provider=cluster.provider, **asdict(settings.mesh)), opts)
     a = settings.app
-    app = CanaryApp(
-        a.name,
-        CanaryAppArgs(
-            provider=cluster.provider,
-            gateway_selector=mesh.gateway_selector,
-            depends_on=tuple(mesh.ready),
-            # Shallow: the shape stays an AppShape (asdict would turn it into a dict).
-            **{field.name: getattr(a, field.name) for field in fields(a)},
-        ),
-        opts,
-    )
+    app = None
+    if settings.layout.deploy_app:
+        app = CanaryApp(
+            a.name,
+            CanaryAppArgs(
+                provider=cluster.provider,
+                gateway_selector=mesh.gateway_selector,
+                depends_on=tuple(mesh.ready),
+                # Shallow: the shape stays an AppShape (asdict would turn it into a dict).
+                **{field.name: getattr(a, field.name) for field in fields(a)},
+            ),
+            opts,
+        )
     load = None
-    if settings.load.enabled:
+    if settings.load.enabled and app is not None:
         load = LoadGenerator(
             f"{a.name}-load",
             LoadGeneratorArgs(
@@ -99,7 +106,7 @@ def build(settings: Settings) -> BuiltStack:
                 prometheus_chart_version=m.prometheus_chart_version,
                 grafana_chart_version=m.grafana_chart_version,
                 app_namespace=a.namespace,
-                app_name=a.name,
+                app_name=a.name if app is not None else "",
                 checks=settings.release.checks,
                 # After the mesh: the namespace's injection label means nothing before istiod's webhook exists.
                 depends_on=tuple(mesh.ready),
@@ -107,7 +114,7 @@ def build(settings: Settings) -> BuiltStack:
             opts,
         )
     agent = None
-    if settings.agent.enabled:
+    if settings.agent.enabled and app is not None:
         agent = ReleaseAgent(
             "canary-agent",
             ReleaseAgentArgs(
@@ -134,8 +141,10 @@ def export(built: BuiltStack) -> None:
     """Stack outputs: what a person needs after `pulumi up`."""
     pulumi.export("clusterName", built.cluster.cluster_name)
     pulumi.export("kubeconfig", built.cluster.kubeconfig)
+    pulumi.export("kubeContext", built.cluster.context)  # with kubeconfig: what an app stack's provider uses
     pulumi.export("ingressAddress", built.mesh.ingress_address)
-    pulumi.export("split", built.app.split)
+    if built.app is not None:
+        pulumi.export("split", built.app.split)
     if built.monitoring:
         pulumi.export("prometheusUrl", built.monitoring.prometheus_url)
         pulumi.export("grafanaService", f"{built.monitoring.namespace}/{built.monitoring.grafana_service}")

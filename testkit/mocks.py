@@ -21,6 +21,12 @@ BASE_CONFIG = {"clusterMode": "gke", "clusterLocation": "europe-west1"}
 GCP = {"project": "acme-canary-dev", "region": "europe-west1"}
 # The release agent's stack secrets. settings.load() reads them with pulumi.Config().get_secret; parse(), which
 # the mock runs use, leaves them None, so a run with the agent on gets these, as secrets.
+# What a platform stack exports, as a StackReference of an app stack (clusterMode stack) reads it.
+PLATFORM_OUTPUTS = {
+    "clusterName": "istio-canary-platform",
+    "kubeconfig": "apiVersion: v1\nkind: Config\ncurrent-context: platform\n",
+    "kubeContext": "",
+}
 AGENT_SECRETS = {"git_token": "ghp_mock-agent-token-0123456789", "slack_webhook_url": "https://hooks.slack.test/mock"}
 
 
@@ -62,6 +68,8 @@ class Mocks(pulumi.runtime.Mocks):
             }
         elif args.typ == "gcp:serviceaccount/account:Account":
             state["email"] = f"{args.inputs['accountId']}@{args.inputs['project']}.iam.gserviceaccount.com"
+        elif args.typ == "pulumi:pulumi:StackReference":
+            state["outputs"] = dict(PLATFORM_OUTPUTS)
         elif args.typ == "kubernetes:core/v1:Service" and args.resource_id:
             state["status"] = {"loadBalancer": {"ingress": [{"ip": INGRESS_IP}]}}
         return f"{args.name}-id", state
@@ -71,7 +79,7 @@ class Mocks(pulumi.runtime.Mocks):
 
 
 MOCKS = Mocks()
-pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack=STACK, preview=False)
+pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack=STACK, preview=False, organization="organization")
 DEPENDENCIES: dict[str, list[str]] = {}
 _register = pulumi.runtime.settings.SETTINGS.monitor.RegisterResource
 

@@ -1,0 +1,73 @@
+"""Platform and app stacks under mocks: an app stack (clusterMode stack) builds its app on the platform's cluster
+through a StackReference and nothing of the platform; a platform stack (deployApp false) builds the cluster, mesh
+and monitoring and no app; the layout keys are validated like every other key."""
+
+from __future__ import annotations
+
+import pytest
+
+from stacks.settings import ConfigError, parse
+from testkit.mocks import PLATFORM_OUTPUTS, unsecret
+
+GCP = {"project": "acme-prod", "region": "europe-west1"}
+APP_STACK = {"clusterMode": "stack", "platformStack": "platform"}
+APP_KINDS = {"Namespace", "Deployment", "Service", "DestinationRule", "VirtualService", "Gateway", "PeerAuthentication"}
+
+
+def test_an_app_stack_deploys_its_app_on_the_platforms_cluster(program):
+    run = program(**APP_STACK, appName="echo", namespace="echo")
+    (reference,) = run.of_type("pulumi:pulumi:StackReference")
+    assert reference.inputs["name"] == "organization/istio-canary/platform"
+    assert not [r for r in run.resources if r.typ.startswith("gcp:")]  # no cluster of its own
+    assert not [r for r in run.resources if r.typ.startswith("kubernetes:helm")]  # no mesh, no monitoring
+    (provider,) = run.of_type("pulumi:providers:kubernetes")
+    assert unsecret(provider.inputs["kubeconfig"]) == PLATFORM_OUTPUTS["kubeconfig"]  # and still a secret
+    kinds = {r.kind for r in run.resources if r.custom and r.typ.startswith("kubernetes:")}
+    assert kinds >= APP_KINDS and "ConfigMap" not in kinds  # no monitoring here: the platform runs it
+    assert run.one("Deployment", "echo-canary").inputs["metadata"]["namespace"] == "echo"
+    assert run.one("Deployment", "echo-load")  # its own load generator
+    assert not run.kind("Role")  # no agent of its own
+    assert run.outputs["built"].cluster.__class__.__name__ == "PlatformRef"
+
+
+def test_a_qualified_platform_name_is_taken_as_given(program):
+    run = program(clusterMode="stack", platformStack="acme/istio-canary/platform")
+    (reference,) = run.of_type("pulumi:pulumi:StackReference")
+    assert reference.inputs["name"] == "acme/istio-canary/platform"
+
+
+def test_a_platform_stack_has_no_app(program):
+    run = program(deployApp="false")
+    assert run.of_type("gcp:container/cluster:Cluster")
+    assert run.of_type("kubernetes:helm.sh/v3:Release")  # istio + prometheus + grafana
+    app_objects = [r for r in run.resources if r.custom and r.kind in APP_KINDS - {"Namespace"}]
+    assert app_objects == []
+    assert not [r for r in run.kind("ConfigMap") if "dashboard" in r.k8s_name]
+    assert run.outputs["built"].app is None and run.outputs["built"].load is None
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "rule"),
+    [
+        ({"clusterMode": "stack"}, "platformStack", "the platform stack's name"),
+        ({"clusterMode": "stack", "platformStack": "a b"}, "platformStack", "the platform stack's name"),
+        ({"clusterMode": "gke", "platformStack": "platform"}, "platformStack", "empty unless clusterMode is stack"),
+        ({**APP_STACK, "installMesh": "true"}, "installMesh", "the platform stack installs it"),
+        ({**APP_STACK, "monitoring": "true"}, "monitoring", "the platform stack installs it"),
+        ({**APP_STACK, "releaseAgent": "true"}, "releaseAgent", "the platform stack installs it"),
+        ({**APP_STACK, "deployApp": "false"}, "deployApp", "exists to deploy its app"),
+        ({"deployApp": "false", "loadGenerator": "true"}, "loadGenerator", "needs an app in this stack"),
+        ({"clusterMode": "cluster"}, "clusterMode", "one of gke, existing, stack"),
+    ],
+)
+def test_layout_mistakes_are_refused_naming_the_key(config, key, rule):
+    with pytest.raises(ConfigError) as error:
+        parse(config, GCP)
+    assert f"istio-canary:{key}: " in str(error.value)
+    assert rule in str(error.value)
+
+
+def test_an_app_stack_needs_no_gcp_project():
+    settings = parse(APP_STACK, {})
+    assert (settings.mesh.install, settings.monitoring.enabled, settings.agent.enabled) == (False, False, False)
+    assert settings.layout.platform_stack == "platform"
