@@ -17,7 +17,7 @@ from typing import TextIO
 
 from rollout import exits, gitops
 from rollout.analysis import BadCheckQuery
-from rollout.commands import agent, analyze, common, notify, promote, rollback, status, watch_images
+from rollout.commands import agent, analyze, common, notify, promote, rollback, stacks, status, watch_images
 from rollout.exits import (  # noqa: F401 - re-exported: the tests and scripts import the codes from here
     EXIT_FAIL,
     EXIT_INCONCLUSIVE,
@@ -32,6 +32,7 @@ from stacks.settings import ConfigError
 
 COMMANDS: dict[str, ModuleType] = {
     "status": status,
+    "stacks": stacks,
     "analyze": analyze,
     "promote": promote,
     "rollback": rollback,

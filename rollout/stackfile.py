@@ -23,6 +23,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from components.names import workload
 from rollout.yamledit import BOM, ODD_BREAKS, EditError, load, plain, read_text, with_value, write_atomically
+from stacks.model import LayoutSettings
 from stacks.settings import PROJECT, AppSettings, ConfigError, ReleaseSettings, parse, parse_weight, schema
 
 # What `canary rollback` validates: the app's identity, versions, weight and every `analysis*` key (the checks
@@ -52,6 +53,8 @@ class StackView:
 
     app: AppSettings
     release: ReleaseSettings
+    # Where the stack sits: everything in one stack (the default), a platform, or an app on a platform stack.
+    layout: LayoutSettings
 
     @property
     def ga_workload(self) -> str:
@@ -102,6 +105,11 @@ class StackFile:
         """The file `Pulumi.<stack>.yaml` in the repository root."""
         return cls(repo / f"Pulumi.{stack}.yaml")
 
+    @staticmethod
+    def names(repo: Path) -> list[str]:
+        """Every stack with a file in the repository root, sorted (`Pulumi.dev.yaml` -> `dev`)."""
+        return sorted(path.name[len("Pulumi.") : -len(".yaml")] for path in repo.glob("Pulumi.?*.yaml"))
+
     @property
     def config(self) -> CommentedMap:
         """The `config:` mapping (keys with project prefix); empty when the file has none."""
@@ -134,7 +142,7 @@ class StackFile:
             )
         except ConfigError as exc:
             raise ConfigError(f"{self.path.name}: {exc}") from None
-        return StackView(app=settings.app, release=settings.release)
+        return StackView(app=settings.app, release=settings.release, layout=settings.layout)
 
     def rollback_view(self) -> tuple[StackView, Any]:
         """The view for `canary rollback`: only RELEASE_KEYS are validated, and a bad weight is tolerated.
@@ -156,7 +164,7 @@ class StackFile:
             settings = parse(values, {}, check_environment=False, project_file=self.project_file)
         except ConfigError as exc:
             raise ConfigError(f"{self.path.name}: {exc}") from None
-        return StackView(app=settings.app, release=settings.release), bad_weight
+        return StackView(app=settings.app, release=settings.release, layout=settings.layout), bad_weight
 
     # --- editing ------------------------------------------------------------------------------------
 

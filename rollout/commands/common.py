@@ -80,6 +80,15 @@ class Context:
             self.lock.close()
 
 
+def repository(args: argparse.Namespace) -> Path:
+    """The work tree holding -C (the directory itself when it is in none: reading needs no git)."""
+    start = Path(args.repo).resolve()
+    try:
+        return gitops.toplevel(start)
+    except gitops.GitError:
+        return start
+
+
 def load(args: argparse.Namespace, *, write: bool, for_rollback: bool = False) -> Context:
     """Find the repository; for a command that writes, take the lock before anything is read, so the
     clean-tree check and the file a step is computed from are the ones it commits over."""

@@ -13,7 +13,7 @@ GCP = {"project": "acme-prod", "region": "europe-west1"}
 
 def view(**config: object) -> StackView:
     settings = parse({key: str(value) for key, value in config.items()}, GCP, check_environment=False)
-    return StackView(settings.app, settings.release)
+    return StackView(settings.app, settings.release, settings.layout)
 
 
 @pytest.mark.parametrize(

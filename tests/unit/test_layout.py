@@ -4,7 +4,11 @@ and monitoring and no app; the layout keys are validated like every other key.""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+import yaml
 
 from stacks.settings import ConfigError, parse
 from testkit.mocks import PLATFORM_OUTPUTS, unsecret
@@ -71,3 +75,26 @@ def test_an_app_stack_needs_no_gcp_project():
     settings = parse(APP_STACK, {})
     assert (settings.mesh.install, settings.monitoring.enabled, settings.agent.enabled) == (False, False, False)
     assert settings.layout.platform_stack == "platform"
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("path", sorted(REPO.glob("Pulumi.?*.yaml")), ids=lambda path: path.name)
+def test_every_stack_file_in_the_repository_renders(program, path):
+    raw = yaml.safe_load(path.read_text())["config"]
+    values = {key.split(":", 1)[1]: value for key, value in raw.items() if key.startswith("istio-canary:")}
+    as_config = {
+        key: json.dumps(value)
+        if isinstance(value, list)
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+        for key, value in values.items()
+    }
+    if values.get("clusterMode") == "existing":
+        as_config["kubeconfig"] = ""  # the engine tests and make up set their own
+    run = program(**as_config)
+    built = run.outputs["built"]
+    assert (built.app is None) == (values.get("deployApp") is False)
+    assert (built.cluster.__class__.__name__ == "PlatformRef") == (values.get("clusterMode") == "stack")
