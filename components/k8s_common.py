@@ -71,3 +71,26 @@ def restricted_container_security_context(uid: int = NON_ROOT_UID) -> dict[str, 
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def namespaced_grant(
+    parent: pulumi.Resource,
+    provider: k8s.Provider,
+    resource_name: str,
+    metadata: dict[str, Any],
+    rules: list[dict[str, Any]],
+    subject: dict[str, str],
+    after: Sequence[pulumi.Resource] = (),
+) -> tuple[k8s.rbac.v1.Role, k8s.rbac.v1.RoleBinding]:
+    """A Role (`metadata` names it and its namespace) with `rules`, bound to one ServiceAccount `subject`."""
+    role = k8s.rbac.v1.Role(
+        f"{resource_name}-role", metadata=metadata, rules=rules, opts=child_options(parent, provider, after)
+    )
+    binding = k8s.rbac.v1.RoleBinding(
+        f"{resource_name}-rolebinding",
+        metadata=metadata,
+        role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": metadata["name"]},
+        subjects=[{"kind": "ServiceAccount", **subject}],
+        opts=child_options(parent, provider, [*after, role]),
+    )
+    return role, binding

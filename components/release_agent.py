@@ -21,6 +21,7 @@ import pulumi_kubernetes as k8s
 from components.k8s_common import (
     NON_ROOT_UID,
     child_options,
+    namespaced_grant,
     restricted_container_security_context,
     restricted_pod_security_context,
 )
@@ -123,7 +124,7 @@ class ReleaseAgentArgs:
     registry_secret: str  # a kubernetes.io/dockerconfigjson Secret made outside Pulumi; "" mounts none
     google_service_account: str  # the Google service account its ServiceAccount acts as; "" annotates none
     prometheus_url: str
-    app_namespace: str
+    app_namespace: str  # "" for a platform's agent: it serves app stacks, which grant it their reads
     namespace: str = AGENT_NAMESPACE
     depends_on: tuple[pulumi.Resource, ...] = ()
 
@@ -155,7 +156,10 @@ class ReleaseAgent(pulumi.ComponentResource):
         self.lease_name = agent_lease_name(args.stack)
         # The Lease in the agent's own namespace, so the app namespace grants reads only.
         self.command = agent_command(args.stack, args.git_repo, lease_namespace=args.namespace)
-        self.role_rules = {args.app_namespace: app_role_rules(), args.namespace: lease_role_rules(self.lease_name)}
+        # No app namespace: a platform's agent, whose app stacks grant it their reads (components/agent_access.py).
+        self.role_rules = {args.namespace: lease_role_rules(self.lease_name)}
+        if args.app_namespace:
+            self.role_rules = {args.app_namespace: app_role_rules(), **self.role_rules}
         labels = {"app": AGENT_NAME}
         meta = {"name": AGENT_NAME, "namespace": args.namespace, "labels": labels}
 
@@ -177,10 +181,9 @@ class ReleaseAgent(pulumi.ComponentResource):
             opts=in_namespace,
         )
         # The app namespace is the app component's: the Role there waits for it (args.depends_on).
-        grants = [
-            *self._grant(f"{name}-app", AGENT_NAME, args.app_namespace, [namespace, *args.depends_on], args),
-            *self._grant(f"{name}-lease", f"{AGENT_NAME}-lease", args.namespace, [namespace], args),
-        ]
+        grants = [*self._grant(f"{name}-lease", f"{AGENT_NAME}-lease", args.namespace, [namespace], args)]
+        if args.app_namespace:
+            grants[:0] = self._grant(f"{name}-app", AGENT_NAME, args.app_namespace, [namespace, *args.depends_on], args)
         secret_data: dict[str, pulumi.Input[str]] = {}
         if args.git_token is not None:
             secret_data[GIT_TOKEN_KEY] = pulumi.Output.secret(args.git_token)
@@ -230,21 +233,15 @@ class ReleaseAgent(pulumi.ComponentResource):
         self, resource_name: str, role_name: str, namespace: str, after: list[pulumi.Resource], args: ReleaseAgentArgs
     ) -> tuple[k8s.rbac.v1.Role, k8s.rbac.v1.RoleBinding]:
         """A Role in `namespace` with the agent's rules there, bound to the agent's ServiceAccount."""
-        metadata = {"name": role_name, "namespace": namespace, "labels": {"app": AGENT_NAME}}
-        role = k8s.rbac.v1.Role(
-            f"{resource_name}-role",
-            metadata=metadata,
-            rules=self.role_rules[namespace],
-            opts=child_options(self, args.provider, after),
+        return namespaced_grant(
+            self,
+            args.provider,
+            resource_name,
+            {"name": role_name, "namespace": namespace, "labels": {"app": AGENT_NAME}},
+            self.role_rules[namespace],
+            {"name": self.service_account_name, "namespace": self.namespace},
+            after,
         )
-        binding = k8s.rbac.v1.RoleBinding(
-            f"{resource_name}-rolebinding",
-            metadata=metadata,
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
-            subjects=[{"kind": "ServiceAccount", "name": self.service_account_name, "namespace": self.namespace}],
-            opts=child_options(self, args.provider, [*after, role]),
-        )
-        return role, binding
 
     def _pod_spec(self, args: ReleaseAgentArgs, secret_data: dict[str, Any]) -> dict[str, Any]:
         env: list[dict[str, Any]] = [

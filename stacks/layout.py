@@ -53,10 +53,8 @@ def apply(reader: Reader, settings: Settings) -> Settings:
     elif platform:
         reader.fail("platformStack", platform, "empty unless clusterMode is stack")
     if not deploy_app:
-        for key in ("loadGenerator", "releaseAgent"):
-            if _set_true(reader, key):
-                reader.fail(key, True, "false or unset with deployApp false: it needs an app in this stack")
-        settings = replace(
-            settings, load=replace(settings.load, enabled=False), agent=replace(settings.agent, enabled=False)
-        )
+        if _set_true(reader, "loadGenerator"):
+            reader.fail("loadGenerator", True, "false or unset with deployApp false: it needs an app in this stack")
+        # The release agent stays: a platform's agent serves every app stack on it.
+        settings = replace(settings, load=replace(settings.load, enabled=False))
     return replace(settings, layout=LayoutSettings(platform_stack=platform, deploy_app=deploy_app))

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 
 import pulumi
 
+from components.agent_access import AgentAccess, AgentAccessArgs
 from components.canary_app import CanaryApp, CanaryAppArgs
 from components.cluster import Cluster, ClusterArgs
 from components.load_generator import LoadGenerator, LoadGeneratorArgs
@@ -82,6 +83,9 @@ def build(settings: Settings) -> BuiltStack:
             ),
             opts,
         )
+    if app is not None and settings.cluster.mode == "stack":
+        # The platform's release agent (if it runs one) reads this app's live state.
+        AgentAccess(f"{a.name}-agent-access", AgentAccessArgs(cluster.provider, a.namespace, (app,)), opts)
     load = None
     if settings.load.enabled and app is not None:
         load = LoadGenerator(
@@ -114,7 +118,7 @@ def build(settings: Settings) -> BuiltStack:
             opts,
         )
     agent = None
-    if settings.agent.enabled and app is not None:
+    if settings.agent.enabled:
         agent = ReleaseAgent(
             "canary-agent",
             ReleaseAgentArgs(
@@ -128,9 +132,9 @@ def build(settings: Settings) -> BuiltStack:
                 registry_secret=settings.agent.registry_secret,
                 google_service_account=settings.agent.google_service_account,
                 prometheus_url=agent_prometheus_url(settings, monitoring),
-                app_namespace=a.namespace,
+                app_namespace=a.namespace if app is not None else "",
                 # Its Role lives in the app's namespace; its first analysis wants Prometheus up.
-                depends_on=(app, *([monitoring] if monitoring else [])),
+                depends_on=(*([app] if app else []), *([monitoring] if monitoring else [])),
             ),
             opts,
         )

@@ -23,7 +23,7 @@ from typing import Any
 
 from components.names import agent_lease_name, duration_seconds
 from rollout import gitops, notify, steps
-from rollout.agent import decide, history, images, live, workspace
+from rollout.agent import decide, fleet, history, images, live, workspace
 from rollout.agent.lease import Lease
 from rollout.agent.metrics import Metrics
 from rollout.agent.pulls import PullError, PullRequests
@@ -49,6 +49,7 @@ class Options:
     lease_namespace: str | None
     dashboard_url: str = ""
     registry_url: str | None = None  # the image registry's base URL instead of the image's host (tests)
+    lease_stack: str = ""  # whose Lease this agent holds: the stack it was started for ("" = `stack`)
 
 
 @dataclass
@@ -123,9 +124,8 @@ def iterate(options: Options, metrics: Metrics, memory: Memory, now: float | Non
     stack_name = options.stack
     if options.kube is not None and options.lease_namespace:
         # Held for three intervals: renewed every interval, it lapses only when the agent stops.
-        lease = Lease(
-            options.kube, options.lease_namespace, agent_lease_name(stack_name), options.identity, memory.lease_s
-        )
+        lease_name = agent_lease_name(options.lease_stack or stack_name)
+        lease = Lease(options.kube, options.lease_namespace, lease_name, options.identity, memory.lease_s)
         leader = lease.acquire()
         metrics.leader.labels(stack_name).set(1 if leader else 0)
         if not leader:
@@ -277,21 +277,37 @@ def _notice(repo: Path, stack: str, text: str) -> None:
 
 
 def run(options: Options, metrics: Metrics, iterations: int | None = None) -> int:
-    """Loop until stopped (or for `iterations` passes); an iteration that raises is logged and counted."""
-    memory = Memory()
+    """Loop until stopped (or for `iterations` passes); an iteration that raises is logged and counted. Each
+    pass serves every stack `fleet.served()` names, one after another, under this agent's one Lease."""
+    memories: dict[str, Memory] = {}
     workspace.use_token(options.repo_url, options.token)
     done = 0
     while iterations is None or done < iterations:
         started = time.monotonic()
         try:
-            iterate(options, metrics, memory)  # also keeps memory.interval_s to the stack it read
-        except Exception as exc:  # noqa: BLE001 - one bad iteration must not end the agent
+            stacks = fleet.served(workspace.sync(options.repo_url, options.workdir), options.stack)
+        except Exception as exc:  # noqa: BLE001 - a failed fetch is retried at the next pass
             metrics.errors.labels(options.stack).inc()
-            log.error("iteration failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            log.error("sync failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            stacks = []
+        for stack in stacks:
+            memory = memories.setdefault(stack, Memory())
+            try:
+                # Keeps memory.interval_s to the stack it read.
+                iterate(replace(options, stack=stack, lease_stack=options.stack), metrics, memory)
+            except Exception as exc:  # noqa: BLE001 - one bad iteration must not end the agent
+                metrics.errors.labels(stack).inc()
+                log.error(
+                    "iteration of %s failed: %s: %s",
+                    stack,
+                    type(exc).__name__,
+                    str(exc).splitlines()[0] if str(exc) else "",
+                )
         done += 1
         if iterations is not None and done >= iterations:
             break
-        time.sleep(max(0.0, memory.interval_s - (time.monotonic() - started)))
+        interval = min((memories[stack].interval_s for stack in stacks), default=Memory().interval_s)
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
     return 0
 
 

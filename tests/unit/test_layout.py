@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.release_agent import app_role_rules
 from stacks.settings import ConfigError, parse
 from testkit.mocks import PLATFORM_OUTPUTS, unsecret
 
@@ -30,7 +31,15 @@ def test_an_app_stack_deploys_its_app_on_the_platforms_cluster(program):
     assert kinds >= APP_KINDS and "ConfigMap" not in kinds  # no monitoring here: the platform runs it
     assert run.one("Deployment", "echo-canary").inputs["metadata"]["namespace"] == "echo"
     assert run.one("Deployment", "echo-load")  # its own load generator
-    assert not run.kind("Role")  # no agent of its own
+    # No agent of its own; the platform's agent may read this app's live state, and nothing more.
+    (role,) = run.kind("Role")
+    assert (role.k8s_name, role.inputs["metadata"]["namespace"]) == ("canary-agent", "echo")
+    assert role.inputs["rules"] == app_role_rules()
+    (binding,) = run.kind("RoleBinding")
+    assert binding.inputs["subjects"] == [
+        {"kind": "ServiceAccount", "name": "canary-agent", "namespace": "canary-agent"}
+    ]
+    assert not run.kind("ServiceAccount") and not [d for d in run.kind("Deployment") if "agent" in d.k8s_name]
     assert run.outputs["built"].cluster.__class__.__name__ == "PlatformRef"
 
 
@@ -38,6 +47,19 @@ def test_a_qualified_platform_name_is_taken_as_given(program):
     run = program(clusterMode="stack", platformStack="acme/istio-canary/platform")
     (reference,) = run.of_type("pulumi:pulumi:StackReference")
     assert reference.inputs["name"] == "acme/istio-canary/platform"
+
+
+def test_a_platforms_agent_holds_its_lease_and_reads_no_app_namespace_itself(program):
+    run = program(
+        deployApp="false",
+        releaseAgent="true",
+        agentGitRepo="https://github.com/acme/shop",
+        agentGitTokenSecret="git-token",
+    )
+    agent = run.outputs["built"].agent
+    assert agent is not None and set(agent.role_rules) == {"canary-agent"}  # the lease only
+    assert [r.inputs["metadata"]["namespace"] for r in run.kind("Role")] == ["canary-agent"]
+    assert agent.command[agent.command.index("--stack") + 1] == "dev"  # serves the app stacks on `dev`
 
 
 def test_a_platform_stack_has_no_app(program):
