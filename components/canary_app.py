@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import shapes
 from components.app_shape import AppShape
 from components.k8s_common import (
     child_options,
@@ -34,6 +35,9 @@ class CanaryAppArgs:
     public_host: str
     tls_credential_name: str
     shape: AppShape
+    canary_shape: str  # components/shapes.py: "" (weights), "mirror" or "header"
+    mirror_percent: int
+    canary_match: str
     # The labels of the mesh's ingress gateway pods, which the Gateway object selects.
     gateway_selector: dict[str, str]
     depends_on: tuple[pulumi.Resource, ...] = ()
@@ -104,17 +108,14 @@ class CanaryApp(pulumi.ComponentResource):
             spec={
                 "hosts": [args.name, args.public_host],
                 "gateways": ["mesh", self.gateway_name],
-                "http": [
-                    {
-                        "route": [
-                            {
-                                "destination": {"host": host, "subset": subset, "port": {"number": shape.port}},
-                                "weight": weight,
-                            }
-                            for subset, weight in self.split.items()
-                        ]
-                    }
-                ],
+                "http": shapes.http_routes(
+                    host,
+                    shape.port,
+                    self.split,
+                    args.canary_shape,
+                    args.mirror_percent,
+                    shapes.Match.parse(args.canary_match),
+                ),
             },
             opts=istio_objects,
         )

@@ -37,6 +37,9 @@ RELEASE_KEYS = (
     "canaryVersion",
     "canaryWeight",
     "canarySteps",
+    "canaryPreSteps",
+    "canaryShape",
+    "canaryMatch",
     "canaryTagPolicy",
     "prometheusUrl",
 )

@@ -60,6 +60,9 @@ class AppSettings:
     public_host: str
     tls_credential_name: str
     shape: AppShape
+    canary_shape: str  # "" (weights), "mirror" or "header": components/shapes.py
+    mirror_percent: int  # of GA's requests copied to the canary in the mirror step
+    canary_match: str  # which requests the header step sends to the canary: header:<name>=<value> or cookie:...
 
     @property
     def split(self) -> dict[str, int]:
@@ -90,7 +93,8 @@ class MonitoringSettings:
 class ReleaseSettings:
     """What the `canary` command needs: the promotion schedule and the checks the analysis judges."""
 
-    steps: tuple[int, ...]
+    steps: tuple[int, ...]  # the weights
+    shapes: tuple[str, ...]  # the steps before the weights: mirror, header (components/shapes.py)
     checks: tuple[Check, ...]  # the built-in ones with this stack's thresholds, then the stack's own
     window: str
     canary_tags: TagPolicy  # which registry tag may become the next canaryVersion

@@ -26,6 +26,7 @@ from components.names import (
     MONITORING_NAMESPACE,
 )
 from components.names import DURATION as _PROM_DURATION
+from components.shapes import HEADER, MIRROR, SHAPES, Match
 from stacks import layout, shape
 from stacks.model import (
     AgentSettings,
@@ -172,23 +173,44 @@ def parse_weight(value: Any) -> int:
     return weight
 
 
-def _steps(reader: _Reader) -> tuple[int, ...]:
+def _steps(reader: _Reader) -> tuple[tuple[int, ...], tuple[str, ...], int]:
+    """(canarySteps' weights, canaryPreSteps' shapes, the mirror step's percentage)."""
     original = reader.raw.get("canarySteps", reader.schema["canarySteps"]["default"])
     value = reader.array("canarySteps")
     allowed = "a list of increasing whole numbers from 1 to 100 that ends at 100, e.g. [10, 60, 100]"
+    weights: list[int] = []
     if not isinstance(value, list) or not value:
         reader.fail("canarySteps", original, allowed)
-        return (100,)
-    steps = []
-    for item in value:
+        weights = [100]
+    for item in value if isinstance(value, list) else []:
         text = str(item) if not isinstance(item, bool) else "x"
         if not INT.fullmatch(text) or not 1 <= int(text) <= 100:
             reader.fail("canarySteps", original, allowed)
-            return (100,)
-        steps.append(int(text))
-    if steps != sorted(set(steps)) or steps[-1] != 100:
+            weights = [100]
+            break
+        weights.append(int(text))
+    if weights != sorted(set(weights)) or weights[-1:] != [100]:
         reader.fail("canarySteps", original, allowed)
-    return tuple(steps)
+    # Pulumi types an array's items with one type, so the shapes cannot share canarySteps' list of integers.
+    pre = reader.array("canaryPreSteps")
+    pre_allowed = (
+        "a list of the shapes mirror (or mirror:<percent>, 1-100) and header, in that order, e.g. [mirror, header]"
+    )
+    shapes: list[str] = []
+    mirror_percent = 100
+    for item in pre if isinstance(pre, list) else [None]:
+        shape, _, percent = str(item).partition(":")
+        fine = isinstance(item, str) and shape in SHAPES and shape not in shapes and (not percent or shape == MIRROR)
+        if fine and percent and not (INT.fullmatch(percent) and 1 <= int(percent) <= 100):
+            fine = False
+        if not fine:
+            reader.fail("canaryPreSteps", pre, pre_allowed)
+            return tuple(weights), (), 100
+        shapes.append(shape)
+        mirror_percent = int(percent) if percent else mirror_percent
+    if shapes != sorted(shapes, key=SHAPES.index):
+        reader.fail("canaryPreSteps", pre, pre_allowed + " (mirror first: nobody sees its answers)")
+    return tuple(weights), tuple(shapes), mirror_percent
 
 
 def _success_rate(reader: _Reader) -> float:
@@ -349,7 +371,7 @@ def _mesh(reader: _Reader) -> MeshSettings:
     )
 
 
-def _app(reader: _Reader) -> AppSettings:
+def _app(reader: _Reader, shapes: tuple[str, ...], mirror_percent: int) -> AppSettings:
     namespace = reader.text("namespace")
     if not (len(namespace) <= 63 and DNS_LABEL.fullmatch(namespace)):
         reader.fail("namespace", namespace, "a DNS label: lowercase letters, digits and '-', at most 63")
@@ -363,6 +385,19 @@ def _app(reader: _Reader) -> AppSettings:
         reader.fail("appName", name, "a DNS label of at most 55 characters")
     tag_rule = "a released image tag such as 6.15.0 (not latest, not a branch)"
     replicas = reader.integer("replicas", 1, 20)
+    canary_shape = reader.text("canaryShape")
+    if canary_shape and canary_shape not in shapes:
+        reader.fail("canaryShape", canary_shape, f"empty, or a shape of canaryPreSteps ({', '.join(shapes) or 'none'})")
+    elif canary_shape and reader.raw.get("canaryWeight") not in (None, 0, "0"):
+        reader.fail("canaryShape", canary_shape, "empty while canaryWeight is above 0 (a shape step is at 0%)")
+    match = reader.text("canaryMatch")
+    if (match or HEADER in shapes) and Match.parse(match) is None:
+        reader.fail(
+            "canaryMatch",
+            match,
+            "header:<name>=<value> or cookie:<name>=<value> (lowercase name), e.g. header:x-canary=always; "
+            "canaryPreSteps' header step needs it",
+        )
     public_host = reader.text("publicHost")
     if not dns_name(public_host, wildcard=True):
         reader.fail("publicHost", public_host, "a DNS name such as podinfo.example.com")
@@ -386,6 +421,9 @@ def _app(reader: _Reader) -> AppSettings:
         public_host=public_host,
         tls_credential_name=credential,
         shape=shape.read(reader, replicas),
+        canary_shape=canary_shape,
+        mirror_percent=mirror_percent,
+        canary_match=match,
     )
 
 
@@ -440,7 +478,7 @@ def _tag_policies(reader: _Reader) -> tuple[TagPolicy, TagPolicy | None]:
     return policies[0] or TagPolicy.parse("semver:*"), policies[1]
 
 
-def _release(reader: _Reader) -> ReleaseSettings:
+def _release(reader: _Reader, weights: tuple[int, ...], shapes: tuple[str, ...]) -> ReleaseSettings:
     prometheus_url = reader.text("prometheusUrl")
     url_error = prometheus_url_error(prometheus_url) if prometheus_url else None
     if url_error:
@@ -457,7 +495,8 @@ def _release(reader: _Reader) -> ReleaseSettings:
         max_p99_over_ga_pct=_optional_percent(reader, "analysisMaxP99OverGaPct"),
     )
     return ReleaseSettings(
-        steps=_steps(reader),
+        steps=weights,
+        shapes=shapes,
         checks=checks + _user_checks(reader, {check.name for check in checks}),
         window=reader.matching("analysisWindow", _PROM_DURATION, "a Prometheus duration such as 30s, 5m or 1h"),
         canary_tags=canary_tags,
@@ -537,10 +576,11 @@ def parse(
     exists on this machine. The `canary` tool validates with it off; every other rule is the same.
     """
     reader = _Reader(project, schema(project_file))
+    weights, shapes, mirror_percent = _steps(reader)
     settings = Settings(
         cluster=_cluster(reader, gcp or {}, check_environment),
         mesh=_mesh(reader),
-        app=_app(reader),
+        app=_app(reader, shapes, mirror_percent),
         load=LoadSettings(
             enabled=reader.boolean("loadGenerator"),
             rate=reader.integer("loadRate", 1, 1000),
@@ -548,7 +588,7 @@ def parse(
             path=_load_path(reader),
         ),
         monitoring=_monitoring(reader),
-        release=_release(reader),
+        release=_release(reader, weights, shapes),
         agent=_agent(reader),
         layout=LayoutSettings(platform_stack="", deploy_app=True),
         skip_await=reader.boolean("skipAwait"),

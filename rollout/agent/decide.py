@@ -3,7 +3,8 @@
 Contract: `decide(state)` returns one Decision; no I/O. The history is the analysis evaluated now and at past
 instants one interval apart (newest first), so a restarted agent reaches the same decision as the one that
 died: nothing is counted in memory. Rules, in order:
-1. A run of `threshold` FAILs (newest first) while the canary has traffic -> ROLLBACK. Only the first
+1. A run of `threshold` FAILs (newest first) while the canary has traffic (a weight, or a mirror/header shape
+   step) -> ROLLBACK. Only the first
    `threshold` instants count, so one bad minute among good ones never rolls back.
 2. Drift (Git and the live VirtualService disagree longer than the grace period) -> report it; a step is
    never proposed on top of drift, but a rollback still is (weight 0 is the safe direction).
@@ -38,6 +39,7 @@ class Live:
     ga_version: str | None
     ga_rolled_out: bool
     canary_version: str | None
+    shape: str = ""  # the VirtualService's shape (components/shapes.py): "", "mirror" or "header"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class State:
 
     weight: int  # in Git
     schedule: tuple[int, ...]
+    shapes: tuple[str, ...]  # canaryPreSteps
+    shape: str  # the shape step in Git ("" when the weights alone route)
     ga_version: str  # in Git
     canary_version: str  # in Git
     rolled_back: bool  # Git records a rollback of this canaryVersion
@@ -81,14 +85,28 @@ def _run(history: tuple[str, ...], verdicts: tuple[str, ...]) -> int:
     return count
 
 
+def plan(state: State) -> steps.Step:
+    """The planner's next step for this state."""
+    return steps.next_step(
+        state.weight,
+        state.schedule,
+        state.ga_version,
+        state.canary_version,
+        state.rolled_back,
+        shapes=state.shapes,
+        shape=state.shape,
+    )
+
+
 def drifted(state: State) -> bool:
     """Git and the live VirtualService disagree, and have for longer than an `up` takes (the grace period)."""
-    return state.live.canary_weight != state.weight and state.seconds_since_step > state.drift_grace_s
+    differ = state.live.canary_weight != state.weight or state.live.shape != state.shape
+    return differ and state.seconds_since_step > state.drift_grace_s
 
 
 def is_live(state: State, step: steps.Step) -> bool:
     """Is the step Git holds applied? The weights match; for finish 2/2, GA already runs the canary's version."""
-    if state.live.canary_weight != state.weight:
+    if state.live.canary_weight != state.weight or state.live.shape != state.shape:
         return False
     if state.weight == 0 and state.live.canary_version != state.canary_version:
         return False  # the first step sends users to the canary Deployment: it must run the new version
@@ -101,9 +119,9 @@ def decide(state: State) -> Decision:
     """The one thing to do now; see the module docstring for the rules."""
     drift = drifted(state)
     failures = _run(state.history, (FAIL,))
-    if state.weight > 0 and failures >= state.threshold:
+    if (state.weight > 0 or state.shape) and failures >= state.threshold:
         return Decision(ROLLBACK, 0, f"{failures} failed analyses in a row (threshold {state.threshold})", drift)
-    step = steps.next_step(state.weight, state.schedule, state.ga_version, state.canary_version, state.rolled_back)
+    step = plan(state)
     if step.action in (steps.NONE, steps.ROLLED_BACK, steps.UNKNOWN_STEP):
         return Decision(NOTHING, None, f"next step is {step.action}: nothing to propose", drift, step.action)
     if drift:

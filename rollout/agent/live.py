@@ -1,4 +1,5 @@
-"""What the cluster runs, read-only: the VirtualService's canary weight and the GA/canary Deployments.
+"""What the cluster runs, read-only: the VirtualService's shape and canary weight (read as components/shapes.py
+writes them) and the GA/canary Deployments.
 
 Needs get on `virtualservices.networking.istio.io` and `deployments.apps` in the app namespace; nothing else.
 Any error reading an object (gone, forbidden, unreachable) reads as None/False: the agent then waits.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from components import shapes
 from components.names import workload
 from rollout.agent.decide import Live
 
@@ -30,16 +32,6 @@ def _rolled_out(deployment: Any) -> bool:
     )
 
 
-def canary_weight(virtual_service: dict) -> int | None:
-    """The weight of the `canary` subset in the VirtualService's first HTTP route."""
-    for http in (virtual_service.get("spec") or {}).get("http") or []:
-        for route in http.get("route") or []:
-            if (route.get("destination") or {}).get("subset") == "canary":
-                return int(route.get("weight") or 0)
-        return 0
-    return None
-
-
 def read(api_client: Any, namespace: str, app: str) -> Live:
     """The live state of one app (kubernetes.client.ApiClient in, Live out)."""
     from kubernetes import client
@@ -57,9 +49,11 @@ def read(api_client: Any, namespace: str, app: str) -> Live:
     )
     ga = guarded(apps.read_namespaced_deployment, workload(app, "ga"), namespace)
     canary = guarded(apps.read_namespaced_deployment, workload(app, "canary"), namespace)
+    shape, weight = shapes.read(service) if service else ("", None)
     return Live(
-        canary_weight=canary_weight(service) if service else None,
+        canary_weight=weight,
         ga_version=_tag(ga) if ga else None,
         ga_rolled_out=_rolled_out(ga) if ga else False,
         canary_version=_tag(canary) if canary else None,
+        shape=shape,
     )

@@ -63,7 +63,7 @@ class Memory:
 
 def branch_for(stack: str, view: StackView, step: steps.Step) -> str:
     """The proposal branch of a step: one per stack, version and target, so a restart finds its own PR."""
-    target = "finish" if step.action == steps.FINISH else str(step.to)
+    target = "finish" if step.action == steps.FINISH else step.describe()  # 10, 60, mirror, header
     return f"canary/{stack}-{view.app.canary_version}-{target}"
 
 
@@ -92,13 +92,15 @@ def _state(
     live_state = (
         live.read(options.kube, app.namespace, app.name)
         if options.kube is not None
-        else decide.Live(app.canary_weight, app.ga_version, True, app.canary_version)
+        else decide.Live(app.canary_weight, app.ga_version, True, app.canary_version, app.canary_shape)
     )
     verdicts = history.history(view, prometheus, now, interval_s, max(rel.threshold, rel.iterations))
     ctx = Context(repo, options.stack, stack, view)
     state = decide.State(
         weight=app.canary_weight,
         schedule=rel.steps,
+        shapes=rel.shapes,
+        shape=app.canary_shape,
         ga_version=app.ga_version,
         canary_version=app.canary_version,
         rolled_back=bool(rolled_back_subject(ctx, required=False)),
@@ -144,7 +146,7 @@ def iterate(options: Options, metrics: Metrics, memory: Memory, now: float | Non
     chosen = argparse.Namespace(prometheus=options.prometheus_url, timeout=PROMETHEUS_TIMEOUT_S)
     prometheus = choose_prometheus(chosen, view, required=True)
     state = _state(options, repo, view, stack, now, prometheus)
-    step = steps.next_step(state.weight, state.schedule, state.ga_version, state.canary_version, state.rolled_back)
+    step = decide.plan(state)
     pulls = (
         PullRequests(options.repo_url, options.token or "", options.api_url) if view.release.promotion == "pr" else None
     )

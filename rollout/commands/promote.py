@@ -56,10 +56,18 @@ def run(args: argparse.Namespace) -> int:
                 why = f"FORCED, analysis {gate.result.verdict.value if gate.result else 'unavailable'}: {why}"
         else:
             gate, why = common.Gate(), "first step; no analysis possible at 0%"
-        ctx.stack.set("canaryWeight", step.to)
-        subject = f"canary: promote {ctx.view.canary_workload} {app.canary_version} to {step.to}% ({why})"
+        if step.shape:  # a shape step: still 0 % of users by weight
+            ctx.stack.set("canaryShape", step.shape)
+            target = step.shape
+        else:
+            ctx.stack.set("canaryWeight", step.to)
+            if app.canary_shape:  # the last shape step gives way to the weights
+                ctx.stack.set("canaryShape", "")
+            target = f"{step.to}%"
+        subject = f"canary: promote {ctx.view.canary_workload} {app.canary_version} to {target} ({why})"
         forced = f"Promoted with --force although {app.canary_version} was rolled back: {rolled_back}\n\n"
-        body = f"{forced if rolled_back else ''}{gate.evidence()}\n\nRevert this commit to return to {weight}%."
+        now = app.canary_shape or f"{weight}%"
+        body = f"{forced if rolled_back else ''}{gate.evidence()}\n\nRevert this commit to return to {now}."
         common.commit(ctx, out, subject, body)
         common.publish(ctx, args, out, f":arrow_up: {subject}")
         out.result(_result(ctx, args, "promote", weight, step.to, gate))

@@ -33,7 +33,14 @@ def describe(name: str, view: StackView) -> dict[str, Any]:
     app = view.app
     entry: dict[str, Any] = {"stack": name, "role": role(view), "platform": view.layout.platform_stack or None}
     if view.layout.deploy_app:
-        step = steps.next_step(app.canary_weight, view.release.steps, app.ga_version, app.canary_version)
+        step = steps.next_step(
+            app.canary_weight,
+            view.release.steps,
+            app.ga_version,
+            app.canary_version,
+            shapes=view.release.shapes,
+            shape=app.canary_shape,
+        )
         entry |= {
             "app": app.name,
             "namespace": app.namespace,

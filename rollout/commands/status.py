@@ -7,12 +7,14 @@ import argparse
 import math
 from datetime import UTC, datetime
 
+from components import shapes
 from components.names import AGENT_DRIFT, AGENT_LAST_ITERATION, AGENT_VERDICT, AGENT_WEIGHT, duration_seconds
 from rollout import analysis, gitops, steps
 from rollout.agent.decide import FAIL, INCONCLUSIVE, PASS, UNAVAILABLE
 from rollout.commands import common
 from rollout.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
 from rollout.prometheus import Prometheus, PrometheusError
+from stacks.model import AppSettings
 from stacks.settings import PROJECT
 
 HELP = "weights and versions (+ live metrics)"
@@ -40,12 +42,27 @@ def rolled_back(ctx: common.Context, *, required: bool) -> str | None:
         return None  # `status` outside a git repository: no history to read
 
 
+def shape_words(app: AppSettings) -> str:
+    """The live shape step in words, for status and commit messages."""
+    if app.canary_shape == shapes.MIRROR:
+        return f"mirror: {app.mirror_percent}% of GA's requests copied to the canary, its answers discarded"
+    if app.canary_shape == shapes.HEADER:
+        return f"header: requests with {app.canary_match} go to the canary, all others to GA"
+    return f"weights: {app.canary_weight}% to the canary"
+
+
 def next_step(ctx: common.Context, *, required: bool) -> tuple[steps.Step, str | None]:
     """The planner's next step for this stack, and the rollback subject that blocks it (if any)."""
     app = ctx.view.app
     subject = rolled_back(ctx, required=required)
     step = steps.next_step(
-        app.canary_weight, ctx.view.release.steps, app.ga_version, app.canary_version, rolled_back=bool(subject)
+        app.canary_weight,
+        ctx.view.release.steps,
+        app.ga_version,
+        app.canary_version,
+        rolled_back=bool(subject),
+        shapes=ctx.view.release.shapes,
+        shape=app.canary_shape,
     )
     return step, subject
 
@@ -101,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
                     "weight": app.canary_weight,
                 },
                 "steps": list(rel.steps),
+                "pre_steps": list(rel.shapes),
+                "shape": app.canary_shape or "weights",
                 "next": step.to_json(),
                 "checks": [{"name": c.name, "rule": c.rule()} for c in rel.checks],
                 "analysis": result.to_json() if result else ({"error": error} if error else None),
@@ -111,7 +130,10 @@ def run(args: argparse.Namespace) -> int:
     out.say(f"stack {ctx.stack_name} ({ctx.stack.path.name}): {app.image} in namespace {app.namespace}")
     out.say(f"  ga      {ctx.view.ga_workload:<24} {app.ga_version:<12} {app.split['ga']:>3}%")
     out.say(f"  canary  {ctx.view.canary_workload:<24} {app.canary_version:<12} {app.canary_weight:>3}%")
-    out.say(f"  steps   0 -> {' -> '.join(str(s) for s in rel.steps)}; next: {step.describe()}")
+    if app.canary_shape:
+        out.say(f"  shape   {shape_words(app)}")
+    walk = " -> ".join([*rel.shapes, *(str(s) for s in rel.steps)])
+    out.say(f"  steps   0 -> {walk}; next: {step.describe()}")
     out.say("  checks  " + "; ".join(f"{check.name} {check.rule()}" for check in rel.checks))
     if agent:
         live = agent["live_weight"]

@@ -163,7 +163,7 @@ def test_status_with_live_metrics(tmp_path, capsys, prom):
     assert data["canary"] == {"workload": "podinfo-canary", "version": "6.9.0", "weight": 60}
     assert data["ga"]["weight"] == 40
     assert data["analysis"]["verdict"] == "pass"
-    assert data["next"] == {"action": "promote", "to": 100, "needs_analysis": True}
+    assert data["next"] == {"action": "promote", "to": 100, "needs_analysis": True, "shape": ""}
     text = canary(capsys, "status", "-C", directory).out
     assert "6.9.0" in text and "60%" in text and "next: 100" in text
 
@@ -262,7 +262,7 @@ def test_status_with_prometheus_down_still_prints_the_config(tmp_path, capsys):
     result = canary(capsys, "status", "-C", directory, "--prometheus", url, "--timeout", 2, "--json")
     assert result.code == EXIT_UNAVAILABLE
     data = json.loads(result.out)
-    assert data["canary"]["weight"] == 60 and data["next"] == {"action": "promote", "to": 100, "needs_analysis": True}
+    assert data["canary"]["weight"] == 60 and data["next"] == {"action": "promote", "to": 100, "needs_analysis": True, "shape": ""}
     assert "unreachable" in data["analysis"]["error"]
     text = canary(capsys, "status", "-C", directory, "--prometheus", url, "--timeout", 2)
     assert text.code == EXIT_UNAVAILABLE

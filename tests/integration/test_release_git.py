@@ -306,7 +306,7 @@ def test_a_rolled_back_version_is_not_promoted_again(capsys, repo):
     assert "6.9.0 was rolled back" in result.err
     assert repo.head() == head
     status = json.loads(canary(capsys, "status", "-C", repo.work, "--json").out)
-    assert status["next"] == {"action": "rolled-back", "to": 10, "needs_analysis": False}
+    assert status["next"] == {"action": "rolled-back", "to": 10, "needs_analysis": False, "shape": ""}
     # --force goes ahead and says so in the commit.
     assert promote(capsys, repo, None, "--force", "--no-notify").code == EXIT_OK
     assert "was rolled back: canary: roll back podinfo-canary 6.9.0" in repo.message()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 
 import pytest
 
@@ -24,6 +25,8 @@ from rollout.agent.decide import (
 BASE = State(
     weight=10,
     schedule=(10, 60, 100),
+    shapes=(),
+    shape="",
     ga_version="6.8.0",
     canary_version="6.9.0",
     rolled_back=False,
@@ -105,3 +108,45 @@ def test_nothing_to_do_without_a_release():
         decide(state(weight=0, rolled_back=True, live=dataclasses.replace(BASE.live, canary_weight=0))).action
         == NOTHING
     )
+
+
+# --- shape steps (canaryPreSteps) ----------------------------------------------------------------------------------
+
+SHAPED = replace(
+    BASE,
+    weight=0,
+    shapes=("mirror", "header"),
+    shape="mirror",
+    live=Live(canary_weight=0, ga_version="6.8.0", ga_rolled_out=True, canary_version="6.9.0", shape="mirror"),
+)
+
+
+def test_a_passing_mirror_step_proposes_the_header_step():
+    decision = decide(SHAPED)
+    assert (decision.action, decision.to, decision.next_step) == (PROPOSE, 0, "header")
+
+
+def test_a_failing_mirror_step_is_rolled_back_though_no_user_sees_it():
+    decision = decide(replace(SHAPED, history=(FAIL,) * 3))
+    assert (decision.action, decision.to) == (ROLLBACK, 0)
+
+
+def test_the_mirror_step_waits_until_the_mirror_is_live():
+    live = replace(SHAPED.live, shape="")
+    assert decide(replace(SHAPED, live=live, seconds_since_step=30)).action == WAIT
+
+
+def test_a_shape_missing_from_the_cluster_for_long_is_drift():
+    live = replace(SHAPED.live, shape="")
+    assert decide(replace(SHAPED, live=live, seconds_since_step=3600)).drift
+
+
+def test_from_the_last_shape_the_first_weight_is_next():
+    state = replace(SHAPED, shape="header", live=replace(SHAPED.live, shape="header"))
+    assert (decide(state).action, decide(state).to, decide(state).next_step) == (PROPOSE, 10, "10")
+
+
+def test_a_new_version_at_zero_goes_to_the_first_shape_without_analysis():
+    state = replace(SHAPED, shape="", history=(), live=replace(SHAPED.live, shape=""))
+    decision = decide(state)
+    assert (decision.action, decision.next_step) == (PROPOSE, "mirror")

@@ -40,6 +40,7 @@ CORE_KINDS = REQUIRED_CORE_KINDS | {
     ("v1", "Secret"),
     (RBAC, "Role"),
     (RBAC, "RoleBinding"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
 }
 ISTIO_MODELS: dict[tuple[str, str], type[pydantic.BaseModel]] = {
     ("networking.istio.io/v1", "VirtualService"): networking_v1.VirtualService,
@@ -55,6 +56,19 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "tls": {"tlsCredentialName": "podinfo-tls"},
     "no-load-generator": {"loadGenerator": False},
     "release-agent": {"releaseAgent": "true", "agentGitRepo": "https://github.com/acme/istio-canary.git"},
+    # The shape steps before real users (components/shapes.py), and an autoscaled app.
+    "mirror": {
+        "canaryPreSteps": '["mirror:50", "header"]',
+        "canaryShape": "mirror",
+        "canaryMatch": "header:x-canary=always",
+    },
+    "header": {
+        "canaryPreSteps": '["mirror", "header"]',
+        "canaryShape": "header",
+        "canaryMatch": "header:x-canary=always",
+    },
+    "cookie": {"canaryPreSteps": '["header"]', "canaryShape": "header", "canaryMatch": "cookie:canary=always"},
+    "autoscaled": {"appMaxReplicas": "6"},
 }
 
 
