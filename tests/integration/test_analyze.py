@@ -262,7 +262,12 @@ def test_status_with_prometheus_down_still_prints_the_config(tmp_path, capsys):
     result = canary(capsys, "status", "-C", directory, "--prometheus", url, "--timeout", 2, "--json")
     assert result.code == EXIT_UNAVAILABLE
     data = json.loads(result.out)
-    assert data["canary"]["weight"] == 60 and data["next"] == {"action": "promote", "to": 100, "needs_analysis": True, "shape": ""}
+    assert data["canary"]["weight"] == 60 and data["next"] == {
+        "action": "promote",
+        "to": 100,
+        "needs_analysis": True,
+        "shape": "",
+    }
     assert "unreachable" in data["analysis"]["error"]
     text = canary(capsys, "status", "-C", directory, "--prometheus", url, "--timeout", 2)
     assert text.code == EXIT_UNAVAILABLE
