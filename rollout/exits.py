@@ -10,6 +10,7 @@ EXIT_INCONCLUSIVE = 2
 EXIT_UNAVAILABLE = 3
 EXIT_REFUSED = 4
 EXIT_INTERNAL = 5
+EXIT_BLOCKED = 6
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ TABLE = (
         "rolled-back version, git failure",
     ),
     Exit(EXIT_INTERNAL, "internal", "internal error (a bug in canary; the message names the exception); never 1"),
+    Exit(EXIT_BLOCKED, "blocked", "an acceptance check failed: the step waits (never a rollback; --force overrides)"),
 )
 BY_CODE = {entry.code: entry for entry in TABLE}
 

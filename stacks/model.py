@@ -90,11 +90,25 @@ class MonitoringSettings:
 
 
 @dataclass(frozen=True)
+class AcceptanceCheck:
+    """An HTTP check that must answer `status` within `timeout_s` before a step is proposed (canaryAcceptance)."""
+
+    url: str
+    status: int
+    timeout_s: float
+    steps: tuple[str, ...]  # the steps it gates (mirror, header, 10, finish ...); empty: every step
+
+    def gates(self, step: str) -> bool:
+        return not self.steps or step in self.steps
+
+
+@dataclass(frozen=True)
 class ReleaseSettings:
     """What the `canary` command needs: the promotion schedule and the checks the analysis judges."""
 
     steps: tuple[int, ...]  # the weights
     shapes: tuple[str, ...]  # the steps before the weights: mirror, header (components/shapes.py)
+    acceptance: tuple[AcceptanceCheck, ...]  # run by promote (and so the agent) before a step is proposed
     checks: tuple[Check, ...]  # the built-in ones with this stack's thresholds, then the stack's own
     window: str
     canary_tags: TagPolicy  # which registry tag may become the next canaryVersion

@@ -29,6 +29,7 @@ from components.names import DURATION as _PROM_DURATION
 from components.shapes import HEADER, MIRROR, SHAPES, Match
 from stacks import layout, shape
 from stacks.model import (
+    AcceptanceCheck,
     AgentSettings,
     AppSettings,
     ClusterSettings,
@@ -211,6 +212,46 @@ def _steps(reader: _Reader) -> tuple[tuple[int, ...], tuple[str, ...], int]:
     if shapes != sorted(shapes, key=SHAPES.index):
         reader.fail("canaryPreSteps", pre, pre_allowed + " (mirror first: nobody sees its answers)")
     return tuple(weights), tuple(shapes), mirror_percent
+
+
+def _acceptance(reader: _Reader, weights: tuple[int, ...], shapes: tuple[str, ...]) -> tuple[AcceptanceCheck, ...]:
+    """canaryAcceptance: each item {url, status, timeout, steps}; every bad item is reported."""
+    value = reader.array("canaryAcceptance")
+    rule = (
+        "a list of {url: http(s) URL without credentials, status: 100-599 (200), timeout: seconds 0.1-60 (5), "
+        "steps: names of steps it gates such as [mirror, 10, finish] (all)}"
+    )
+    if not isinstance(value, list) or len(value) > 20:
+        reader.fail("canaryAcceptance", value, rule)
+        return ()
+    known = {*shapes, *(str(weight) for weight in weights), "finish"}
+    checks = []
+    for index, item in enumerate(value):
+        where = f"canaryAcceptance[{index}]"
+        if not isinstance(item, dict) or not set(item) <= {"url", "status", "timeout", "steps"}:
+            reader.errors.append(f"{PROJECT}:{where}: {shown(item)} is not allowed; expected {rule}")
+            continue
+        url, status, timeout, steps = (
+            item.get("url"),
+            item.get("status", 200),
+            item.get("timeout", 5),
+            item.get("steps", []),
+        )
+        problem = ""
+        if not isinstance(url, str) or prometheus_url_error(url) or "@" in url:
+            problem = "url must be an http(s) URL without user info (the stack file is committed)"
+        elif isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            problem = "status must be an HTTP status from 100 to 599"
+        elif isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0.1 <= timeout <= 60:
+            problem = "timeout must be seconds from 0.1 to 60"
+        elif not isinstance(steps, list) or not all(str(step) in known for step in steps):
+            problem = f"steps must name steps of this stack ({', '.join(sorted(known))})"
+        if problem:
+            shown_item = {**item, "url": "<not shown>"} if isinstance(url, str) and "@" in url else item
+            reader.errors.append(f"{PROJECT}:{where}: {shown(shown_item)} is not allowed; {problem}")
+            continue
+        checks.append(AcceptanceCheck(str(url), int(status), float(timeout), tuple(str(step) for step in steps)))
+    return tuple(checks)
 
 
 def _success_rate(reader: _Reader) -> float:
@@ -497,6 +538,7 @@ def _release(reader: _Reader, weights: tuple[int, ...], shapes: tuple[str, ...])
     return ReleaseSettings(
         steps=weights,
         shapes=shapes,
+        acceptance=_acceptance(reader, weights, shapes),
         checks=checks + _user_checks(reader, {check.name for check in checks}),
         window=reader.matching("analysisWindow", _PROM_DURATION, "a Prometheus duration such as 30s, 5m or 1h"),
         canary_tags=canary_tags,

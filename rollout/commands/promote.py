@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from rollout import steps
+from rollout import acceptance, steps
 from rollout.commands import common, status
-from rollout.exits import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
+from rollout.exits import (
+    EXIT_BLOCKED,
+    EXIT_FAIL,
+    EXIT_INCONCLUSIVE,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNAVAILABLE,
+)
 
 HELP = "next traffic step after a passing analysis"
-EXITS = (EXIT_OK, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_UNAVAILABLE, EXIT_REFUSED, EXIT_INTERNAL)
+EXITS = (EXIT_OK, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_UNAVAILABLE, EXIT_REFUSED, EXIT_INTERNAL, EXIT_BLOCKED)
 USES = ("metrics", "git", "json")
 
 
@@ -56,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
                 why = f"FORCED, analysis {gate.result.verdict.value if gate.result else 'unavailable'}: {why}"
         else:
             gate, why = common.Gate(), "first step; no analysis possible at 0%"
+        accepted = _accept(args, ctx, out, step.describe())
         if step.shape:  # a shape step: still 0 % of users by weight
             ctx.stack.set("canaryShape", step.shape)
             target = step.shape
@@ -67,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         subject = f"canary: promote {ctx.view.canary_workload} {app.canary_version} to {target} ({why})"
         forced = f"Promoted with --force although {app.canary_version} was rolled back: {rolled_back}\n\n"
         now = app.canary_shape or f"{weight}%"
-        body = f"{forced if rolled_back else ''}{gate.evidence()}\n\nRevert this commit to return to {now}."
+        body = f"{forced if rolled_back else ''}{gate.evidence()}{accepted}\n\nRevert this commit to return to {now}."
         common.commit(ctx, out, subject, body)
         common.publish(ctx, args, out, f":arrow_up: {subject}")
         out.result(_result(ctx, args, "promote", weight, step.to, gate))
@@ -78,7 +87,7 @@ def _finish(args: argparse.Namespace, ctx: common.Context, out: common.Output) -
     """Two commits: GA takes the canary's version while the canary holds 100%, then the weight goes to 0."""
     app = ctx.view.app
     gate = common.gate(args, ctx, out)
-    evidence = gate.evidence()
+    evidence = gate.evidence() + _accept(args, ctx, out, "finish")
     if app.ga_version != app.canary_version:
         ctx.stack.set("gaVersion", app.canary_version)
         common.commit(
@@ -104,6 +113,22 @@ def _finish(args: argparse.Namespace, ctx: common.Context, out: common.Output) -
     common.publish(ctx, args, out, f":white_check_mark: {app.name} {app.canary_version} is GA")
     out.result(_result(ctx, args, "finish", 100, 0, gate))
     return EXIT_OK
+
+
+def _accept(args: argparse.Namespace, ctx: common.Context, out: common.Output, step: str) -> str:
+    """Run the acceptance checks that gate `step`; a failure blocks it (exit 6) unless --force. The evidence."""
+    results = acceptance.run(ctx.view.release.acceptance, step)
+    for result in results:
+        out.say(f"acceptance: {result.line()}")
+    if acceptance.blocked(results) and not args.force:
+        failed = sum(not result.passed for result in results)
+        raise common.Refused(
+            f"{failed} of {len(results)} acceptance check(s) failed: the step to {step} waits (no rollback); "
+            "fix what they check, or promote with --force",
+            EXIT_BLOCKED,
+        )
+    text = acceptance.evidence(results)
+    return f"\n\n{text}" if text else ""
 
 
 def _result(ctx: common.Context, args: argparse.Namespace, action: str, start: int, to: int, gate: common.Gate) -> dict:

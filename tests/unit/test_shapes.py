@@ -107,3 +107,40 @@ def test_bad_shape_steps_are_refused_naming_the_key(config, key, rule):
         parse(config, GCP)
     assert f"istio-canary:{key}: " in str(error.value)
     assert rule in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("checks", "problem"),
+    [
+        ('[{"url": "ftp://ready.example.com/"}]', "url must be an http(s) URL"),
+        ('[{"url": "https://bot:s3cret@ready.example.com/"}]', "without user info"),
+        ('[{"url": "http://ready.example.com/", "status": 99}]', "status must be an HTTP status"),
+        ('[{"url": "http://ready.example.com/", "timeout": 0}]', "timeout must be seconds"),
+        ('[{"url": "http://ready.example.com/", "steps": ["40"]}]', "steps must name steps of this stack"),
+        ('[{"url": "http://ready.example.com/", "method": "POST"}]', "is not allowed; expected a list of {url"),
+        ('"http://ready.example.com/"', "expected a list of {url"),
+    ],
+)
+def test_bad_acceptance_checks_are_refused_naming_the_item(checks, problem):
+    with pytest.raises(ConfigError) as error:
+        parse({"canaryAcceptance": checks}, GCP)
+    assert "istio-canary:canaryAcceptance" in str(error.value) and problem in str(error.value)
+    assert "s3cret" not in str(error.value)
+
+
+def test_acceptance_checks_are_read_with_their_defaults():
+    settings = parse(
+        {
+            "canaryPreSteps": '["mirror"]',
+            "canaryAcceptance": '[{"url": "http://a.test/ready", "steps": ["mirror", 10]}]',
+        },
+        GCP,
+    )
+    (check,) = settings.release.acceptance
+    assert (check.url, check.status, check.timeout_s, check.steps) == (
+        "http://a.test/ready",
+        200,
+        5.0,
+        ("mirror", "10"),
+    )
+    assert check.gates("mirror") and check.gates("10") and not check.gates("60")
