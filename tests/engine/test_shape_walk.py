@@ -1,0 +1,71 @@
+"""Steps before real users on the real engine and a real API server: walking canaryPreSteps [mirror, header] and
+then the weights 10, 60, 100 is one VirtualService update per step, each typed as a user types it and committed,
+the VirtualService on the API server has the step's shape afterwards, and a `git revert` of every step previews
+as its exact inverse.
+
+Its own project copy and namespace (`shapes`), so the shared `local` stack of test_engine_stack.py is untouched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from components import shapes
+from testkit.engine import Kube, Project, changes, cli_env
+from toolchain.controlplane import LocalControlPlane
+
+NAMESPACE = "shapes"
+VS_TYPE = "kubernetes:networking.istio.io/v1:VirtualService"
+VS_PATH = f"/apis/networking.istio.io/v1/namespaces/{NAMESPACE}/virtualservices/podinfo"
+# (what a person sets for the step, the shape and canary weight the VirtualService must then have)
+WALK = [
+    ({"canaryShape": "mirror"}, ("mirror", 0)),
+    ({"canaryShape": "header"}, ("header", 0)),
+    ({"canaryShape": "", "canaryWeight": "10"}, ("", 10)),
+    ({"canaryWeight": "60"}, ("", 60)),
+    ({"canaryWeight": "100"}, ("", 100)),
+]
+
+
+def update(preview: dict) -> dict:
+    (step,) = [s for s in preview["steps"] if s["op"] == "update"]
+    return step
+
+
+def test_the_shape_walk_is_one_virtualservice_update_per_step_and_every_revert_its_inverse(
+    bins: dict[str, Path], work_dir: Path, control_plane: LocalControlPlane, kube: Kube
+) -> None:
+    kubeconfig = str(control_plane.kubeconfig_path)
+    project = Project.create(work_dir / "shape-walk", cli_env(bins, work_dir, kubeconfig), kubeconfig)
+    for key, value in (
+        ("namespace", NAMESPACE),
+        ("loadGenerator", "false"),
+        ("canaryMatch", "header:x-canary=always"),
+    ):
+        project.config_set(key, value)
+    project.pulumi("config", "set", "--path", "canaryPreSteps[0]", "mirror:50")
+    project.pulumi("config", "set", "--path", "canaryPreSteps[1]", "header")
+    project.git("commit", "-qam", "shape steps before real users")
+    try:
+        project.up()
+        assert shapes.read(kube.get(VS_PATH) or {}) == ("", 0)
+        for settings, (shape, weight) in WALK:
+            for key, value in settings.items():
+                project.config_set(key, value)
+            project.git("commit", "-qam", f"canary step: {settings}")
+            _, forward = project.preview()
+            assert [(s.op, s.type, s.name) for s in changes(forward)] == [("update", VS_TYPE, "podinfo")], settings
+            project.up()
+            service = kube.get(VS_PATH) or {}
+            assert shapes.read(service) == (shape, weight), settings
+            if shape == "mirror":
+                assert service["spec"]["http"][-1]["mirrorPercentage"] == {"value": 50}
+            project.git("revert", "--no-edit", "HEAD")
+            _, back = project.preview()
+            assert [(s.op, s.type, s.name) for s in changes(back)] == [("update", VS_TYPE, "podinfo")], settings
+            assert update(back)["newState"]["inputs"]["spec"] == update(forward)["oldState"]["inputs"]["spec"]
+            assert update(back)["oldState"]["inputs"]["spec"] == update(forward)["newState"]["inputs"]["spec"]
+            project.git("reset", "-q", "--hard", "HEAD~1")  # keep the step; its revert was only previewed
+    finally:
+        project.pulumi("destroy", "--yes", "--skip-preview", check=False)
+        project.pulumi("stack", "rm", "--yes", "--force", check=False)
