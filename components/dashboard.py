@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from components import promql
 from components.checks import Check
-from components.names import AGENT_DECISIONS, AGENT_VERDICT, SUBSETS, workload
+from components.names import AGENT_DECISIONS, AGENT_SHAPE, AGENT_VERDICT, SUBSETS, workload
 
 # The Grafana datasource the dashboard queries; the Monitoring component provisions it with this uid.
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
@@ -73,7 +73,8 @@ def _check_panel(panel_id: int, check: Check, namespace: str, app: str, window: 
 
 
 def _agent_panel(panel_id: int, app: str) -> dict:
-    """The release agent: its latest verdict (1 = the current one) and each rollback or proposal it made."""
+    """The release agent: its latest verdict (1 = the current one), each rollback or proposal it made, and the
+    shape the live VirtualService has (weights, mirror, header)."""
     targets = [
         {"refId": "A", "expr": f"{AGENT_VERDICT} == 1", "legendFormat": "verdict {{verdict}}"},
         {
@@ -81,9 +82,10 @@ def _agent_panel(panel_id: int, app: str) -> dict:
             "expr": f'increase({AGENT_DECISIONS}_total{{action=~"rollback|propose"}}[{promql.DEFAULT_WINDOW}]) > 0',
             "legendFormat": "{{action}}",
         },
+        {"refId": "C", "expr": f"{AGENT_SHAPE} == 1", "legendFormat": "live shape {{shape}}"},
     ]
     defaults = {"unit": "short", "custom": {"drawStyle": "points", "pointSize": 8}}
-    return _panel(panel_id, "Release agent: verdicts and decisions", targets, app, defaults)
+    return _panel(panel_id, "Release agent: verdicts, decisions and live shape", targets, app, defaults)
 
 
 def canary_dashboard(namespace: str, app: str, checks: tuple[Check, ...], window: str = promql.DEFAULT_WINDOW) -> dict:

@@ -44,6 +44,7 @@ AGENT_VERDICT = "canary_agent_verdict"
 AGENT_DECISIONS = "canary_agent_decisions"
 AGENT_WEIGHT = "canary_agent_weight"
 AGENT_DRIFT = "canary_agent_drift"
+AGENT_SHAPE = "canary_agent_shape"  # 1 for the shape the live VirtualService has: weights, mirror or header
 AGENT_LAST_ITERATION = "canary_agent_last_iteration_timestamp_seconds"
 AGENT_NAME = "canary-agent"
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from components.names import agent_lease_name, duration_seconds
+from components.shapes import SHAPES
 from rollout import gitops, notify, steps
 from rollout.agent import decide, fleet, history, images, live, workspace
 from rollout.agent.lease import Lease
@@ -205,6 +206,8 @@ def _record_metrics(metrics: Metrics, stack: str, state: decide.State, decision:
     metrics.weight.labels(stack, "git").set(state.weight)
     metrics.weight.labels(stack, "live").set(-1 if state.live.canary_weight is None else state.live.canary_weight)
     metrics.drift.labels(stack).set(1 if decision.drift else 0)
+    for shape in ("weights", *SHAPES):  # the live one 1, the others 0, so a panel shows exactly one
+        metrics.shape.labels(stack, shape).set(1 if (state.live.shape or "weights") == shape else 0)
     metrics.decisions.labels(stack, decision.action).inc()
 
 

@@ -14,7 +14,14 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 
-from components.names import AGENT_DECISIONS, AGENT_DRIFT, AGENT_LAST_ITERATION, AGENT_VERDICT, AGENT_WEIGHT
+from components.names import (
+    AGENT_DECISIONS,
+    AGENT_DRIFT,
+    AGENT_LAST_ITERATION,
+    AGENT_SHAPE,
+    AGENT_VERDICT,
+    AGENT_WEIGHT,
+)
 
 
 class Metrics:
@@ -29,6 +36,9 @@ class Metrics:
         )
         self.weight = Gauge(AGENT_WEIGHT, "Canary weight, Git vs live", [*labels, "source"], registry=self.registry)
         self.drift = Gauge(AGENT_DRIFT, "1 while Git and the cluster disagree", labels, registry=self.registry)
+        self.shape = Gauge(
+            AGENT_SHAPE, "1 for the live VirtualService's shape", [*labels, "shape"], registry=self.registry
+        )
         self.leader = Gauge("canary_agent_leader", "1 while this agent holds the Lease", labels, registry=self.registry)
         self.decisions = Counter(AGENT_DECISIONS, "Decisions by action", [*labels, "action"], registry=self.registry)
         self.last_commit = Gauge(

@@ -1,5 +1,6 @@
 """The app's shape as stack config: podinfo's defaults render exactly what the program rendered before these keys
-existed (golden manifests captured from that commit), and a different service renders its port, probes, user,
+existed (golden manifests captured from that commit; regenerated once since, for the dashboard's live-shape series
+of the agent panel, when the only object that differed was the dashboard ConfigMap), and a different service renders its port, probes, user,
 command and volumes everywhere they appear; every bad value is refused naming its key."""
 
 from __future__ import annotations

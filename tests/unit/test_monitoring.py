@@ -127,14 +127,15 @@ def test_a_stacks_own_check_gets_its_panel_through_the_program(program) -> None:
     assert [panel["title"].split(" ")[0] for panel in dashboard["panels"]][-2] == "errors_per_s"
 
 
-def test_the_agent_panel_shows_its_verdicts_and_decisions() -> None:
-    from components.names import AGENT_DECISIONS, AGENT_VERDICT
+def test_the_agent_panel_shows_its_verdicts_decisions_and_the_live_shape() -> None:
+    from components.names import AGENT_DECISIONS, AGENT_SHAPE, AGENT_VERDICT
 
     panel = canary_dashboard("shop", "web", CHECKS)["panels"][-1]
-    assert panel["title"] == "Release agent: verdicts and decisions"
+    assert panel["title"] == "Release agent: verdicts, decisions and live shape"
     exprs = [target["expr"] for target in panel["targets"]]
     assert exprs[0] == f"{AGENT_VERDICT} == 1"
     assert f"{AGENT_DECISIONS}_total" in exprs[1] and "rollback|propose" in exprs[1] and balanced(exprs[1])
+    assert exprs[2] == f"{AGENT_SHAPE} == 1"
 
 
 # --- the PromQL builders -----------------------------------------------------------------------------------
