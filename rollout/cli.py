@@ -17,7 +17,7 @@ from typing import TextIO
 
 from rollout import exits, gitops
 from rollout.analysis import BadCheckQuery
-from rollout.commands import agent, analyze, common, notify, promote, rollback, stacks, status, watch_images
+from rollout.commands import agent, analyze, common, notify, plan, promote, rollback, stacks, status, watch_images
 from rollout.exits import (  # noqa: F401 - re-exported: the tests and scripts import the codes from here
     EXIT_FAIL,
     EXIT_INCONCLUSIVE,
@@ -33,6 +33,7 @@ from stacks.settings import ConfigError
 COMMANDS: dict[str, ModuleType] = {
     "status": status,
     "stacks": stacks,
+    "plan": plan,
     "analyze": analyze,
     "promote": promote,
     "rollback": rollback,

@@ -11,6 +11,7 @@ EXIT_UNAVAILABLE = 3
 EXIT_REFUSED = 4
 EXIT_INTERNAL = 5
 EXIT_BLOCKED = 6
+EXIT_UNEXPECTED = 7
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ TABLE = (
     ),
     Exit(EXIT_INTERNAL, "internal", "internal error (a bug in canary; the message names the exception); never 1"),
     Exit(EXIT_BLOCKED, "blocked", "an acceptance check failed: the step waits (never a rollback; --force overrides)"),
+    Exit(
+        EXIT_UNEXPECTED, "unexpected", "the preview changes more than this kind of step should (canary plan --strict)"
+    ),
 )
 BY_CODE = {entry.code: entry for entry in TABLE}
 

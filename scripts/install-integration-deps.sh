@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the real servers the integration tests run against: Prometheus + promtool,
-# and the CNCF distribution registry (Debian: docker-registry). Tags are pushed through the registry's
-# HTTP API (tests/integration/servers.py), so no skopeo.
+# Installs the real servers the integration tests run against: Prometheus + promtool and the CNCF
+# distribution registry (Debian: docker-registry; tags are pushed through its HTTP API, so no skopeo),
+# and the tests' Node tools (tests/js: @mermaid-js/parser, from its package-lock.json).
 # Idempotent: when every binary is already on PATH it returns without touching apt.
 set -euo pipefail
 
@@ -11,6 +11,12 @@ declare -A PACKAGE_OF=(
   [promtool]=prometheus
   [docker-registry]=docker-registry
 )
+
+# Node tools of the tests (tests/js: @mermaid-js/parser), from the committed package-lock.json.
+if [ ! -d "$(dirname "$0")/../tests/js/node_modules/@mermaid-js/parser" ]; then
+  command -v npm >/dev/null 2>&1 || { echo "integration deps: npm not found (Node 20+ is needed)" >&2; exit 1; }
+  npm ci --prefix "$(dirname "$0")/../tests/js" --no-audit --no-fund --loglevel=error
+fi
 
 missing=()
 for binary in "${!PACKAGE_OF[@]}"; do

@@ -1,0 +1,87 @@
+"""`canary plan`: what merging this stack commit does to traffic, in plain words and a picture, for the pull request.
+
+Reads `pulumi preview --json` (a file, or - for stdin) and the stack file as the commit leaves it; writes Markdown:
+a headline, the traffic before and after per version, Mermaid pie charts, a warning listing every change that is
+not the one expected for this kind of step (replacements first), and, when Prometheus answers, the latest
+analysis. With --strict it exits 7 when the preview holds such a change (a red check; merging stays possible).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rollout import analysis, plan, plan_markdown
+from rollout.commands import common
+from rollout.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNEXPECTED
+from rollout.prometheus import PrometheusError
+
+HELP = "Markdown for the pull request: what merging does to traffic"
+EXITS = (EXIT_OK, EXIT_REFUSED, EXIT_INTERNAL, EXIT_UNEXPECTED)
+USES = ("metrics", "json")
+MAX_PREVIEW_BYTES = 64 * 1024 * 1024
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preview", default="-", help="`pulumi preview --json` output: a file, or - for stdin")
+    parser.add_argument("--strict", action="store_true", help="exit 7 when the preview changes more than expected")
+    parser.add_argument("--dashboard-url", default="", help="the Grafana dashboard, linked under the analysis")
+
+
+def _preview(source: str) -> dict[str, Any]:
+    try:
+        if source == "-":
+            text = sys.stdin.read(MAX_PREVIEW_BYTES + 1)
+        else:
+            with open(source, encoding="utf-8") as handle:
+                text = handle.read(MAX_PREVIEW_BYTES + 1)
+    except OSError as exc:
+        raise common.Refused(f"--preview {source}: {exc.strerror}") from None
+    if len(text) > MAX_PREVIEW_BYTES:
+        raise common.Refused(f"--preview {source}: larger than {MAX_PREVIEW_BYTES} bytes")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise common.Refused(f"--preview {source}: not JSON (run `pulumi preview --json`)") from None
+    if not isinstance(data, dict) or not isinstance(data.get("steps", []), list):
+        raise common.Refused(f"--preview {source}: not the output of `pulumi preview --json` (no steps list)")
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    out = common.Output(args)
+    preview = _preview(args.preview)
+    with common.load(args, write=False) as ctx:
+        app = ctx.view.app
+        reading = plan.read(preview, app)
+        result, note = None, ""
+        source = common.prometheus(args, ctx.view, required=False)
+        if source is None:
+            note = "no Prometheus URL given (--prometheus, $PROMETHEUS_URL or prometheusUrl)"
+        else:
+            try:
+                result = analysis.analyze(ctx.view, source, common.at(args))
+            except PrometheusError as exc:
+                note = f"unavailable ({exc})"
+        text = plan_markdown.markdown(reading, app, ctx.stack_name, result, note, args.dashboard_url)
+        if out.json:
+            out.result(
+                {
+                    "stack": ctx.stack_name,
+                    "kind": reading.kind,
+                    "headline": plan_markdown.headline(reading, app),
+                    "before": reading.before.__dict__,
+                    "after": reading.after.__dict__,
+                    "unexpected": [change.words() for change in reading.unexpected],
+                    "markdown": text,
+                }
+            )
+        else:
+            print(text)
+    if reading.unexpected:
+        print(f"warning: {len(reading.unexpected)} unexpected change(s) in the preview", file=sys.stderr)
+        if args.strict:
+            return EXIT_UNEXPECTED
+    return EXIT_OK
