@@ -1,7 +1,9 @@
 """The GitHub workflows: valid against GitHub's schema (offline), doing what the release flow needs, and hardened.
 
-preview.yml posts the diff of a pull request (one group per PR); up.yml applies every program commit of main, one
-`pulumi up` each and in order, queued on one group per stack, so GitHub's collapsing of pending runs loses none (its
+preview.yml posts the diff of a pull request (one group per PR) and `canary plan`'s account of it as one comment
+edited in place, failing the check on an unexpected change only after posting (its steps run here with stand-ins for
+pulumi and gh); up.yml applies every program commit of main, one `pulumi up` each and in order, queued on one group
+per stack, so GitHub's collapsing of pending runs loses none, and tells Slack each in words when a webhook is set (its
 script runs here against real Git repositories); promote.yml is by hand only, on the in-cluster runner, and no job
 waits for an approval inside a concurrency group. Read as an attacker would: preview runs a pull request's code, so
 it has a read-only identity of its own and never sees up's; every job asks for its own token permissions; secrets
@@ -23,8 +25,10 @@ from typing import Any
 import pytest
 import yaml
 
-from rollout import credentials
+from rollout import credentials, plan_markdown
 from rollout.agent import images
+from rollout.exits import EXIT_OK, EXIT_UNEXPECTED
+from testkit.stackfiles import stack_text
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -164,6 +168,15 @@ def stack_commands(workflow: dict[str, Any]) -> list[tuple[dict[str, Any], str, 
                 # Scripts name the stack as "$STACK", set on the job.
                 assert re.search(rf'pulumi {command} --stack "\$STACK"', step["run"]), step["run"]
                 found.append((step, command, job["env"]["STACK"]))
+    return found
+
+
+def stack_steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each step that runs pulumi on a stack, once (up.yml's apply step previews and updates)."""
+    found: list[dict[str, Any]] = []
+    for step, _, _ in stack_commands(workflow):
+        if not any(step is seen for seen in found):
+            found.append(step)
     return found
 
 
@@ -487,15 +500,17 @@ def test_run_scripts_pass_shellcheck(path: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda path: path.name)
 def test_a_workflow_changing_a_stack_queues_on_its_stack_and_previews_never_do(path: Path) -> None:
     workflow = load(path)
-    for _, command, stack in stack_commands(workflow):
-        groups = [workflow.get("concurrency")] + [job.get("concurrency") for job in workflow["jobs"].values()]
-        declared = [group for group in groups if group]
+    commands = stack_commands(workflow)
+    groups = [workflow.get("concurrency")] + [job.get("concurrency") for job in workflow["jobs"].values()]
+    declared = [group for group in groups if group]
+    for stack in {stack for _, _, stack in commands}:
         stack_group = {"group": f"pulumi-{stack}", "cancel-in-progress": False}
-        if command == "preview":
-            # GitHub keeps one pending run per group: a preview there would cancel a pending `up`.
+        if {command for _, command, on in commands if on == stack} == {"preview"}:
+            # GitHub keeps one pending run per group: a preview run there would cancel a pending `up`.
             assert stack_group not in declared, f"{path.name}: {declared}"
             assert any(g["group"].startswith(f"pulumi-{stack}-preview-") for g in declared), path.name
         else:
+            # A run that changes the stack queues on it, previews it makes on the way included (up.yml's, for Slack).
             assert stack_group in declared, f"{path.name}: {declared}"
 
 
@@ -536,13 +551,331 @@ def test_preview_never_sees_the_deploy_identity(preview: dict[str, Any]) -> None
     assert job["environment"]["deployment"] is False  # no deployment record per pull request
 
 
+# --- preview: canary plan's comment ------------------------------------------------------------------
+#
+# The plan's steps as the runner runs them, in order, each with bash -e and its job's and own env, every
+# `${{ }}` filled in from GITHUB_CONTEXT (an expression it does not know fails the test), GITHUB_OUTPUT carried to
+# `steps.<id>.outputs`, stopping at the first failing step. `pulumi` and `gh` are stand-ins, jq is real, and
+# `canary` is a stand-in or this repository's own, on previews a real `pulumi preview --json` printed.
+
+PLAN_STEPS = (
+    "pulumi preview as JSON, for canary plan",
+    "canary plan (what merging does to traffic, in words)",
+    "Post the plan (one comment, edited in place; and the job summary)",
+    "An unexpected change fails the check",
+)
+HEAD_SHA = "0123456789abcdef0123456789abcdef01234567"
+GITHUB_CONTEXT = {
+    "github.token": "ghs_job_token",
+    "github.repository": "acme/istio-canary",
+    "github.server_url": "https://github.com",
+    "github.run_id": "42",
+    "github.event.pull_request.number": "5",
+    "github.event.pull_request.head.sha": HEAD_SHA,
+    "vars.CANARY_DASHBOARD_URL": "",
+    "vars.PULUMI_CLOUD_URL": "",
+    "secrets.PULUMI_PREVIEW_ACCESS_TOKEN": "preview-token",
+    "secrets.PULUMI_CONFIG_PASSPHRASE": "passphrase",
+}
+RUN_URL = "https://github.com/acme/istio-canary/actions/runs/42"
+COMMENTS_PATH = "repos/acme/istio-canary/issues/5/comments"
+BOT = {"login": "github-actions[bot]"}
+PLAN = (
+    f"{plan_markdown.MARKER}\n### canary plan: `dev`\n\n"
+    "**Moves podinfo from 10 % to 60 % canary (6.15.0); GA 6.14.0 keeps 40 %.**\n"
+)
+FAKE_PREVIEW_PULUMI = """#!/bin/bash
+echo "pulumi $*" >> "$FAKE_STATE/events"
+case "$1" in
+  login) ;;
+  preview) cat "$FAKE_STATE/preview.json" ;;
+  *) exit 64 ;;
+esac
+"""
+# `canary plan`: the Markdown in FAKE_STATE/plan.md and exit FAKE_EXIT (no Markdown, an error, for 4); it notes its
+# arguments, the preview it read, and whether it could see the job's token.
+FAKE_PLAN_CANARY = """#!{python}
+import json, os, sys
+from pathlib import Path
+
+state = Path(os.environ["FAKE_STATE"])
+args = sys.argv[1:]
+preview = Path(args[args.index("--preview") + 1]).read_text()
+seen = {{"args": args, "preview": json.loads(preview), "token": "GH_TOKEN" in os.environ}}
+with (state / "events").open("a") as events:
+    events.write("canary " + json.dumps(seen) + "\\n")
+code = int(os.environ["FAKE_EXIT"])
+if code in (0, 7):
+    sys.stdout.write((state / "plan.md").read_text())
+else:
+    print("canary: error: Pulumi.dev.yaml: canaryWeight 120 is not within 0..100", file=sys.stderr)
+sys.exit(code)
+"""
+# `gh api`: the pull request's comments from FAKE_STATE/comments.json (a list of pages, printed back to back as
+# `--paginate` does), and each PATCH or POST recorded with its body.
+FAKE_GH = """#!{python}
+import json, os, sys
+from pathlib import Path
+
+state = Path(os.environ["FAKE_STATE"])
+args = sys.argv[1:]
+assert os.environ.get("GH_TOKEN") == "ghs_job_token", "gh without the job's token"
+if args[:2] == ["api", "--paginate"]:
+    assert args[2] == "{comments}", args
+    pages = json.loads((state / "comments.json").read_text())
+    sys.stdout.write("".join(json.dumps(page) for page in pages))
+    sys.exit(0)
+if args[:2] == ["api", "--method"] and "--input" in args:
+    body = json.loads(Path(args[args.index("--input") + 1]).read_text())
+    assert set(body) == {{"body"}}, body
+    with (state / "events").open("a") as events:
+        events.write("gh " + json.dumps({{"method": args[2], "path": args[3], "body": body["body"]}}) + "\\n")
+    print("{{}}")
+    sys.exit(0)
+sys.exit(f"fake gh: unexpected {{args}}")
+"""
+
+
+def evaluate(value: Any, context: dict[str, str]) -> str:
+    """A value with each `${{ expression }}` filled in as GitHub would; an unknown expression fails the test."""
+
+    def one(match: re.Match[str]) -> str:
+        expression = match.group(1).strip()
+        assert expression in context, f"no value for ${{{{ {expression} }}}}"
+        return context[expression]
+
+    return EXPRESSION.sub(one, str(value))
+
+
+def plan_steps(preview: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    (job,) = preview["jobs"].values()
+    return job, [step for step in job["steps"] if step.get("name") in PLAN_STEPS]
+
+
+def run_plan(
+    tmp_path: Path,
+    code: int = 0,
+    comments: list[list[dict[str, Any]]] | None = None,
+    plan: str = PLAN,
+    real: tuple[str, str] | None = None,
+    **context: str,
+) -> tuple[list[subprocess.CompletedProcess[str]], list[dict[str, Any]], Path]:
+    """The plan's steps of preview.yml, in order; their results, the comment requests made, and the runner dir.
+
+    `real` is (captured preview in tests/golden/plan, stack file): this repository's `canary` plans it."""
+    job, found = plan_steps(load(WORKFLOWS / "preview.yml"))
+    work, runner, bin_dir, state = (tmp_path / name for name in ("work", "runner", "bin", "state"))
+    for folder in (work, runner, bin_dir, state):
+        folder.mkdir(parents=True)
+    (state / "plan.md").write_text(plan)
+    (state / "comments.json").write_text(json.dumps(comments if comments is not None else [[]]))
+    (state / "preview.json").write_text(json.dumps({"steps": [], "changeSummary": {"update": 1}}))
+    tools = {"pulumi": FAKE_PREVIEW_PULUMI, "gh": FAKE_GH.format(python=sys.executable, comments=COMMENTS_PATH)}
+    if real:
+        case, stack = real
+        (state / "preview.json").write_text((ROOT / "tests" / "golden" / "plan" / f"{case}.preview.json").read_text())
+        (work / "Pulumi.dev.yaml").write_text(stack)
+        (work / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+        bin_dir.with_name("canary-bin").mkdir()
+        (bin_dir.with_name("canary-bin") / "canary").symlink_to(Path(sys.executable).with_name("canary"))
+    else:
+        tools["canary"] = FAKE_PLAN_CANARY.format(python=sys.executable)
+    for name, text in tools.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    filled = {**GITHUB_CONTEXT, **{key.replace("__", "."): value for key, value in context.items()}}
+    results = []
+    for index, step in enumerate(found):
+        output = runner / f"output-{index}"
+        output.touch()
+        env = {
+            "PATH": f"{bin_dir}:{bin_dir.with_name('canary-bin')}:{os.environ['PATH']}",
+            "HOME": str(tmp_path),
+            "RUNNER_TEMP": str(runner),
+            "GITHUB_OUTPUT": str(output),
+            "GITHUB_STEP_SUMMARY": str(runner / "summary.md"),
+            "FAKE_STATE": str(state),
+            "FAKE_EXIT": str(code),
+            **{name: evaluate(value, filled) for name, value in {**job["env"], **step.get("env", {})}.items()},
+        }
+        script = runner / f"step-{index}.sh"
+        script.write_text(step["run"])
+        result = subprocess.run(
+            ["bash", "-e", str(script)], cwd=work, env=env, capture_output=True, text=True, check=False, timeout=60
+        )
+        results.append(result)
+        for line in output.read_text().splitlines():
+            key, value = line.split("=", 1)
+            filled[f"steps.{step['id']}.outputs.{key}"] = value
+        if result.returncode != 0:
+            break
+    lines = (state / "events").read_text().splitlines()
+    requests = [json.loads(line[3:]) for line in lines if line.startswith("gh ")]
+    return results, requests, runner
+
+
+def canary_calls(runner: Path) -> list[dict[str, Any]]:
+    lines = (runner.parent / "state" / "events").read_text().splitlines()
+    return [json.loads(line[7:]) for line in lines if line.startswith("canary ")]
+
+
+def test_the_plan_marker_is_canary_plan_s(preview: dict[str, Any]) -> None:
+    (job,) = preview["jobs"].values()
+    assert job["env"]["MARKER"] == plan_markdown.MARKER
+    assert job["env"]["STACK"] == the_pulumi_step(preview)["stack-name"]
+
+
+def test_the_plan_comes_after_pulumi_s_diff_and_fails_the_check_last(preview: dict[str, Any]) -> None:
+    job, found = plan_steps(preview)
+    assert [step["name"] for step in found] == list(PLAN_STEPS)
+    names = [step.get("name", step.get("uses", "")) for step in job["steps"]]
+    at = [names.index(name) for name in PLAN_STEPS]
+    # After Pulumi's own comment (kept), one after the other, and the failing step is the job's last.
+    pulumi = index_of(preview, lambda s: s.get("uses", "").startswith(PULUMI_ACTION))
+    assert pulumi < at[0] and at == sorted(at) and at[-1] == len(job["steps"]) - 1
+    # The canary command, the pull request's own code, is installed before any Google credential, like the program.
+    install = names.index("Install the canary command")
+    auth = index_of(preview, lambda s: s.get("uses", "").startswith(GOOGLE_AUTH))
+    assert install < auth
+    assert "--no-deps --require-hashes -r requirements-canary.lock" in job["steps"][install]["run"]
+    assert "pip check" in job["steps"][install]["run"]
+    plan_step = found[1]
+    assert 'canary plan --stack "$STACK" --preview "$RUNNER_TEMP/preview.json" --strict' in plan_step["run"]
+    assert found[-1]["env"] == {"CODE": "${{ steps.plan.outputs.code }}"}
+
+
+def test_the_plan_adds_no_secret_and_only_the_posting_step_holds_the_token(preview: dict[str, Any]) -> None:
+    job, (json_preview, plan_step, post, fail) = plan_steps(preview)
+    # The job reads the secrets it read before the plan existed, and no other (no Prometheus, no Slack).
+    read = {match for text in strings(preview) for match in re.findall(r"secrets\.\w+", text)}
+    assert read == {"secrets.PULUMI_PREVIEW_ACCESS_TOKEN", "secrets.PULUMI_CONFIG_PASSPHRASE"}
+    # The second preview: the preview identity, as the action's (test_pulumi_logs_in_to_the_configured_backend).
+    assert json_preview["env"] == {
+        "PULUMI_ACCESS_TOKEN": "${{ secrets.PULUMI_PREVIEW_ACCESS_TOKEN }}",
+        "PULUMI_CONFIG_PASSPHRASE": "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}",
+        "PULUMI_CLOUD_URL": "${{ vars.PULUMI_CLOUD_URL }}",
+    }
+    # canary plan (the pull request's code) gets no credential; the job's token is the posting step's alone.
+    for step in (plan_step, fail):
+        assert not references(step, "secrets") and not references(step, "github.token"), step["name"]
+    holders = [step.get("name") for step in job["steps"] if references(step, "github.token")]
+    assert holders == [post["name"]]
+    assert post["env"]["GH_TOKEN"] == "${{ github.token }}"
+    assert not references(post, "secrets")
+    (job,) = preview["jobs"].values()
+    assert job["permissions"]["pull-requests"] == "write"  # list, edit and create its comment; nothing more
+
+
+def test_preview_scripts_hold_no_expression(preview: dict[str, Any]) -> None:
+    # The job runs a pull request's code: every value, the pull request's number and head included, reaches a
+    # script through env.
+    for where, script in run_scripts(WORKFLOWS / "preview.yml"):
+        assert not EXPRESSION.search(script), where
+
+
+def test_the_plan_is_posted_as_a_new_comment_when_there_is_none(tmp_path: Path) -> None:
+    pulumis = [{"id": 11, "user": BOT, "body": "#### :tropical_drink: `preview` on dev\n..."}]
+    results, requests, runner = run_plan(tmp_path, comments=[pulumis, []])
+    assert [result.returncode for result in results] == [0, 0, 0, 0], [r.stdout + r.stderr for r in results]
+    footer = f"<sub>For {HEAD_SHA[:7]}, [run]({RUN_URL}).</sub>\n"
+    assert requests == [{"method": "POST", "path": COMMENTS_PATH, "body": f"{PLAN}\n{footer}"}]
+    assert (runner / "summary.md").read_text() == f"{PLAN}\n{footer}"
+    (call,) = canary_calls(runner)
+    # The JSON the second preview wrote, read by canary plan; no dashboard link unless one is configured.
+    assert call["args"] == ["plan", "--stack", "dev", "--preview", f"{runner}/preview.json", "--strict"]
+    assert call["preview"] == {"steps": [], "changeSummary": {"update": 1}}
+    assert call["token"] is False
+    pulumi = (runner.parent / "state" / "events").read_text().splitlines()[:2]
+    assert pulumi == ["pulumi login", "pulumi preview --stack dev --json --non-interactive"]
+
+
+def test_the_plan_comment_is_edited_in_place(tmp_path: Path) -> None:
+    pages = [
+        [
+            {"id": 11, "user": BOT, "body": "#### :tropical_drink: `preview` on dev"},
+            {"id": 13, "user": BOT, "body": f"quoting\n{plan_markdown.MARKER}"},
+        ],
+        [
+            {"id": 30, "user": BOT, "body": f"{plan_markdown.MARKER}\n### canary plan: `dev`\nthe last push's plan"},
+            # Someone else's comment holding the marker, newer: never the one edited.
+            {"id": 41, "user": {"login": "mallory"}, "body": f"{plan_markdown.MARKER}\nlooks fine"},
+        ],
+    ]
+    results, requests, _ = run_plan(tmp_path, comments=pages)
+    assert [result.returncode for result in results] == [0, 0, 0, 0]
+    assert [(request["method"], request["path"]) for request in requests] == [
+        ("PATCH", "repos/acme/istio-canary/issues/comments/30")
+    ]
+    assert requests[0]["body"].startswith(PLAN)
+
+
+def test_an_unexpected_change_fails_the_job_after_the_comment_is_posted(tmp_path: Path) -> None:
+    results, requests, runner = run_plan(tmp_path, code=7)
+    # Every step before the last succeeded: the comment and the summary are there for the reviewer.
+    assert [result.returncode for result in results] == [0, 0, 0, 7]
+    assert [request["method"] for request in requests] == ["POST"]
+    assert requests[0]["body"].startswith(PLAN)
+    assert (runner / "summary.md").read_text().startswith(PLAN)
+    assert "::error title=Unexpected change::" in results[-1].stdout
+
+
+def test_a_plan_that_fails_says_so_in_the_comment_and_fails_the_job(tmp_path: Path) -> None:
+    stale = [[{"id": 30, "user": BOT, "body": f"{plan_markdown.MARKER}\nthe last push's plan"}]]
+    results, requests, _ = run_plan(tmp_path, code=4, comments=stale)
+    assert [result.returncode for result in results] == [0, 0, 0, 4]
+    (request,) = requests
+    # The last push's plan is replaced: it must not stand for this push.
+    assert request["method"] == "PATCH" and request["path"].endswith("/comments/30")
+    body = request["body"]
+    assert body.startswith(f"{plan_markdown.MARKER}\n### canary plan: `dev`")
+    assert "canary plan failed (exit 4)" in body and "canaryWeight 120 is not within 0..100" in body
+    assert "::error title=canary plan failed::exit 4" in results[-1].stdout
+
+
+def test_the_dashboard_link_is_passed_when_configured(tmp_path: Path) -> None:
+    url = "https://grafana.example.com/d/canary?orgId=1&var-x=a b"
+    results, _, runner = run_plan(tmp_path, vars__CANARY_DASHBOARD_URL=url)
+    assert [result.returncode for result in results] == [0, 0, 0, 0]
+    (call,) = canary_calls(runner)
+    assert call["args"][-2:] == ["--dashboard-url", url]
+
+
+def test_a_plan_too_long_for_a_comment_points_to_the_summary(tmp_path: Path) -> None:
+    huge = PLAN + "> - **update** `ConfigMap` `x`\n" * 3000
+    results, requests, runner = run_plan(tmp_path, plan=huge)
+    assert [result.returncode for result in results] == [0, 0, 0, 0]
+    (request,) = requests
+    assert request["body"].startswith(plan_markdown.MARKER) and len(request["body"]) < 1000
+    assert RUN_URL in request["body"]
+    assert (runner / "summary.md").read_text().startswith(huge)
+
+
+@pytest.mark.parametrize(
+    ("case", "weight", "code"),
+    [("weight-step", 10, EXIT_OK), ("step-with-replicas", 100, EXIT_UNEXPECTED)],
+)
+def test_the_real_canary_plan_on_a_real_preview(tmp_path: Path, case: str, weight: int, code: int) -> None:
+    # The step's command line as this repository's canary reads it; the analysis part says why there is none.
+    stack = stack_text(namespace="plan", weight=weight)
+    results, requests, _ = run_plan(tmp_path, real=(case, stack))
+    assert [result.returncode for result in results] == [0, 0, 0, code], [r.stdout + r.stderr for r in results]
+    (request,) = requests
+    golden = (ROOT / "tests" / "golden" / "plan" / f"{case}.md").read_text().replace("`local`", "`dev`")
+    assert request["body"].startswith(golden.rstrip("\n"))
+    assert "Latest analysis: no Prometheus URL given" in request["body"]
+    assert ("> [!WARNING]" in request["body"]) == (code == EXIT_UNEXPECTED)
+
+
 # --- up on main ---------------------------------------------------------------------------------------
 
 
 def test_up_runs_on_push_to_main(up: dict[str, Any]) -> None:
     assert set(up["on"]) <= {"push", "workflow_dispatch"}
     assert up["on"]["push"]["branches"] == ["main"]
-    assert [(command, stack) for _, command, stack in stack_commands(up)] == [("up", "dev")]
+    # The preview is the Slack notice's, of the commit about to be applied, in the same step.
+    commands = stack_commands(up)
+    assert [(command, stack) for _, command, stack in commands] == [("preview", "dev"), ("up", "dev")]
+    assert len({id(step) for step, _, _ in commands}) == 1
 
 
 @pytest.mark.parametrize("changed", PROGRAM_FILES)
@@ -564,7 +897,8 @@ def test_up_deploys_through_the_dev_environment_without_pr_rights(up: dict[str, 
 # is a fresh clone of its main (what actions/checkout with `ref: main` gives), and a stand-in `pulumi` keeps the
 # stack's update history as pulumi 3.274's `stack history --json` prints it (newest first; kind, result and
 # environment["git.head"], the checkout's HEAD, are the fields the script reads). Its `up` records the commit
-# checked out and fails while the tree holds a file named BROKEN.
+# checked out and fails while the tree holds a file named BROKEN; its `preview --json` (Slack notices only) prints
+# the commit it previewed, and fails while the tree holds PREVIEW_BROKEN. Every tool notes it if it sees the webhook.
 
 FAKE_PULUMI = """#!{python}
 import json, os, subprocess, sys
@@ -574,7 +908,20 @@ state = Path(os.environ["FAKE_PULUMI_STATE"])
 history = state / "history.json"
 args = sys.argv[1:]
 entries = json.loads(history.read_text()) if history.exists() else []
+if os.environ.get("SLACK_WEBHOOK_URL"):
+    with (state / "leaks").open("a") as leaks:
+        leaks.write("pulumi " + args[0] + "\\n")
 if args[:1] == ["login"]:
+    sys.exit(0)
+if args[:1] == ["preview"]:
+    assert args[args.index("--stack") + 1] == "dev" and "--json" in args, args
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    with (state / "events").open("a") as events:
+        events.write("preview " + head + "\\n")
+    if Path("PREVIEW_BROKEN").exists():
+        print(json.dumps({{"steps": [], "diagnostics": [{{"severity": "error", "message": "provider: quota exceeded"}}]}}))
+        sys.exit(255)
+    print(json.dumps({{"steps": [], "head": head}}))
     sys.exit(0)
 if args[:2] == ["stack", "history"]:
     assert "--json" in args and args[args.index("--stack") + 1] == "dev", args
@@ -590,6 +937,8 @@ if args[:1] == ["up"]:
     history.write_text(json.dumps(entries))
     with (state / "applied").open("a") as applied:
         applied.write(head + ("" if ok else " failed") + "\\n")
+    with (state / "events").open("a") as events:
+        events.write("up " + head + "\\n")
     hook = state / "during-up"
     if hook.exists():  # main moves on while this update runs
         hook.rename(state / "during-up.done")
@@ -601,11 +950,51 @@ sys.exit(f"fake pulumi: unexpected {{args}}")
 # `python -m venv .venv` makes a venv whose python counts the installs.
 FAKE_PYTHON = """#!/bin/bash
 set -e
+[ -z "${SLACK_WEBHOOK_URL:-}" ] || echo "python $*" >> "$FAKE_PULUMI_STATE/leaks"
 [ "$1 $2" = "-m venv" ] || exit 64
 mkdir -p "$3/bin"
-printf '#!/bin/bash\\necho "$*" >> "$FAKE_PULUMI_STATE/installs"\\n' > "$3/bin/python"
+cat > "$3/bin/python" <<'VENV'
+#!/bin/bash
+[ -z "${SLACK_WEBHOOK_URL:-}" ] || echo "pip $*" >> "$FAKE_PULUMI_STATE/leaks"
+echo "$*" >> "$FAKE_PULUMI_STATE/installs"
+VENV
 chmod +x "$3/bin/python"
 """
+# `canary plan --json` of the preview just made (it must be of the commit checked out): a headline from the stack
+# file's weight, and an unexpected change while the tree holds UNEXPECTED; `canary notify` records what it posts
+# and with which webhook, or fails while the state holds notify-fails.
+FAKE_UP_CANARY = """#!{python}
+import json, os, re, subprocess, sys
+from pathlib import Path
+
+state = Path(os.environ["FAKE_PULUMI_STATE"])
+args = sys.argv[1:]
+head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+with (state / "events").open("a") as events:
+    events.write(args[0] + " " + head + "\\n")
+if os.environ.get("SLACK_WEBHOOK_URL") and args[:1] != ["notify"]:
+    with (state / "leaks").open("a") as leaks:
+        leaks.write("canary " + args[0] + "\\n")
+if args[:1] == ["plan"]:
+    assert args[args.index("--stack") + 1] == "dev" and "--json" in args and "--strict" not in args, args
+    preview = json.loads(Path(args[args.index("--preview") + 1]).read_text())
+    assert preview["head"] == head, "the preview is of another commit"
+    weight = re.search(r"canaryWeight: (\\d+)", Path("Pulumi.dev.yaml").read_text()).group(1)
+    unexpected = ["update Deployment podinfo-ga"] if Path("UNEXPECTED").exists() else []
+    headline = f"Moves podinfo to {{weight}} % canary."
+    print(json.dumps({{"headline": headline, "kind": "move", "unexpected": unexpected, "markdown": "# plan"}}))
+    sys.exit(0)
+if args[:1] == ["notify"]:
+    assert args[args.index("--stack") + 1] == "dev", args
+    if (state / "notify-fails").exists():
+        sys.exit("canary notify: the webhook did not answer")
+    with (state / "notices").open("a") as notices:
+        notice = {{"text": args[args.index("--text") + 1], "webhook": os.environ.get("SLACK_WEBHOOK_URL")}}
+        notices.write(json.dumps(notice) + "\\n")
+    sys.exit(0)
+sys.exit(f"fake canary: unexpected {{args}}")
+"""
+WEBHOOK = "https://hooks.slack.com/services/T0/B0/secret"
 
 
 class Origin:
@@ -668,19 +1057,20 @@ def state(tmp_path: Path) -> Path:
     bin_dir.mkdir(parents=True)
     (bin_dir / "pulumi").write_text(FAKE_PULUMI.format(python=sys.executable))
     (bin_dir / "python").write_text(FAKE_PYTHON)
+    (bin_dir / "canary").write_text(FAKE_UP_CANARY.format(python=sys.executable))
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
     return state
 
 
 def the_apply_step(workflow: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    ((step, _, _),) = stack_commands(workflow)
+    (step,) = [step for step, command, _ in stack_commands(workflow) if command == "up"]
     (job,) = workflow["jobs"].values()
     return job, step
 
 
 def run_up(
-    origin: Origin, state: Path, event: str = "push", head_only: str = ""
+    origin: Origin, state: Path, event: str = "push", head_only: str = "", webhook: str = ""
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """One run of up.yml's apply step in a fresh clone of main; the run's result and the commits it applied."""
     job, step = the_apply_step(load(WORKFLOWS / "up.yml"))
@@ -703,6 +1093,7 @@ def run_up(
         "PULUMI_CONFIG_PASSPHRASE": "passphrase",
         "EVENT_NAME": event,
         "HEAD_ONLY": head_only,
+        "SLACK_WEBHOOK_URL": webhook,
     }
     result = subprocess.run(
         ["bash", "-e", str(script)], cwd=checkout, env=env, capture_output=True, text=True, check=False, timeout=60
@@ -857,6 +1248,94 @@ def test_each_commit_gets_its_own_dependencies(origin: Origin, state: Path) -> N
     assert installs == ["-m pip install --disable-pip-version-check --require-hashes -r requirements.lock"] * 2
 
 
+# --- up tells Slack what each applied commit did, in words ----------------------------------------------
+
+
+def events(state: Path) -> list[str]:
+    path = state / "events"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def notices(state: Path) -> list[dict[str, str]]:
+    path = state / "notices"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_up_reads_the_webhook_in_its_apply_step_alone(up: dict[str, Any]) -> None:
+    job, apply = the_apply_step(up)
+    assert apply["env"]["SLACK_WEBHOOK_URL"] == "${{ secrets.SLACK_WEBHOOK_URL }}"
+    others = [step for step in job["steps"] if step is not apply]
+    assert not references([job.get("env", {}), others], "secrets.SLACK_WEBHOOK_URL")
+    # The canary command is installed (from main's head) before the step that runs it.
+    install = index_of(up, lambda s: s.get("name") == "Install the canary command")
+    assert install < index_of(up, lambda s: s is apply)
+    assert "--require-hashes -r requirements-canary.lock" in steps(up)[install]["run"]
+
+
+def test_with_a_webhook_each_applied_commit_is_told_to_slack_in_words(origin: Origin, state: Path) -> None:
+    stack_applied(state, origin.commit("start", {"Pulumi.dev.yaml": stack_file(0)}))
+    ten = origin.commit("canary: 10%", {"Pulumi.dev.yaml": stack_file(10)})
+    origin.commit("docs", {"README.md": "words\n"})
+    sixty = origin.commit("canary: 60%", {"Pulumi.dev.yaml": stack_file(60), "UNEXPECTED": "x\n"})
+    result, applied = run_up(origin, state, webhook=WEBHOOK)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert applied == [ten, sixty]
+    # Each commit: previewed (that commit, just before its update), read by canary plan, applied, then told.
+    assert events(state) == [
+        f"{event} {commit}" for commit in (ten, sixty) for event in ("preview", "plan", "up", "notify")
+    ]
+    short_ten, short_sixty = (git(origin.work, "log", "-1", "--format=%h %s", c) for c in (ten, sixty))
+    assert notices(state) == [
+        {"text": f"Moves podinfo to 10 % canary. (dev: {short_ten})", "webhook": WEBHOOK},
+        {
+            "text": f"Moves podinfo to 60 % canary. (dev: {short_sixty}) Not expected for this step: "
+            "update Deployment podinfo-ga.",
+            "webhook": WEBHOOK,
+        },
+    ]
+    # Only canary notify had the webhook: not pip, the program's venv, pulumi or canary plan.
+    assert not (state / "leaks").exists(), (state / "leaks").read_text()
+    summary = (state / "summary.md").read_text()
+    assert f"`{short_ten}`: applied. Moves podinfo to 10 % canary." in summary
+
+
+def test_without_a_webhook_up_neither_previews_nor_notifies(origin: Origin, state: Path) -> None:
+    stack_applied(state, origin.commit("start", {"Pulumi.dev.yaml": stack_file(0)}))
+    ten = origin.commit("canary: 10%", {"Pulumi.dev.yaml": stack_file(10)})
+    result, applied = run_up(origin, state)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert applied == [ten]
+    assert events(state) == [f"up {ten}"]
+    assert notices(state) == []
+
+
+def test_a_failed_update_is_not_told_and_a_notice_never_stops_an_update(origin: Origin, state: Path) -> None:
+    stack_applied(state, origin.commit("start", {"Pulumi.dev.yaml": stack_file(0)}))
+    # A commit whose preview fails: applied all the same, without a notice, and said so.
+    unpreviewable = origin.commit("canary: 10%", {"Pulumi.dev.yaml": stack_file(10), "PREVIEW_BROKEN": "x\n"})
+    ten_again = origin.commit("canary: 20%", {"Pulumi.dev.yaml": stack_file(20), "PREVIEW_BROKEN": None})
+    broken = origin.commit("cannot apply", {"Pulumi.dev.yaml": stack_file(60), "BROKEN": "x\n"})
+    result, applied = run_up(origin, state, webhook=WEBHOOK)
+    assert result.returncode != 0
+    assert applied == [unpreviewable, ten_again, f"{broken} failed"]
+    assert [notice["text"].split(" (")[0] for notice in notices(state)] == ["Moves podinfo to 20 % canary."]
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("::warning title=No Slack notice")]
+    assert len(warnings) == 1 and unpreviewable[:7] in warnings[0]
+    assert "provider: quota exceeded" in result.stdout  # the preview's own error, in the log
+    # The failed update was previewed and planned, but is not told.
+    assert f"notify {broken}" not in events(state)
+    # Slack down: the updates go on, green, each with a warning.
+    fixed = origin.commit("fix", {"BROKEN": None})
+    hundred = origin.commit("canary: 100%", {"Pulumi.dev.yaml": stack_file(100)})
+    (state / "notify-fails").write_text("")
+    again, applied = run_up(origin, state, event="workflow_dispatch", head_only="true", webhook=WEBHOOK)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert applied == [hundred]
+    warnings = [line for line in again.stdout.splitlines() if line.startswith("::warning title=Slack notice not sent")]
+    assert len(warnings) == 1 and hundred[:7] in warnings[0]
+    assert fixed not in "".join(events(state))  # skipped by head_only, as without Slack
+
+
 # --- the release workflows ----------------------------------------------------------------------------
 
 
@@ -963,10 +1442,10 @@ def test_pulumi_runs_with_its_own_google_identity_and_its_own_venv(name: str) ->
     deps = index_of(
         workflow, lambda s: "--require-hashes -r requirements.lock" in s.get("run", "") and ".venv" in s.get("run", "")
     )
-    ((stack_step, _, _),) = stack_commands(workflow)
-    pulumi = index_of(workflow, lambda s: s is stack_step)
-    # up installs each commit's dependencies in the step that applies it.
-    assert max(auth, gcloud) < pulumi and deps <= pulumi
+    for stack_step in stack_steps(workflow):
+        pulumi = index_of(workflow, lambda s, stack_step=stack_step: s is stack_step)
+        # up installs each commit's dependencies in the step that applies it.
+        assert max(auth, gcloud) < pulumi and deps <= pulumi
     auth_with = steps(workflow)[auth]["with"]
     # Workload identity federation: no long-lived key in the repo's secrets.
     assert auth_with == {
@@ -978,7 +1457,11 @@ def test_pulumi_runs_with_its_own_google_identity_and_its_own_venv(name: str) ->
 
 @pytest.mark.parametrize("name", ["preview.yml", "up.yml"])
 def test_pulumi_logs_in_to_the_configured_backend(name: str) -> None:
-    ((step, _, _),) = stack_commands(load(WORKFLOWS / name))
+    for step in stack_steps(load(WORKFLOWS / name)):
+        logs_in(name, step)
+
+
+def logs_in(name: str, step: dict[str, Any]) -> None:
     credentials = {
         "PULUMI_ACCESS_TOKEN": f"${{{{ {IDENTITY[name]['token']} }}}}",
         # One passphrase per stack: a preview must decrypt the stack's secrets to diff them (README, CI set-up).
@@ -1011,6 +1494,9 @@ def test_the_readme_says_what_the_workflows_do() -> None:
     assert "`dev`, deployment branches: `main` only, no reviewers" in section
     assert "`release-<stack>-rollback`" in section and "`pulumi-dev` without `cancel-in-progress`" in section
     assert "docs/release.md#the-release-agent-canary-agent" in section
+    # The plan comment: how it is found again, that it is strict, and where it is documented.
+    assert f"`{plan_markdown.MARKER}`" in section and "`canary plan --strict`" in section
+    assert "docs/release.md#the-pull-request-in-plain-words-canary-plan" in section
 
 
 # --- CI entry point -----------------------------------------------------------------------------------
