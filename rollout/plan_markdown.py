@@ -5,6 +5,7 @@ latest analysis with a dashboard link. Pure: the plan and the analysis in, text 
 from __future__ import annotations
 
 from components import shapes
+from components.names import duration_seconds
 from rollout import plan as plans
 from rollout.analysis import Analysis, table
 from stacks.model import AppSettings
@@ -70,6 +71,15 @@ def mermaid(plan: plans.Plan) -> list[str]:
     return [_pie("Before", plan.before), _pie("After merge", plan.after)]
 
 
+def dashboard_link(url: str, result: Analysis | None) -> str:
+    """The dashboard, showing the analysis window when there is an analysis (Grafana's from/to in ms)."""
+    if result is None:
+        return url
+    end_ms = int(result.at * 1000)
+    start_ms = end_ms - int(duration_seconds(result.window) * 1000)
+    return f"{url}{'&' if '?' in url else '?'}from={start_ms}&to={end_ms}"
+
+
 def markdown(
     plan: plans.Plan,
     app: AppSettings,
@@ -103,7 +113,7 @@ def markdown(
     elif analysis_note:
         lines.append(f"Latest analysis: {analysis_note}")
     if dashboard_url:
-        lines += ["", f"[Dashboard]({dashboard_url})"]
+        lines += ["", f"[Dashboard]({dashboard_link(dashboard_url, result)})"]
     changes = ", ".join(change.words() for change in plan.changes) or "none"
     lines += ["", f"<sub>Changes in the preview: {changes}.</sub>", ""]
     return "\n".join(lines)

@@ -150,3 +150,27 @@ def test_a_shape_step_in_words():
         "header:x-canary=always on the canary 6.9.0."
     )
     assert "| shape | mirror | header |" in plan_markdown.markdown(reading, shaped, "dev")
+
+
+def test_the_dashboard_link_shows_the_analysis_window(capsys, repo, prom, tmp_path):
+    repo.write_stack(stack_text(namespace="healthy", weight=10))
+    preview_file = write_preview(tmp_path, "weight-step")
+    result = canary(
+        capsys,
+        "plan",
+        "-C",
+        repo.work,
+        "--preview",
+        preview_file,
+        "--prometheus",
+        prom.url,
+        "--at",
+        prom.end,
+        "--dashboard-url",
+        "https://grafana.example.com/d/canary-podinfo",
+    )
+    assert result.code == EXIT_OK, result.err
+    assert "Latest analysis: **PASS**" in result.out and "verdict: PASS" in result.out
+    end_ms = int(float(prom.end) * 1000)
+    link = f"https://grafana.example.com/d/canary-podinfo?from={end_ms - 300_000}&to={end_ms}"
+    assert f"[Dashboard]({link})" in result.out
