@@ -148,6 +148,68 @@ KINDS = {
 }
 
 
+# What an app stack (clusterMode stack) adds in its namespace: the platform agent's Role and RoleBinding.
+RBAC_KINDS = {
+    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
+}
+
+
+def app_kinds(namespace: str) -> dict[str, str]:
+    """KINDS for an app in `namespace`, plus the RBAC_KINDS of an app stack."""
+    found = {
+        kind: path.replace(f"/namespaces/{NAMESPACE}/", f"/namespaces/{namespace}/") for kind, path in KINDS.items()
+    }
+    return found | {kind: path.format(namespace=namespace) for kind, path in RBAC_KINDS.items()}
+
+
+@dataclass(frozen=True)
+class AppNamespace:
+    """The app objects of one namespace on the API server (any app, not only the `local` stack's in `test`)."""
+
+    kube: Kube
+    namespace: str
+
+    def get(self, kind: str, name: str) -> dict | None:
+        """One object by kind and name, or None."""
+        return self.kube.get(f"{app_kinds(self.namespace)[kind]}/{name}")
+
+    def objects(self) -> set[tuple[str, str]]:
+        """Every (kind, name) of the app kinds in the namespace, the Namespace itself excluded."""
+        return {
+            (kind, item["metadata"]["name"])
+            for kind, path in app_kinds(self.namespace).items()
+            if kind != "Namespace"
+            for item in self.kube.items(path)
+        }
+
+    def versions(self) -> dict[tuple[str, str], str]:
+        """(kind, name) -> metadata.resourceVersion for the namespace and every app object in it."""
+        found = {("Namespace", self.namespace): rv} if (rv := self._namespace_version()) else {}
+        for kind, path in app_kinds(self.namespace).items():
+            if kind != "Namespace":
+                found.update(
+                    {(kind, i["metadata"]["name"]): i["metadata"]["resourceVersion"] for i in self.kube.items(path)}
+                )
+        return found
+
+    def _namespace_version(self) -> str:
+        namespace = self.get("Namespace", self.namespace)
+        return namespace["metadata"]["resourceVersion"] if namespace else ""
+
+    def finalize(self) -> bool:
+        """Complete the delete of this namespace if it is Terminating (what kube-controller-manager's namespace
+        controller would do; the control plane's finalize_terminating_namespaces does it for every namespace).
+        True when it was finalized."""
+        namespace = self.get("Namespace", self.namespace)
+        if not namespace or namespace.get("status", {}).get("phase") != "Terminating":
+            return False
+        namespace["spec"]["finalizers"] = []
+        status, body = self.kube.plane.request("PUT", f"/api/v1/namespaces/{self.namespace}/finalize", namespace)
+        assert status == 200, f"finalize namespace {self.namespace}: {status} {body}"
+        return True
+
+
 def obj(kube: Kube, kind: str, name: str) -> dict | None:
     """One object of the app by kind and name, or None."""
     return kube.get(f"{KINDS[kind]}/{name}")
@@ -200,6 +262,17 @@ class Project:
     def create(cls, root: Path, env: dict[str, str], kubeconfig: str, source: Path = REPO) -> Project:
         """Copy the program files of `source` (a checkout), point the virtualenv at the repository's, `git init`,
         `pulumi stack init`. `source` is only read."""
+        project = cls.copy(root, env, source)
+        project.run(["pulumi", "stack", "init", STACK, "--non-interactive"])
+        project.config_set("kubeconfig", kubeconfig)
+        project.git("add", "-A")
+        project.git("commit", "-q", "-m", "local stack: engine-test control plane")
+        return project
+
+    @classmethod
+    def copy(cls, root: Path, env: dict[str, str], source: Path = REPO) -> Project:
+        """What `create` does before its stack: copy the program files of `source`, point the virtualenv at the
+        repository's, `git init`. No stack exists yet (`init_stack` makes them); `source` is only read."""
         root.mkdir(parents=True, exist_ok=True)
         for name in PROJECT_FILES:
             src = source / name
@@ -214,10 +287,6 @@ class Project:
         (root / ".gitignore").write_text("__pycache__/\n*.pyc\n")
         project = cls(root, env)
         project.git("init", "-q", "-b", "main")
-        project.run(["pulumi", "stack", "init", STACK, "--non-interactive"])
-        project.config_set("kubeconfig", kubeconfig)
-        project.git("add", "-A")
-        project.git("commit", "-q", "-m", "local stack: engine-test control plane")
         return project
 
     def run(self, argv: list[str], *, check: bool = True, timeout: float = COMMAND_TIMEOUT) -> Run:
@@ -231,33 +300,44 @@ class Project:
             raise AssertionError(f"{' '.join(argv)} exited {proc.returncode}\n{run.output[-6000:]}")
         return run
 
-    def pulumi(self, *args: str, check: bool = True, timeout: float = COMMAND_TIMEOUT) -> Run:
-        """`pulumi <args> --stack local --non-interactive`."""
-        return self.run(["pulumi", *args, "--stack", STACK, "--non-interactive"], check=check, timeout=timeout)
+    def pulumi(self, *args: str, check: bool = True, timeout: float = COMMAND_TIMEOUT, stack: str = STACK) -> Run:
+        """`pulumi <args> --stack <stack> --non-interactive` (the `local` stack unless told)."""
+        return self.run(["pulumi", *args, "--stack", stack, "--non-interactive"], check=check, timeout=timeout)
 
     def git(self, *args: str) -> Run:
         """git in the project repository."""
         return self.run(["git", *args], timeout=60)
 
-    def config_set(self, key: str, value: str) -> Run:
-        """`pulumi config set <key> <value>`, as a user types it (a string value)."""
-        return self.pulumi("config", "set", key, value)
+    def init_stack(self, stack: str) -> Run:
+        """`pulumi stack init <stack>` (it becomes the selected stack, as for a user)."""
+        return self.run(["pulumi", "stack", "init", stack, "--non-interactive"])
 
-    def preview(self, check: bool = True) -> tuple[Run, dict]:
+    def config_set(self, key: str, value: str, *, stack: str = STACK, path: bool = False) -> Run:
+        """`pulumi config set <key> <value>`, as a user types it (a string value); with `path`,
+        `pulumi config set --path 'key[0]' -- <value>` (a list item; `--` lets the value start with `-`)."""
+        if not path:
+            return self.pulumi("config", "set", key, value, stack=stack)
+        return self.run(["pulumi", "config", "set", "--stack", stack, "--non-interactive", "--path", key, "--", value])
+
+    def preview(self, check: bool = True, *, stack: str = STACK) -> tuple[Run, dict]:
         """`pulumi preview --json`; returns the run and the parsed JSON ({} when it is not JSON)."""
-        run = self.pulumi("preview", "--json", check=check)
+        run = self.pulumi("preview", "--json", check=check, stack=stack)
         try:
             return run, json.loads(run.stdout)
         except ValueError:
             return run, {}
 
-    def up(self, check: bool = True) -> Run:
+    def up(self, check: bool = True, *, stack: str = STACK) -> Run:
         """`pulumi up --yes --skip-preview`."""
-        return self.pulumi("up", "--yes", "--skip-preview", check=check)
+        return self.pulumi("up", "--yes", "--skip-preview", check=check, stack=stack)
 
-    def export(self) -> dict:
+    def export(self, *, stack: str = STACK) -> dict:
         """`pulumi stack export` as JSON."""
-        return json.loads(self.pulumi("stack", "export").stdout)
+        return json.loads(self.pulumi("stack", "export", stack=stack).stdout)
+
+    def outputs(self, *, stack: str = STACK) -> dict:
+        """`pulumi stack output --json --show-secrets`: the stack's outputs, secrets in the clear."""
+        return json.loads(self.pulumi("stack", "output", "--json", "--show-secrets", stack=stack).stdout)
 
 
 @dataclass(frozen=True)
