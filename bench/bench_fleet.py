@@ -47,8 +47,6 @@ PLATFORM_CONFIG = {
     "monitoring": "false",
     "skipAwait": "true",
     "deployApp": "false",
-    # Set although `unset` should do: on the engine the program reads Pulumi.yaml's defaults (true) as set.
-    "loadGenerator": "false",
 }
 APP_CONFIG = {
     "clusterMode": "stack",
@@ -57,9 +55,6 @@ APP_CONFIG = {
     "loadGenerator": "false",
     "gaVersion": "6.8.0",
     "canaryVersion": "6.9.0",
-    # Same as the platform's loadGenerator: required today although the layout says "false or unset".
-    "installMesh": "false",
-    "monitoring": "false",
 }
 FLOOR_PROGRAM = '''"""The engine's floor: one ConfigMap through an explicit Kubernetes provider."""
 

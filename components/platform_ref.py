@@ -24,6 +24,17 @@ def qualified(stack: str) -> str:
     return f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack}"
 
 
+def required_kubeconfig(value: object, stack: str) -> str:
+    """The platform's kubeconfig output, refused when empty: a provider given "" would use whatever kubeconfig
+    this machine has, which may be another cluster than the platform's."""
+    if not value:
+        raise ValueError(
+            f"platform stack {stack!r} exports an empty kubeconfig (an existing-mode platform without "
+            "istio-canary:kubeconfig): set kubeconfig on the platform stack, so every app stack uses its cluster"
+        )
+    return str(value)
+
+
 class PlatformRef(pulumi.ComponentResource):
     """Reads the platform stack's outputs `kubeconfig` (secret), `kubeContext` and `clusterName`."""
 
@@ -38,7 +49,9 @@ class PlatformRef(pulumi.ComponentResource):
         platform = pulumi.StackReference(f"{name}-stack", stack_name=qualified(args.platform_stack), opts=child)
         self.cluster_name = platform.require_output("clusterName").apply(str)
         # Secret in the platform's state and here: a GKE kubeconfig names the cluster's CA and endpoint.
-        self.kubeconfig = pulumi.Output.secret(platform.require_output("kubeconfig").apply(str))
+        self.kubeconfig = pulumi.Output.secret(
+            platform.require_output("kubeconfig").apply(lambda value: required_kubeconfig(value, args.platform_stack))
+        )
         self.context = platform.get_output("kubeContext").apply(lambda value: str(value or ""))
         self.provider = k8s.Provider(
             f"{name}-k8s",

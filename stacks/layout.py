@@ -1,5 +1,7 @@
 """Reads the layout keys (`clusterMode: stack`, `platformStack`, `deployApp`) and makes the other settings agree
-with them: an app stack builds no mesh, monitoring or agent (its platform does), a platform stack no app.
+with them: an app stack builds no mesh, monitoring or agent (its platform does), a platform stack no app or load
+generator. A key that is on by default there is switched off quietly; `releaseAgent: true` (off by default, so
+the stack set it) in an app stack is refused.
 
 Split from stacks/settings.py, which calls `apply(reader, settings)` last, with its collecting reader.
 """
@@ -20,6 +22,7 @@ PLATFORM_KEYS = ("installMesh", "monitoring", "releaseAgent")  # what only the p
 class Reader(Protocol):
     errors: list[str]
     raw: Any
+    schema: dict[str, dict[str, Any]]
 
     def text(self, key: str) -> str: ...
     def boolean(self, key: str) -> bool: ...
@@ -27,7 +30,10 @@ class Reader(Protocol):
 
 
 def _set_true(reader: Reader, key: str) -> bool:
-    return reader.raw.get(key) in (True, "true")
+    """True, and not Pulumi.yaml's default: the engine hands the program every default as a value, so a key whose
+    default is true (installMesh, monitoring, loadGenerator) cannot be told apart from one the stack set."""
+    default = reader.schema[key].get("default") in (True, "true")
+    return reader.raw.get(key) in (True, "true") and not default
 
 
 def apply(reader: Reader, settings: Settings) -> Settings:

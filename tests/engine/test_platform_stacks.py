@@ -67,10 +67,8 @@ ECHO_ARGS = ["-listen=:5678", "-text=hello from echo"]  # `pulumi config set --p
 # The CLI cannot set an empty list (a string "[]" fails the engine's check: "must be of type 'array<string>'"),
 # so these are written into Pulumi.echo.yaml, as in the repository's own file.
 ECHO_EMPTY_LISTS = ("appCommand", "appWritablePaths")
-# WORKAROUND, see test_*_without_*: on the real engine the program reads Pulumi.yaml's defaults as if the stack had
-# set them (installMesh, monitoring and loadGenerator default to true), so these are set to false explicitly.
-PLATFORM_WORKAROUND = {"loadGenerator": "false"}
-APP_WORKAROUND = {"installMesh": "false", "monitoring": "false"}
+# The engine hands the program every Pulumi.yaml default as a value; a layout rule that took installMesh's default
+# (true) for the stack's own setting refused every app stack. test_*_as_the_repository_ships_it guard that.
 KNOWN_DEFAULTS_BUG = "True is not allowed; expected false or unset"
 
 
@@ -158,9 +156,9 @@ def fleet(bins: dict[str, Path], work_dir: Path, control_plane: LocalControlPlan
     env = cli_env(bins, work_dir, str(work_dir / "fleet-has-no-kubeconfig"))
     fleet = Fleet(Project.copy(work_dir / "fleet", env), kube, kubeconfig)
     try:  # a set-up that fails half-way is cleaned up too
-        fleet.init(PLATFORM, {**PLATFORM_CONFIG, "kubeconfig": kubeconfig, **PLATFORM_WORKAROUND})
-        fleet.init(PODINFO, {**PODINFO_CONFIG, **APP_WORKAROUND})
-        fleet.init(ECHO, {**ECHO_CONFIG, **APP_WORKAROUND})
+        fleet.init(PLATFORM, {**PLATFORM_CONFIG, "kubeconfig": kubeconfig})
+        fleet.init(PODINFO, PODINFO_CONFIG)
+        fleet.init(ECHO, ECHO_CONFIG)
         for i, arg in enumerate(ECHO_ARGS):
             fleet.project.config_set(f"appArgs[{i}]", arg, stack=ECHO, path=True)
         fleet.write_config(ECHO, {key: [] for key in ECHO_EMPTY_LISTS})
@@ -300,11 +298,11 @@ def test_destroy_echo_leaves_podinfo_and_the_platform_alone(fleet: Fleet) -> Non
     assert_no_change(fleet, PLATFORM)
 
 
-# --- known bug: Pulumi.yaml's defaults read as the stack's own settings ----------------------------------------
+# --- the repository's own stack files, whose keys leave Pulumi.yaml's defaults alone -----------------------------
 
 
 class DefaultsReadAsSet(Exception):
-    """The program refused a layout key the stack never set (stacks/layout.py's `_set_true` sees the default)."""
+    """The program refused a layout key the stack never set (a Pulumi.yaml default taken for the stack's own)."""
 
 
 def _preview_refusing_defaults(fleet: Fleet, stack: str) -> dict:
@@ -317,13 +315,9 @@ def _preview_refusing_defaults(fleet: Fleet, stack: str) -> dict:
     return preview
 
 
-@pytest.mark.xfail(raises=DefaultsReadAsSet, strict=True, reason="stacks/layout.py reads Pulumi.yaml's defaults")
 def test_app_stack_file_as_the_repository_ships_it_previews(fleet: Fleet) -> None:
-    """The repository's Pulumi.echo.yaml (installMesh and monitoring unset) previews its app on the platform.
-
-    Today: `istio-canary:installMesh: True is not allowed; expected false or unset: the platform stack installs it`
-    (and the same for monitoring): the engine hands the program every Pulumi.yaml default, so `reader.raw` holds
-    installMesh: true although no stack file sets it."""
+    """The repository's Pulumi.echo.yaml (installMesh and monitoring unset) previews its app on the platform,
+    although the engine hands the program installMesh: true (Pulumi.yaml's default)."""
     stack = "echo-as-shipped"
     fleet.project.init_stack(stack)
     fleet.made.append(stack)
@@ -337,12 +331,9 @@ def test_app_stack_file_as_the_repository_ships_it_previews(fleet: Fleet) -> Non
         assert not fleet.remove(stack)
 
 
-@pytest.mark.xfail(raises=DefaultsReadAsSet, strict=True, reason="stacks/layout.py reads Pulumi.yaml's defaults")
 def test_platform_stack_without_load_generator_key_previews(fleet: Fleet) -> None:
     """A platform stack (deployApp false) that does not mention loadGenerator, like the repository's
-    Pulumi.platform.yaml, previews.
-
-    Today: `istio-canary:loadGenerator: True is not allowed; expected false or unset with deployApp false`."""
+    Pulumi.platform.yaml, previews (and builds no load generator)."""
     stack = "platform-as-shipped"
     fleet.init(stack, {**PLATFORM_CONFIG, "kubeconfig": fleet.kubeconfig})
     try:

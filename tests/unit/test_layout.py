@@ -78,11 +78,8 @@ def test_a_platform_stack_has_no_app(program):
         ({"clusterMode": "stack"}, "platformStack", "the platform stack's name"),
         ({"clusterMode": "stack", "platformStack": "a b"}, "platformStack", "the platform stack's name"),
         ({"clusterMode": "gke", "platformStack": "platform"}, "platformStack", "empty unless clusterMode is stack"),
-        ({**APP_STACK, "installMesh": "true"}, "installMesh", "the platform stack installs it"),
-        ({**APP_STACK, "monitoring": "true"}, "monitoring", "the platform stack installs it"),
         ({**APP_STACK, "releaseAgent": "true"}, "releaseAgent", "the platform stack installs it"),
         ({**APP_STACK, "deployApp": "false"}, "deployApp", "exists to deploy its app"),
-        ({"deployApp": "false", "loadGenerator": "true"}, "loadGenerator", "needs an app in this stack"),
         ({"clusterMode": "cluster"}, "clusterMode", "one of gke, existing, stack"),
     ],
 )
@@ -91,6 +88,14 @@ def test_layout_mistakes_are_refused_naming_the_key(config, key, rule):
         parse(config, GCP)
     assert f"istio-canary:{key}: " in str(error.value)
     assert rule in str(error.value)
+
+
+def test_keys_on_by_default_are_switched_off_quietly_as_the_engine_hands_over_every_default():
+    # The engine passes Pulumi.yaml's defaults as values (installMesh: "true" although no stack file sets it).
+    app = parse({**APP_STACK, "installMesh": "true", "monitoring": "true", "loadGenerator": "true"}, GCP)
+    assert (app.mesh.install, app.monitoring.enabled, app.load.enabled) == (False, False, True)
+    platform = parse({"deployApp": "false", "loadGenerator": "true"}, GCP)
+    assert not platform.load.enabled and platform.layout.deploy_app is False
 
 
 def test_an_app_stack_needs_no_gcp_project():
@@ -120,3 +125,11 @@ def test_every_stack_file_in_the_repository_renders(program, path):
     built = run.outputs["built"]
     assert (built.app is None) == (values.get("deployApp") is False)
     assert (built.cluster.__class__.__name__ == "PlatformRef") == (values.get("clusterMode") == "stack")
+
+
+def test_an_empty_platform_kubeconfig_is_refused_not_taken_for_this_machines_default():
+    from components.platform_ref import required_kubeconfig
+
+    with pytest.raises(ValueError, match="exports an empty kubeconfig"):
+        required_kubeconfig("", "platform")
+    assert required_kubeconfig("/etc/platform/kubeconfig", "platform") == "/etc/platform/kubeconfig"
