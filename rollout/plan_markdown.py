@@ -114,6 +114,6 @@ def markdown(
         lines.append(f"Latest analysis: {analysis_note}")
     if dashboard_url:
         lines += ["", f"[Dashboard]({dashboard_link(dashboard_url, result)})"]
-    changes = ", ".join(change.words() for change in plan.changes) or "none"
+    changes = ", ".join(sorted(change.words() for change in plan.changes)) or "none"  # the engine's order varies
     lines += ["", f"<sub>Changes in the preview: {changes}.</sub>", ""]
     return "\n".join(lines)

@@ -68,7 +68,11 @@ def test_plan_markdown_of_real_previews_matches_the_golden_files(
     bins: dict[str, Path], work_dir: Path, control_plane: LocalControlPlane, kube: Kube
 ) -> None:
     kubeconfig = str(control_plane.kubeconfig_path)
-    project = Project.create(work_dir / "plan-golden", cli_env(bins, work_dir, kubeconfig), kubeconfig)
+    # Its own file backend: the session's holds the shared `local` stack of test_engine_stack.py.
+    backend = work_dir / "plan-golden-backend"
+    backend.mkdir(exist_ok=True)
+    env = {**cli_env(bins, work_dir, kubeconfig), "PULUMI_BACKEND_URL": f"file://{backend}"}
+    project = Project.create(work_dir / "plan-golden", env, kubeconfig)
     step(project, "namespace", namespace=NAMESPACE, loadGenerator="false")
     results: dict[str, str] = {}
     try:

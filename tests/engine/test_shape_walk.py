@@ -36,7 +36,11 @@ def test_the_shape_walk_is_one_virtualservice_update_per_step_and_every_revert_i
     bins: dict[str, Path], work_dir: Path, control_plane: LocalControlPlane, kube: Kube
 ) -> None:
     kubeconfig = str(control_plane.kubeconfig_path)
-    project = Project.create(work_dir / "shape-walk", cli_env(bins, work_dir, kubeconfig), kubeconfig)
+    # Its own file backend: the session's holds the shared `local` stack of test_engine_stack.py.
+    backend = work_dir / "shape-walk-backend"
+    backend.mkdir(exist_ok=True)
+    env = {**cli_env(bins, work_dir, kubeconfig), "PULUMI_BACKEND_URL": f"file://{backend}"}
+    project = Project.create(work_dir / "shape-walk", env, kubeconfig)
     for key, value in (
         ("namespace", NAMESPACE),
         ("loadGenerator", "false"),
