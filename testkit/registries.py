@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import hashlib
 import json
 import time
 import urllib.error
@@ -27,11 +26,19 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from testkit.servers import READY_TIMEOUT_S, Recorded, binary, free_port, running, stub
+from testkit.servers import (  # noqa: F401 - MANIFEST_TYPE: the tests read it from here
+    MANIFEST_TYPE,
+    READY_TIMEOUT_S,
+    Recorded,
+    binary,
+    free_port,
+    push_tags,
+    running,
+    stub,
+)
 
 GOOGLE_USERNAME = "oauth2accesstoken"  # Artifact Registry: this username, an OAuth2 access token as password
 TOKEN_TTL_S = 300
-MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
 
 @dataclass(frozen=True)
@@ -323,54 +330,11 @@ def authorization(registry: Registry, name: str, actions: list[str], username: s
 # --- push ---------------------------------------------------------------------------------------------------
 
 
-def _upload_blob(url: str, name: str, blob: bytes, auth: str) -> dict:
-    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    start = urllib.request.Request(
-        f"{url}/v2/{name}/blobs/uploads/", method="POST", data=b"", headers={"Authorization": auth}
-    )
-    with urllib.request.urlopen(start, timeout=10) as response:
-        location = response.headers["Location"]
-    if location.startswith("/"):
-        location = url + location
-    sep = "&" if "?" in location else "?"
-    put = urllib.request.Request(
-        f"{location}{sep}digest={digest}",
-        method="PUT",
-        data=blob,
-        headers={"Content-Type": "application/octet-stream", "Authorization": auth},
-    )
-    with urllib.request.urlopen(put, timeout=10) as response:
-        assert response.status == 201, response.status
-    return {"digest": digest, "size": len(blob)}
-
-
 def push(
     registry: Registry, name: str, tags: list[str], username: str, password: str, variant: str = ""
 ) -> dict[str, str]:
-    """Tag a tiny OCI image (config + one layer) as each of `tags`, authenticating as the registry demands (one
+    """Tag a tiny OCI image as each of `tags` (servers.push_tags), authenticating as the registry demands (one
     token per call on a token registry); returns tag -> manifest digest. A different `variant` makes a different
     config blob, hence a different digest."""
     auth = authorization(registry, name, ["pull", "push"], username, password)
-    image_config = {"architecture": "amd64", "os": "linux", "config": {"Labels": {"variant": variant}}}
-    config = _upload_blob(registry.url, name, json.dumps(image_config).encode(), auth)
-    layer = _upload_blob(registry.url, name, b"not really a tarball; the registry does not look inside", auth)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_TYPE,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer}],
-        }
-    ).encode()
-    digests: dict[str, str] = {}
-    for tag in tags:
-        put = urllib.request.Request(
-            f"{registry.url}/v2/{name}/manifests/{tag}",
-            method="PUT",
-            data=manifest,
-            headers={"Content-Type": MANIFEST_TYPE, "Authorization": auth},
-        )
-        with urllib.request.urlopen(put, timeout=10) as response:
-            assert response.status == 201, response.status
-            digests[tag] = response.headers["Docker-Content-Digest"]
-    return digests
+    return push_tags(registry.url, name, tags, auth, variant)

@@ -262,9 +262,12 @@ def registry(workdir: Path) -> Iterator[str]:
         yield url
 
 
-def _upload_blob(url: str, name: str, blob: bytes) -> dict:
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+
+
+def _upload_blob(url: str, name: str, blob: bytes, auth: dict[str, str]) -> dict:
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    start = urllib.request.Request(f"{url}/v2/{name}/blobs/uploads/", method="POST", data=b"")
+    start = urllib.request.Request(f"{url}/v2/{name}/blobs/uploads/", method="POST", data=b"", headers=auth)
     with urllib.request.urlopen(start, timeout=10) as response:
         location = response.headers["Location"]
     if location.startswith("/"):
@@ -274,34 +277,45 @@ def _upload_blob(url: str, name: str, blob: bytes) -> dict:
         f"{location}{sep}digest={digest}",
         method="PUT",
         data=blob,
-        headers={"Content-Type": "application/octet-stream"},
+        headers={"Content-Type": "application/octet-stream", **auth},
     )
     with urllib.request.urlopen(put, timeout=10) as response:
         assert response.status == 201, response.status
     return {"digest": digest, "size": len(blob)}
 
 
-def push_tags(url: str, name: str, tags: list[str]) -> None:
-    """Tag a tiny OCI image (config + one layer) in the registry once per tag, through the HTTP API."""
-    config = _upload_blob(url, name, json.dumps({"architecture": "amd64", "os": "linux"}).encode())
-    layer = _upload_blob(url, name, b"not really a tarball; the registry does not look inside")
+def push_tags(
+    url: str, name: str, tags: list[str], authorization: str | None = None, variant: str = ""
+) -> dict[str, str]:
+    """Tag a tiny OCI image (config + one layer) in the registry once per tag, through the HTTP API, sending
+    `authorization` (a whole Authorization header value) when given; tag -> manifest digest. A `variant` makes a
+    different config blob, hence a different digest."""
+    auth = {"Authorization": authorization} if authorization else {}
+    image_config: dict = {"architecture": "amd64", "os": "linux"}
+    if variant:
+        image_config["config"] = {"Labels": {"variant": variant}}
+    config = _upload_blob(url, name, json.dumps(image_config).encode(), auth)
+    layer = _upload_blob(url, name, b"not really a tarball; the registry does not look inside", auth)
     manifest = json.dumps(
         {
             "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "mediaType": MANIFEST_TYPE,
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer}],
         }
     ).encode()
+    digests: dict[str, str] = {}
     for tag in tags:
         put = urllib.request.Request(
             f"{url}/v2/{name}/manifests/{tag}",
             method="PUT",
             data=manifest,
-            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+            headers={"Content-Type": MANIFEST_TYPE, **auth},
         )
         with urllib.request.urlopen(put, timeout=10) as response:
             assert response.status == 201, response.status
+            digests[tag] = response.headers["Docker-Content-Digest"]
+    return digests
 
 
 # --- HTTP stubs -------------------------------------------------------------------------------------------
