@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +93,18 @@ def project(bins: dict[str, Path], work_dir: Path, control_plane: LocalControlPl
     ).stdout.strip()
     print(f"engine tests: pulumi {version} ({bins['pulumi']}), python {sys.version.split()[0]}")
     return Project.create(work_dir / "project", env, kubeconfig)
+
+
+@pytest.fixture
+def own_project(bins: dict[str, Path], work_dir: Path, control_plane: LocalControlPlane) -> Callable[[str], Project]:
+    """A `local` stack of its own: a project copy in `work_dir/<name>` with its own file backend (the session's
+    backend holds the shared `local` stack of test_engine_stack.py), pointed at the session's API server."""
+
+    def make(name: str) -> Project:
+        kubeconfig = str(control_plane.kubeconfig_path)
+        backend = work_dir / f"{name}-backend"
+        backend.mkdir(exist_ok=True)
+        env = {**cli_env(bins, work_dir, kubeconfig), "PULUMI_BACKEND_URL": f"file://{backend}"}
+        return Project.create(work_dir / name, env, kubeconfig)
+
+    return make

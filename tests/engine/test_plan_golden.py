@@ -12,10 +12,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+from collections.abc import Callable
 
-from testkit.engine import REPO, Kube, Project, cli_env
-from toolchain.controlplane import LocalControlPlane
+from testkit.engine import REPO, Kube, Project
 
 GOLDEN = REPO / "tests" / "golden" / "plan"
 NAMESPACE = "plan"
@@ -65,14 +64,9 @@ def step(project: Project, message: str, **settings: str) -> None:
 
 
 def test_plan_markdown_of_real_previews_matches_the_golden_files(
-    bins: dict[str, Path], work_dir: Path, control_plane: LocalControlPlane, kube: Kube
+    own_project: Callable[[str], Project], kube: Kube
 ) -> None:
-    kubeconfig = str(control_plane.kubeconfig_path)
-    # Its own file backend: the session's holds the shared `local` stack of test_engine_stack.py.
-    backend = work_dir / "plan-golden-backend"
-    backend.mkdir(exist_ok=True)
-    env = {**cli_env(bins, work_dir, kubeconfig), "PULUMI_BACKEND_URL": f"file://{backend}"}
-    project = Project.create(work_dir / "plan-golden", env, kubeconfig)
+    project = own_project("plan-golden")
     step(project, "namespace", namespace=NAMESPACE, loadGenerator="false")
     results: dict[str, str] = {}
     try:

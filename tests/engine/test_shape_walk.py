@@ -8,11 +8,10 @@ Its own project copy and namespace (`shapes`), so the shared `local` stack of te
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 from components import shapes
-from testkit.engine import Kube, Project, changes, cli_env
-from toolchain.controlplane import LocalControlPlane
+from testkit.engine import Kube, Project, changes
 
 NAMESPACE = "shapes"
 VS_TYPE = "kubernetes:networking.istio.io/v1:VirtualService"
@@ -33,14 +32,9 @@ def update(preview: dict) -> dict:
 
 
 def test_the_shape_walk_is_one_virtualservice_update_per_step_and_every_revert_its_inverse(
-    bins: dict[str, Path], work_dir: Path, control_plane: LocalControlPlane, kube: Kube
+    own_project: Callable[[str], Project], kube: Kube
 ) -> None:
-    kubeconfig = str(control_plane.kubeconfig_path)
-    # Its own file backend: the session's holds the shared `local` stack of test_engine_stack.py.
-    backend = work_dir / "shape-walk-backend"
-    backend.mkdir(exist_ok=True)
-    env = {**cli_env(bins, work_dir, kubeconfig), "PULUMI_BACKEND_URL": f"file://{backend}"}
-    project = Project.create(work_dir / "shape-walk", env, kubeconfig)
+    project = own_project("shape-walk")
     for key, value in (
         ("namespace", NAMESPACE),
         ("loadGenerator", "false"),
