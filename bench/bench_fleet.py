@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # After the sys.path line, so the script runs from anywhere.
-from testkit.engine import VENV, Project, Step, changes, cli_env, toolchain
+from testkit.engine import LOCAL_PLATFORM_CONFIG, VENV, Project, Step, changes, cli_env, local_app_config, toolchain
 from toolchain.controlplane import ISTIO_CRDS, ControlPlaneError, LocalControlPlane
 
 DEFAULT_SIZES = "1,5,20"
@@ -41,21 +41,8 @@ SUBJECT = "app-01"  # the stack whose step is timed, present at every size
 PLATFORM = "platform"
 VS_TYPE = "kubernetes:networking.istio.io/v1:VirtualService"
 PLATFORM_READ = Step("read", "pulumi:pulumi:StackReference", "platform-stack")
-PLATFORM_CONFIG = {
-    "clusterMode": "existing",
-    "installMesh": "false",
-    "monitoring": "false",
-    "skipAwait": "true",
-    "deployApp": "false",
-}
-APP_CONFIG = {
-    "clusterMode": "stack",
-    "platformStack": PLATFORM,
-    "skipAwait": "true",
-    "loadGenerator": "false",
-    "gaVersion": "6.8.0",
-    "canaryVersion": "6.9.0",
-}
+PLATFORM_CONFIG = LOCAL_PLATFORM_CONFIG
+APP_CONFIG = {**local_app_config(PLATFORM), "loadGenerator": "false", "gaVersion": "6.8.0", "canaryVersion": "6.9.0"}
 FLOOR_PROGRAM = '''"""The engine's floor: one ConfigMap through an explicit Kubernetes provider."""
 
 import pulumi

@@ -25,6 +25,23 @@ NAMESPACE = "test"
 TOOLS = ("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes", "kube-apiserver", "etcd")
 # What the project copy needs to run the program; nothing else of the repository is copied.
 PROJECT_FILES = ("Pulumi.yaml", "Pulumi.local.yaml", "__main__.py", "stacks", "components")
+# The many-services layout on the local control plane (tests/engine/test_platform_stacks.py, bench/bench_fleet.py):
+# a platform stack (Helm charts cannot be fetched offline; the Istio CRDs are pre-registered) and the keys every
+# app stack on it shares. The platform's `kubeconfig` is the control plane's, added by the caller.
+LOCAL_PLATFORM_CONFIG = {
+    "clusterMode": "existing",
+    "installMesh": "false",
+    "monitoring": "false",
+    "skipAwait": "true",
+    "deployApp": "false",
+}
+
+
+def local_app_config(platform: str) -> dict[str, str]:
+    """The keys every app stack on the local platform stack `platform` has."""
+    return {"clusterMode": "stack", "platformStack": platform, "skipAwait": "true"}
+
+
 COMMAND_TIMEOUT = 600  # seconds; every CLI call is bounded so a hung engine fails the test instead of the session
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "engine-test",

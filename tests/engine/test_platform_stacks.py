@@ -25,7 +25,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from testkit.engine import REPO, AppNamespace, Kube, Project, Step, changes, cli_env, stack_objects
+from testkit.engine import (
+    LOCAL_PLATFORM_CONFIG,
+    REPO,
+    AppNamespace,
+    Kube,
+    Project,
+    Step,
+    changes,
+    cli_env,
+    local_app_config,
+    stack_objects,
+)
 from toolchain.controlplane import LocalControlPlane
 
 PLATFORM, PODINFO, ECHO = "platform", "podinfo", "echo"
@@ -34,19 +45,8 @@ VS_TYPE = "kubernetes:networking.istio.io/v1:VirtualService"
 # Every preview of an app stack reads the platform's outputs again; the engine reports it as a `read`, not a change.
 PLATFORM_READ = Step("read", "pulumi:pulumi:StackReference", "platform-stack")
 # The config each stack gets, key by key, as `pulumi config set --stack <stack> <key> <value>`.
-PLATFORM_CONFIG = {
-    "clusterMode": "existing",
-    # "kubeconfig": the control plane's, added by the fixture
-    "installMesh": "false",  # Helm charts cannot be fetched offline; the Istio CRDs are pre-registered
-    "monitoring": "false",
-    "skipAwait": "true",
-    "deployApp": "false",
-}
-APP_CONFIG = {
-    "clusterMode": "stack",
-    "platformStack": PLATFORM,
-    "skipAwait": "true",
-}
+PLATFORM_CONFIG = LOCAL_PLATFORM_CONFIG
+APP_CONFIG = local_app_config(PLATFORM)
 PODINFO_CONFIG = {**APP_CONFIG, "namespace": PODINFO, "gaVersion": "6.8.0", "canaryVersion": "6.9.0"}
 ECHO_CONFIG = {
     **APP_CONFIG,
