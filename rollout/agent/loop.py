@@ -120,8 +120,11 @@ def _state(
     return state
 
 
-def iterate(options: Options, metrics: Metrics, memory: Memory, now: float | None = None) -> decide.Decision | None:
-    """One pass of the loop; None when this agent is not the leader or the stack cannot be read."""
+def iterate(
+    options: Options, metrics: Metrics, memory: Memory, now: float | None = None, synced: Path | None = None
+) -> decide.Decision | None:
+    """One pass of the loop; None when this agent is not the leader or the stack cannot be read. `synced`: the
+    clone, already reset to the remote's main by the caller in this pass (else it is synced here)."""
     from rollout.commands.common import prometheus as choose_prometheus
 
     stack_name = options.stack
@@ -133,7 +136,7 @@ def iterate(options: Options, metrics: Metrics, memory: Memory, now: float | Non
         metrics.leader.labels(stack_name).set(1 if leader else 0)
         if not leader:
             return None
-    repo = workspace.sync(options.repo_url, options.workdir)
+    repo = synced or workspace.sync(options.repo_url, options.workdir)
     try:
         stack = StackFile.for_stack(repo, stack_name)
         view = stack.view()
@@ -290,7 +293,9 @@ def run(options: Options, metrics: Metrics, iterations: int | None = None) -> in
     while iterations is None or done < iterations:
         started = time.monotonic()
         try:
-            stacks = fleet.served(workspace.sync(options.repo_url, options.workdir), options.stack)
+            clone = workspace.sync(options.repo_url, options.workdir)
+            repo: Path | None = clone
+            stacks = fleet.served(clone, options.stack)
         except Exception as exc:  # noqa: BLE001 - a failed fetch is retried at the next pass
             metrics.errors.labels(options.stack).inc()
             log.error("sync failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
@@ -298,8 +303,11 @@ def run(options: Options, metrics: Metrics, iterations: int | None = None) -> in
         for stack in stacks:
             memory = memories.setdefault(stack, Memory())
             try:
-                # Keeps memory.interval_s to the stack it read.
-                iterate(replace(options, stack=stack, lease_stack=options.stack), metrics, memory)
+                # Keeps memory.interval_s to the stack it read. The first stack uses this pass's sync (one fetch
+                # an interval, as before the fleet); each later one syncs again, so it never builds on what an
+                # earlier stack left in the clone (a commit whose push failed).
+                synced, repo = repo, None
+                iterate(replace(options, stack=stack, lease_stack=options.stack), metrics, memory, synced=synced)
             except Exception as exc:  # noqa: BLE001 - one bad iteration must not end the agent
                 metrics.errors.labels(stack).inc()
                 log.error(
