@@ -9,7 +9,7 @@
 #      started by `make local-cluster`), else started in the background with the minimal Istio CRDs.
 #      It keeps running after this script; stop it with `kill $(cat $LOCAL_DIR/controlplane.pid)`.
 #   3. State: a file backend in $LOCAL_DIR/state unless PULUMI_BACKEND_URL is set; the passphrase comes from
-#      PULUMI_CONFIG_PASSPHRASE (pulumi asks when it is unset).
+#      PULUMI_CONFIG_PASSPHRASE(_FILE), else, for that local state only, an empty one (the stack has no secrets).
 #   4. Stack config: $LOCAL_DIR/stack/Pulumi.local.yaml, made on every run from the tracked Pulumi.local.yaml
 #      plus the kubeconfig path and context of the cluster from step 2 (and the stack's encryptionsalt, kept
 #      from the previous run). Every pulumi command gets it with --config-file, so the tracked file is never
@@ -99,6 +99,12 @@ KCTX="${KCTX:-}"  # empty for the local control plane: its kubeconfig's current 
 if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
     mkdir -p "$LOCAL_DIR/state"
     export PULUMI_BACKEND_URL="file://$LOCAL_DIR/state"
+    # This machine's own state of a stack that holds no secrets: without a passphrase of the user's, an empty one
+    # (pulumi cannot ask: every command here runs --non-interactive, and would stop with "passphrase must be set").
+    if [ -z "${PULUMI_CONFIG_PASSPHRASE+set}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
+        export PULUMI_CONFIG_PASSPHRASE=""
+        say "no PULUMI_CONFIG_PASSPHRASE: the local state in $LOCAL_DIR/state uses an empty one"
+    fi
 fi
 
 # --- 4. stack and its config, outside the repository -------------------------------------------

@@ -90,7 +90,9 @@ def newcomer_env(home: Path, local_dir: Path) -> dict[str, str]:
     # directory of this test instead of ~/.cache/istio-canary/local-cluster.
     env["ISTIO_CANARY_TOOLCHAIN"] = str(TOOLCHAIN_CACHE)
     env["ISTIO_CANARY_LOCAL_DIR"] = str(local_dir)
-    env["PULUMI_CONFIG_PASSPHRASE"] = "a newcomer's passphrase"
+    # No PULUMI_CONFIG_PASSPHRASE: the README's `make up STACK=local UP_ARGS=--yes` is typed without one.
+    env.pop("PULUMI_CONFIG_PASSPHRASE", None)
+    env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
     go = shutil.which("go")
     if go:  # a stale toolchain would rebuild with the real Go caches, never into the empty HOME
         names = ("GOCACHE", "GOMODCACHE", "GOPATH")
