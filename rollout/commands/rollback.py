@@ -1,15 +1,20 @@
 """`canary rollback`: all traffic back to GA. The commit carries the analysis that justified it when one can be
-had; nothing (Prometheus down, Slack down, an invalid weight) stops it."""
+had; nothing (Prometheus down or answering errors or garbage, a refused Prometheus URL, Slack down, an invalid
+weight) stops it: the evidence is best-effort, gathered under one deadline, and its absence is said in the
+message."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import time
 
 from rollout import analysis
+from rollout.analysis import Analysis
 from rollout.commands import common
 from rollout.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED
-from rollout.prometheus import PrometheusError
+from rollout.prometheus import Prometheus, PrometheusError
 from stacks.rules import shown
 
 HELP = "canary weight to 0, no mirror, no header route"
@@ -19,6 +24,49 @@ USES = ("metrics", "git", "json")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", help="why, for the commit message and Slack")
+
+
+class _OneDeadline(Prometheus):
+    """The stack's Prometheus with one deadline for every query of the analysis (--timeout in all, not per
+    query): the evidence of a rollback may cost that long, never checks x 2 x --timeout."""
+
+    def __init__(self, source: Prometheus, seconds: float) -> None:
+        self.__dict__.update(source.__dict__)  # the same URL, credentials and shown form
+        self.budget_s = seconds
+        self.deadline = time.monotonic() + seconds
+
+    def query(self, promql: str, at: float) -> float | None:
+        late = PrometheusError(f"Prometheus at {self.shown} did not answer the analysis within {self.budget_s:g}s")
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise late
+        # Whole seconds: Prometheus refuses a fractional `timeout=0.4s` parameter as bad_data, and the query
+        # sends its timeout that way. So the evidence may take up to a second longer than the deadline.
+        self.timeout = float(math.ceil(left))
+        try:
+            return super().query(promql, at)
+        except PrometheusError:
+            if time.monotonic() >= self.deadline:  # the one deadline ran out during this query: say it so
+                raise late from None
+            raise
+
+
+def gather(args: argparse.Namespace, ctx: common.Context) -> tuple[Analysis | None, Prometheus | None, str]:
+    """The analysis to record and where it came from, or why there is none ("" when no Prometheus is set).
+    Never raises: a rollback does not depend on its evidence."""
+    try:
+        source = common.prometheus(args, ctx.view, required=False)
+    except common.Refused as exc:  # e.g. credentials over plain http: not sent, and the rollback goes on
+        return None, None, str(exc)
+    if source is None:
+        return None, None, ""
+    try:
+        return analysis.analyze(ctx.view, _OneDeadline(source, args.timeout), common.at(args)), source, ""
+    except Exception as exc:  # noqa: BLE001 - any failure (bad_data, garbage, a bad --at, a bug) only loses evidence
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not isinstance(exc, PrometheusError | analysis.BadCheckQuery | common.Refused):
+            why = f"{type(exc).__name__}: {why}"
+        return None, source, why
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,22 +85,20 @@ def run(args: argparse.Namespace) -> int:
         previous = f"{app.canary_weight}%" if invalid is None else f"invalid weight {shown(invalid)}"
         if app.canary_shape:  # from a shape step: GA only, no mirror, no header route
             previous = f"the {app.canary_shape} step"
-        source = common.prometheus(args, ctx.view, required=False)
-        result = None
-        if source:
-            try:
-                result = analysis.analyze(ctx.view, source, common.at(args))
-            except PrometheusError as exc:  # evidence is nice to have; a rollback never waits for it
-                note += f"Analysis unavailable: {exc}\n\n"
-                print(f"warning: {exc}", file=sys.stderr)
-        why = result.summary() if result else "no analysis"
+        result, source, missing = gather(args, ctx)
+        if missing:
+            print(f"warning: rolling back without evidence: {missing}", file=sys.stderr)
+            evidence = f"Evidence missing: a rollback never waits for the analysis. Analysis unavailable: {missing}"
+        else:
+            evidence = common.evidence(result, source)
+        why = result.summary() if result else ("evidence missing" if missing else "no analysis")
         if app.canary_weight != 0 or invalid is not None:
             ctx.stack.set("canaryWeight", 0)
         if app.canary_shape:
             ctx.stack.set("canaryShape", "")
         subject = f"canary: roll back {ctx.view.canary_workload} {app.canary_version} from {previous} to 0% ({why})"
         reason = f"Reason: {args.reason}\n\n" if args.reason else ""
-        common.commit(ctx, out, subject, f"{reason}{note}{common.evidence(result, source)}")
+        common.commit(ctx, out, subject, f"{reason}{note}{evidence}")
         common.publish(ctx, args, out, f":rewind: {subject}" + (f" Reason: {args.reason}" if args.reason else ""))
         out.result(
             {
@@ -63,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 **ctx.recorded(),
                 "pushed": bool(args.push),
                 "analysis": result.to_json() if result else None,
+                "evidence_error": missing or None,
             }
         )
     return EXIT_OK
