@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from rollout.agent.decide import (
+    ERROR,
     FAIL,
     INCONCLUSIVE,
     NOTHING,
@@ -39,6 +40,7 @@ BASE = State(
     notice_after_s=600,
     drift_grace_s=300,
     proposal_open=False,
+    error_limit=4,
 )
 
 
@@ -150,3 +152,59 @@ def test_a_new_version_at_zero_goes_to_the_first_shape_without_analysis():
     state = replace(SHAPED, shape="", history=(), live=replace(SHAPED.live, shape=""))
     decision = decide(state)
     assert (decision.action, decision.next_step) == (PROPOSE, "mirror")
+
+
+# --- errors have a limit ----------------------------------------------------------------------------------------------
+
+BAD_QUERY = "check p99_ms: Prometheus could not parse its query: parse error at char 12"
+
+
+def test_error_limit_errored_analyses_with_traffic_roll_back_naming_the_errors():
+    decision = decide(state(history=(ERROR,) * 4 + (PASS,), errors=(BAD_QUERY,) * 4))
+    assert (decision.action, decision.to) == (ROLLBACK, 0)
+    assert "4 analyses in a row could not be judged (analysisErrorLimit 4)" in decision.why
+    assert BAD_QUERY in decision.why and decision.why.count(BAD_QUERY) == 1  # each distinct error once
+
+
+def test_fewer_errors_than_the_limit_hold_the_step_and_say_so():
+    decision = decide(state(history=(ERROR,) * 3 + (PASS,) * 7, errors=(BAD_QUERY,) * 3))
+    assert decision.action == NOTHING and "3/4" in decision.why
+
+
+def test_errors_without_traffic_on_the_canary_are_never_a_rollback():
+    fresh = state(weight=0, live=dataclasses.replace(BASE.live, canary_weight=0), history=(ERROR,) * 10)
+    assert decide(fresh).action == PROPOSE  # the first step needs no analysis
+
+
+def test_unavailable_is_not_an_error_and_never_rolls_back():
+    assert decide(state(history=(UNAVAILABLE,) * 10)).action == NOTICE
+
+
+def test_a_run_of_failures_and_errors_rolls_back_at_the_larger_of_the_two_limits():
+    mixed = (FAIL, ERROR, FAIL, ERROR, PASS)
+    assert decide(state(history=mixed, threshold=3, error_limit=4)).action == ROLLBACK
+    assert decide(state(history=mixed[:3] + (PASS,), threshold=3, error_limit=4)).action == NOTHING
+    assert decide(state(history=(ERROR, FAIL, FAIL, FAIL), threshold=3, error_limit=4)).action == ROLLBACK
+
+
+def test_an_error_limit_of_one_rolls_back_on_the_first_error():
+    assert decide(state(history=(ERROR, PASS), error_limit=1, errors=(BAD_QUERY,))).action == ROLLBACK
+
+
+# --- passes count only what was live ---------------------------------------------------------------------------------
+
+
+def test_passes_count_from_when_the_step_went_live_not_from_its_commit():
+    # Committed ten minutes ago, applied (the VirtualService written) two minutes ago: two passes judged it.
+    late = state(seconds_since_step=600, seconds_live=120)
+    assert decide(late).action == NOTHING and "2/5" in decide(late).why
+    assert decide(state(seconds_since_step=600, seconds_live=300)).action == PROPOSE
+
+
+def test_an_analysis_counts_only_when_its_whole_window_was_live():
+    # Windows of 60 s at instants 60 s apart: at 299 s live, the fifth window began 1 s before the step was live.
+    assert decide(state(seconds_live=299, window_s=60)).action == NOTHING
+    assert decide(state(seconds_live=300, window_s=60)).action == PROPOSE
+    # 30 s windows: the fifth instant (4 intervals back) judged 30 s that were all live at 270 s.
+    assert decide(state(seconds_live=270, window_s=30)).action == PROPOSE
+    assert decide(state(seconds_live=269, window_s=30)).action == NOTHING
