@@ -9,6 +9,7 @@ import argparse
 import math
 import sys
 import time
+from typing import Any
 
 from rollout import analysis
 from rollout.analysis import Analysis
@@ -35,7 +36,7 @@ class _OneDeadline(Prometheus):
         self.budget_s = seconds
         self.deadline = time.monotonic() + seconds
 
-    def query(self, promql: str, at: float) -> float | None:
+    def query(self, promql: str, at: float, *rest: Any, **options: Any) -> float | None:
         late = PrometheusError(f"Prometheus at {self.shown} did not answer the analysis within {self.budget_s:g}s")
         left = self.deadline - time.monotonic()
         if left <= 0:
@@ -44,7 +45,7 @@ class _OneDeadline(Prometheus):
         # sends its timeout that way. So the evidence may take up to a second longer than the deadline.
         self.timeout = float(math.ceil(left))
         try:
-            return super().query(promql, at)
+            return super().query(promql, at, *rest, **options)
         except PrometheusError:
             if time.monotonic() >= self.deadline:  # the one deadline ran out during this query: say it so
                 raise late from None
