@@ -1,9 +1,10 @@
 """The one HTTP client of the release tool: an overall deadline, a size cap, no cross-host redirects, no
 credentials in anything it prints.
 
-Prometheus, the registry and Slack all go through `request()`. Contract:
-- the whole exchange (connect, TLS, headers, body) ends by `timeout` seconds, however slowly a server
-  dribbles bytes: a socket timeout alone resets on every byte;
+Prometheus, the registry, acceptance checks and Slack all go through `request()`. Contract:
+- the whole exchange (name lookup, connect, TLS, headers, body, every redirect) ends by `timeout` seconds,
+  however slowly a server drips bytes and whether or not it keeps the connection open; an operation of
+  several requests (a paged listing) shares one `Deadline` instead (see rollout/deadline.py);
 - at most `max_bytes` of body are read; more is an error, never a truncated answer read as a whole one;
 - redirects are followed only to the same scheme://host:port and only for GET (a POST turned into a GET
   would be reported as sent); anything else is an error;
@@ -14,23 +15,33 @@ Prometheus, the registry and Slack all go through `request()`. Contract:
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import ipaddress
 import re
 import socket
 import ssl
-import threading
-import time
 import urllib.parse
 from dataclasses import dataclass
 
+from rollout.deadline import DEADLINE, TOO_BIG, Deadline, HttpError
+
+__all__ = [  # DEADLINE, TOO_BIG, Deadline and HttpError live in rollout/deadline.py; callers use them from here
+    "DEADLINE",
+    "TOO_BIG",
+    "Deadline",
+    "HttpError",
+    "Response",
+    "Target",
+    "basic_auth",
+    "is_loopback",
+    "parse_url",
+    "redact",
+    "request",
+    "scrub",
+]
+
 MAX_REDIRECTS = 3
 _CHUNK = 65536
-
-
-class HttpError(RuntimeError):
-    """The request failed: unreachable, too slow, too big, redirected elsewhere, or not HTTP."""
 
 
 @dataclass(frozen=True)
@@ -124,18 +135,27 @@ def basic_auth(username: str, password: str | None) -> str:
 def request(
     url: str,
     *,
-    timeout: float,
     max_bytes: int,
+    timeout: float | None = None,
+    deadline: Deadline | None = None,
     method: str = "GET",
     headers: dict[str, str] | None = None,
     data: bytes | None = None,
 ) -> Response:
-    """One HTTP exchange under the contract in the module docstring; any status is returned, not raised."""
-    deadline = time.monotonic() + timeout
+    """One HTTP exchange under the contract in the module docstring; any status is returned, not raised.
+
+    `timeout` starts a deadline for this request alone; `deadline` is an operation's, shared with its other
+    requests (exactly one of the two)."""
+    if (timeout is None) == (deadline is None):
+        raise ValueError("request() takes a timeout or a deadline")
+    if deadline is None:
+        assert timeout is not None
+        with Deadline(timeout) as own:
+            return request(url, max_bytes=max_bytes, deadline=own, method=method, headers=headers, data=data)
     target = parse_url(url)
     first = target
     for _ in range(MAX_REDIRECTS + 1):
-        response = _exchange(target, method, headers or {}, data, deadline, timeout, max_bytes, redact(url))
+        response = _exchange(target, method, headers or {}, data, deadline, max_bytes, redact(url))
         if response.status not in (301, 302, 303, 307, 308):
             return response
         location = response.headers.get("location", "")
@@ -158,63 +178,61 @@ def _exchange(
     method: str,
     headers: dict[str, str],
     data: bytes | None,
-    deadline: float,
-    timeout: float,
+    deadline: Deadline,
     max_bytes: int,
     shown: str,
 ) -> Response:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise HttpError(f"{shown} did not answer within {timeout:g}s")
-    if target.scheme == "https":
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            target.host, target.port, timeout=remaining, context=ssl.create_default_context()
-        )
-    else:
-        conn = http.client.HTTPConnection(target.host, target.port, timeout=remaining)
-    expired = threading.Event()
-
-    def cut() -> None:  # the deadline: unblock whatever read or write is waiting on the socket
-        expired.set()
-        sock = conn.sock
-        if sock is not None:
-            with contextlib.suppress(OSError):  # already closed
-                sock.shutdown(socket.SHUT_RDWR)
-
-    timer = threading.Timer(remaining, cut)
-    timer.daemon = True
-    timer.start()
     sent = dict(headers)
     if target.username is not None and "Authorization" not in sent:
         sent["Authorization"] = basic_auth(target.username, target.password)
+    sock: socket.socket | None = None
     try:
-        conn.request(method, target.path, body=data, headers=sent)
-        answer = conn.getresponse()
-        body = bytearray()
-        while chunk := answer.read1(_CHUNK):
-            body += chunk
-            if len(body) > max_bytes:
-                raise HttpError(f"{shown} sent more than {max_bytes} bytes; not read")
-        if expired.is_set():
-            raise HttpError(f"{shown} did not answer within {timeout:g}s")
-        if answer.length:  # the server closed before the Content-Length it announced
-            raise http.client.IncompleteRead(bytes(body), answer.length)
-        return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, bytes(body))
+        raw = deadline.connect(target.host, target.port, shown)
+        sock = raw
+        # Watched from before TLS: the handshake is a read that can drip like any other.
+        with deadline.watching(raw):
+            conn: http.client.HTTPConnection
+            if target.scheme == "https":
+                context = ssl.create_default_context()
+                sock = context.wrap_socket(raw, server_hostname=target.host)
+                conn = http.client.HTTPSConnection(target.host, target.port, context=context)
+            else:
+                conn = http.client.HTTPConnection(target.host, target.port)
+            conn.sock = sock  # ours, connected under the deadline; http.client must not open another
+            try:
+                conn.request(method, target.path, body=data, headers=sent)
+                answer = conn.getresponse()
+                body = _read(answer, max_bytes, shown)
+            finally:
+                conn.close()
+            if deadline.cut:
+                raise deadline.error(shown)
+            return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, body)
     except HttpError:
         raise
-    except TimeoutError:
-        raise HttpError(f"{shown} did not answer within {timeout:g}s") from None
-    except OSError as exc:  # refused, reset, DNS, TLS; or the deadline's shutdown
-        if expired.is_set():
-            raise HttpError(f"{shown} did not answer within {timeout:g}s") from None
+    except OSError as exc:  # refused, reset, DNS, TLS; a socket timeout; or the deadline's shutdown
+        if deadline.cut or isinstance(exc, TimeoutError):
+            raise deadline.error(shown) from None
         raise HttpError(f"{shown} is unreachable: {_reason(exc)}") from None
     except (http.client.HTTPException, ValueError) as exc:  # bad status line, truncated body, bad header
-        if expired.is_set():
-            raise HttpError(f"{shown} did not answer within {timeout:g}s") from None
+        if deadline.cut:
+            raise deadline.error(shown) from None
         raise HttpError(f"{shown} sent a broken HTTP answer ({type(exc).__name__})") from None
     finally:
-        timer.cancel()
-        conn.close()
+        if sock is not None:
+            sock.close()
+
+
+def _read(answer: http.client.HTTPResponse, max_bytes: int, shown: str) -> bytes:
+    """The whole body, or HttpError past `max_bytes` (never more than one chunk beyond it is held)."""
+    body = bytearray()
+    while chunk := answer.read1(_CHUNK):
+        body += chunk
+        if len(body) > max_bytes:
+            raise HttpError(f"{shown} sent more than {max_bytes} bytes; not read", TOO_BIG)
+    if answer.length:  # the server closed before the Content-Length it announced
+        raise http.client.IncompleteRead(bytes(body), answer.length)
+    return bytes(body)
 
 
 def _reason(exc: BaseException) -> str:
