@@ -58,9 +58,18 @@ def webhook_url(repo: Path, stack: str, raw_value: object = None) -> str | None:
     return done.stdout.strip() or None
 
 
+def escape(text: str) -> str:
+    """`text` as Slack shows it literally: its mrkdwn escaping of `&`, `<` and `>` (nothing else needs it). A
+    commit subject, a pull-request title, a --reason or a resource name cannot then make a `<!channel>`, a
+    `<@U123>` mention or a `<url|text>` link that hides where it goes. Emoji codes, *bold*, `code`, line breaks
+    and bare URLs carry no such character and are unchanged; Slack reads `&amp;` in a URL back as `&`."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def payload(text: str) -> dict:
-    """The JSON body Slack incoming webhooks accept: `text` (mrkdwn) is enough for a one-line event."""
-    return {"text": text}
+    """The JSON body Slack incoming webhooks accept: `text` (mrkdwn) is enough for a one-line event. Every
+    notice goes through here, so all of its text is escaped (the tool sends no mention or link of its own)."""
+    return {"text": escape(text)}
 
 
 def check_url(url: str) -> None:
