@@ -1,8 +1,18 @@
 """The pull request's account of a plan (rollout/plan.py) in Markdown: a headline in words, the traffic before and
 after per version, Mermaid pie charts of both splits, a loud warning listing every unexpected change, and the
-latest analysis with a dashboard link. Pure: the plan and the analysis in, text out."""
+latest analysis with a dashboard link. Pure: the plan and the analysis in, text out.
+
+Every value that comes from the preview (names, kinds, ops, image tags) or from a server (Prometheus' error text)
+is shown exactly, and can do nothing else: code spans with a fence longer than any backtick run in the value,
+plain text with Markdown and HTML escaped and GitHub's mentions, issue references, bare URLs and math broken by
+a zero-width joiner or a backslash, Mermaid labels reduced to characters a label cannot misread. Control and
+direction characters are spelled out (`\\n`, `\\u202e`), so nothing starts a new line or hides.
+"""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable
 
 from components import shapes
 from components.names import duration_seconds
@@ -11,56 +21,160 @@ from rollout.analysis import Analysis, table
 from stacks.model import AppSettings
 
 MARKER = "<!-- canary-plan -->"  # the sticky comment's identity: preview.yml edits the comment holding it
+# Placed after @ and # (before a digit) and inside :// and www.: GitHub then sees no mention, issue reference or
+# link, and the reader sees the same characters.
+JOINER = "\u200d"
+_HIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_SPELLED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_BACKSLASHED = set("\\`*[]|~")  # inline Markdown anywhere in a line; | splits a table cell
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9 ._+-]")  # a Mermaid label keeps only what no parser or directive reads
 
 
-def _split_words(traffic: plans.Traffic, app: AppSettings) -> str:
+def _spelled(value: str) -> str:
+    def one(match: re.Match[str]) -> str:
+        char = match.group()
+        return _SPELLED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+    return _HIDDEN.sub(one, value)
+
+
+def code(value: str) -> str:
+    """`value` as one code span that shows it exactly (a blank span for an empty value)."""
+    shown = _spelled(value)
+    if not shown:
+        return "` `"
+    fence = "`" * (max((len(run) for run in re.findall("`+", shown)), default=0) + 1)
+    # CommonMark drops one space at each end of a span that has both; a backtick at an end needs the space.
+    edges = shown[0] + shown[-1]
+    pad = " " if "`" in edges or (edges == "  " and shown.strip(" ")) else ""
+    return f"{fence}{pad}{shown}{pad}{fence}"
+
+
+def text(value: str, *, lone_dollar: bool = False) -> str:
+    """`value` as plain inline text that shows it exactly. `lone_dollar`: the value is a paragraph's only data and
+    math needs two dollars, so a single one may stay as typed (the analysis note names $PROMETHEUS_URL)."""
+    shown = _spelled(value)
+    escape_dollar = not lone_dollar or shown.count("$") > 1
+    out = []
+    for index, char in enumerate(shown):
+        before, after = shown[index - 1 : index], shown[index + 1 : index + 2]
+        if char in _ENTITY:
+            out.append(_ENTITY[char])
+        elif char in _BACKSLASHED or (char == "$" and escape_dollar):
+            out.append("\\" + char)
+        elif char == "_" and not (before.isalnum() and after.isalnum()):  # inside a word, _ is never emphasis
+            out.append("\\_")
+        elif char == "@" or (char == "#" and after.isdigit()) or (char == ":" and shown[index : index + 3] == "://"):
+            out.append(char + JOINER)
+        elif char == "." and shown[max(index - 3, 0) : index].lower() == "www":
+            out.append(JOINER + char)
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _label(value: str) -> str:
+    return _LABEL_UNSAFE.sub("?", value)
+
+
+def _plain(value: str) -> str:
+    return value
+
+
+def _split_words(traffic: plans.Traffic, app: AppSettings, show: Callable[[str], str]) -> str:
     if traffic.shape == shapes.MIRROR:
-        return f"a {app.mirror_percent} % mirror to the canary {traffic.canary_version} (users get GA's answers)"
+        return f"a {app.mirror_percent} % mirror to the canary {show(traffic.canary_version)} (users get GA's answers)"
     if traffic.shape == shapes.HEADER:
-        return f"only requests with {app.canary_match} on the canary {traffic.canary_version}"
-    return f"{traffic.canary_weight} % canary ({traffic.canary_version})"
+        return f"only requests with {show(app.canary_match)} on the canary {show(traffic.canary_version)}"
+    return f"{traffic.canary_weight} % canary ({show(traffic.canary_version)})"
 
 
-def headline(plan: plans.Plan, app: AppSettings) -> str:
-    """One sentence saying what merging does to users."""
-    before, after, name = plan.before, plan.after, app.name
+def _served(traffic: plans.Traffic, app: AppSettings, show: Callable[[str], str]) -> str:
+    """Who the canary answers now, in words ("" for nobody: weight 0, or a mirror whose answers are discarded)."""
+    if traffic.shape == shapes.HEADER:
+        return f"requests with {show(app.canary_match)}"
+    return f"{traffic.canary_weight} % of users" if traffic.canary_weight > 0 else ""
+
+
+def _headline(plan: plans.Plan, app: AppSettings, show: Callable[[str], str]) -> str:
+    before, after, name = plan.before, plan.after, show(app.name)
     if plan.kind == plans.MOVE:
         if not before.shape and not after.shape:  # weights only: "from 10 % to 60 % canary (6.15.0)"
             ga = (
-                f"GA {after.ga_version} keeps {after.ga_weight} %"
+                f"GA {show(after.ga_version)} keeps {after.ga_weight} %"
                 if after.ga_weight
-                else f"GA {after.ga_version} gets none"
+                else f"GA {show(after.ga_version)} gets none"
             )
-            return f"Moves {name} from {before.canary_weight} % to {after.canary_weight} % canary ({after.canary_version}); {ga}."
-        return f"Moves {name} from {_split_words(before, app)} to {_split_words(after, app)}."
+            return (
+                f"Moves {name} from {before.canary_weight} % to {after.canary_weight} % canary "
+                f"({show(after.canary_version)}); {ga}."
+            )
+        return f"Moves {name} from {_split_words(before, app, show)} to {_split_words(after, app, show)}."
     if plan.kind == plans.ROLLBACK:
-        return f"Rolls back {name}: every request to GA {after.ga_version} (was {_split_words(before, app)})."
-    if plan.kind == plans.NEW_VERSION:
         return (
-            f"Starts a release of {name} {after.canary_version} (was {before.canary_version}): "
-            "the canary Deployment changes, no user is sent to it yet."
+            f"Rolls back {name}: every request to GA {show(after.ga_version)} (was {_split_words(before, app, show)})."
+        )
+    if plan.kind == plans.NEW_VERSION:
+        old, new, served = show(before.canary_version), show(after.canary_version), _served(after, app, show)
+        if served:  # the canary's share stays, so those users get the new version as soon as its pods roll
+            moving = f"{served} move from {old} to {new} at once"
+            return f"Starts a release of {name} {new} while the canary serves traffic: {moving}."
+        return (
+            f"Starts a release of {name} {new} (was {old}): the canary Deployment changes, no user is sent to it yet."
         )
     if plan.kind == plans.FINISH_GA:
-        return f"Finishes the release (1/2): GA runs {after.ga_version}; the canary keeps {after.canary_weight} %."
+        return (
+            f"Finishes the release (1/2): GA runs {show(after.ga_version)}; the canary keeps {after.canary_weight} %."
+        )
     if plan.kind == plans.FINISH_TRAFFIC:
-        return f"Finishes the release (2/2): every request to GA {after.ga_version}; the canary is idle."
+        return f"Finishes the release (2/2): every request to GA {show(after.ga_version)}; the canary is idle."
     if plan.kind == plans.NOTHING:
         return f"Changes no traffic of {name}."
     return f"Changes {name}'s traffic and versions at once: review it as two steps."
 
 
+def headline(plan: plans.Plan, app: AppSettings) -> str:
+    """One sentence saying what merging does to users (plain text, as `--json` gives it)."""
+    return _headline(plan, app, _plain)
+
+
+def _tag_bump_warning(plan: plans.Plan, app: AppSettings) -> list[str]:
+    """A new canary tag while the canary serves traffic: the release skips every step below the current share."""
+    served = _served(plan.after, app, text)
+    if plan.kind != plans.NEW_VERSION or not served:
+        return []
+    new = text(plan.after.canary_version)
+    warning = (
+        f"> A new canary tag under traffic skips the gradual steps: {served} get {new} as soon as the canary "
+        f"Deployment rolls, without an analysis of {new} at a smaller share first. To release it step by step, "
+        "bring the canary to 0 % first (`canaryWeight: 0`), then change the tag."
+    )
+    return ["> [!WARNING]", warning, ""]
+
+
+def _unexpected_item(change: plans.Change) -> str:
+    op = f"**{change.op}**" if plans.OP.fullmatch(change.op) else code(change.op)
+    item = f"> - {op} {code(change.kind)} {code(change.name)}"
+    if change.away:
+        item += f" in namespace {code(change.away)}"
+    if change.urn:
+        item += f" (URN {code(change.urn)})"
+    return item
+
+
 def _rows(traffic: plans.Traffic) -> list[tuple[str, str]]:
     share = {"": f"{traffic.canary_weight} %", shapes.MIRROR: "0 % (mirrored)", shapes.HEADER: "header match only"}
     return [
-        (f"GA {traffic.ga_version}", f"{traffic.ga_weight} %"),
-        (f"canary {traffic.canary_version}", share[traffic.shape]),
+        (f"GA {text(traffic.ga_version)}", f"{traffic.ga_weight} %"),
+        (f"canary {text(traffic.canary_version)}", share[traffic.shape]),
     ]
 
 
 def _pie(title: str, traffic: plans.Traffic) -> str:
     slices = [
-        (f"GA {traffic.ga_version}", traffic.ga_weight),
-        (f"canary {traffic.canary_version}", traffic.canary_weight),
+        (f"GA {_label(traffic.ga_version)}", traffic.ga_weight),
+        (f"canary {_label(traffic.canary_version)}", traffic.canary_weight),
     ]
     body = "".join(f'    "{label}" : {value}\n' for label, value in slices if value > 0)
     return f"```mermaid\npie showData title {title}\n{body}```"
@@ -69,6 +183,12 @@ def _pie(title: str, traffic: plans.Traffic) -> str:
 def mermaid(plan: plans.Plan) -> list[str]:
     """The Mermaid blocks: the split before and after (user traffic by weight; shapes are in the table)."""
     return [_pie("Before", plan.before), _pie("After merge", plan.after)]
+
+
+def _fenced(body: str) -> list[str]:
+    """`body` in a code block whose fence no line of it can close."""
+    fence = "`" * max(3, max((len(run) for run in re.findall("`+", body)), default=0) + 1)
+    return [fence, body, fence]
 
 
 def dashboard_link(url: str, result: Analysis | None) -> str:
@@ -89,10 +209,11 @@ def markdown(
     dashboard_url: str = "",
 ) -> str:
     """The whole comment."""
-    lines = [MARKER, f"### canary plan: `{stack}`", "", f"**{headline(plan, app)}**", ""]
+    lines = [MARKER, f"### canary plan: {code(stack)}", "", f"**{_headline(plan, app, text)}**", ""]
+    lines += _tag_bump_warning(plan, app)
     if plan.unexpected:
         lines += ["> [!WARNING]", "> This commit changes more than this kind of step should. Stop and check:"]
-        lines += [f"> - **{change.op}** `{change.kind}` `{change.name}`" for change in plan.unexpected]
+        lines += [_unexpected_item(change) for change in plan.unexpected]
         lines.append("")
     lines += ["| version | before | after |", "| --- | --- | --- |"]
     for (label_before, before), (label_after, after) in zip(_rows(plan.before), _rows(plan.after), strict=True):
@@ -106,14 +227,13 @@ def markdown(
         lines += [
             f"Latest analysis: **{result.verdict.value.upper()}**, {result.summary()}",
             "",
-            "```",
-            table(result),
-            "```",
+            *_fenced(table(result)),
         ]
     elif analysis_note:
-        lines.append(f"Latest analysis: {analysis_note}")
+        lines.append(f"Latest analysis: {text(analysis_note, lone_dollar=True)}")
     if dashboard_url:
         lines += ["", f"[Dashboard]({dashboard_link(dashboard_url, result)})"]
-    changes = ", ".join(sorted(change.words() for change in plan.changes)) or "none"  # the engine's order varies
-    lines += ["", f"<sub>Changes in the preview: {changes}.</sub>", ""]
+    # Sorted as shown: the engine's order varies.
+    changes = ", ".join(text(words) for words in sorted(_spelled(change.words()) for change in plan.changes))
+    lines += ["", f"<sub>Changes in the preview: {changes or 'none'}.</sub>", ""]
     return "\n".join(lines)

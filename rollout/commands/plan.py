@@ -55,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     preview = _preview(args.preview)
     with common.load(args, write=False) as ctx:
         app = ctx.view.app
-        reading = plan.read(preview, app)
+        try:
+            reading = plan.read(preview, app)
+        except plan.MalformedPreview as exc:  # JSON of the wrong shape: bad input (exit 4), never a bug (exit 5)
+            raise common.Refused(f"--preview {args.preview}: {exc}") from None
         result, note = None, ""
         source = common.prometheus(args, ctx.view, required=False)
         if source is None:
