@@ -155,10 +155,17 @@ def measure(
 
 
 def judge(checks: tuple[Check, ...], canary: Measurement, ga: Measurement) -> tuple[Verdict, tuple[Outcome, ...]]:
-    """The verdict: a gate below its threshold or a missing value is INCONCLUSIVE; any failed rule is FAIL."""
-    outcomes = []
+    """The verdict: a gate below its threshold or a missing value is INCONCLUSIVE; any failed rule is FAIL. A rule
+    relative to GA is judged only on enough of GA's traffic too: GA under the gate (a half-empty window after a
+    scrape gap) makes that comparison too-little, so a canary that fails nothing else is INCONCLUSIVE, not
+    compared on a few dozen requests; GA serving nothing (the canary at 100 %) leaves the comparison out."""
+    gate = next((c for c in checks if c.gate), None)
+    ga_served = ga.values.get(gate.name) if gate else None
+    ga_short = bool(gate and ga_served and not gate.passes(ga_served))
+    outcomes, uncompared = [], set()
     for check in checks:
         mine, theirs = canary.values.get(check.name), ga.values.get(check.name)
+        relative = check.max_worse_than_ga_pct is not None and theirs is not None
         if mine is None or (check.gate and not check.passes(mine)):
             if check.gate:
                 result = "too-little"
@@ -169,6 +176,13 @@ def judge(checks: tuple[Check, ...], canary: Measurement, ga: Measurement) -> tu
                 result, reason = "no-data", f"no value of {check.name} for the canary in the window"
         elif not check.passes(mine):
             result, reason = "fail", f"{check.name} {check.show(mine)} is not {check.rule()}"
+        elif relative and ga_short and gate:
+            uncompared.add(check.name)
+            result = "too-little"
+            reason = (
+                f"GA served {_count(ga_served)} {gate.name} in the window, fewer than {gate.show(gate.threshold)}: "
+                f"too few to compare {check.name} with"
+            )
         elif theirs is not None and not check.within_ga(mine, theirs):
             limit = check.ga_limit(theirs)
             result = "fail"
@@ -179,21 +193,24 @@ def judge(checks: tuple[Check, ...], canary: Measurement, ga: Measurement) -> tu
             compared = "" if check.max_worse_than_ga_pct is None or theirs is not None else "; GA has no value"
             result, reason = "pass", f"{check.name} {check.show(mine)} {check.rule()}{compared}"
         outcomes.append(Outcome(check, mine, theirs, result, reason))
-    results = {o.result for o in outcomes}
-    if results & {"too-little", "no-data"}:
+    own = {o.result for o in outcomes if o.check.name not in uncompared}  # what the canary's own numbers say
+    if own & {"too-little", "no-data"}:
         verdict = Verdict.INCONCLUSIVE
-    elif "fail" in results:
+    elif "fail" in own:
         verdict = Verdict.FAIL
+    elif uncompared:
+        verdict = Verdict.INCONCLUSIVE
     else:
         verdict = Verdict.PASS
     return verdict, tuple(outcomes)
 
 
-def analyze(view: StackView, prometheus: Prometheus, at: float) -> Analysis:
-    """Measure canary and GA over the configured window at `at` and judge the canary."""
+def analyze(view: StackView, prometheus: Prometheus, at: float, window: str | None = None) -> Analysis:
+    """Measure canary and GA over the window ending at `at` (analysisWindow unless given) and judge the canary."""
     rel, app = view.release, view.app
-    canary = measure(prometheus, rel.checks, app.namespace, app.name, "canary", rel.window, at)
-    ga = measure(prometheus, rel.checks, app.namespace, app.name, "ga", rel.window, at)
+    window = window or rel.window
+    canary = measure(prometheus, rel.checks, app.namespace, app.name, "canary", window, at)
+    ga = measure(prometheus, rel.checks, app.namespace, app.name, "ga", window, at)
     verdict, outcomes = judge(rel.checks, canary, ga)
     results = {o.result for o in outcomes}
     # The reasons that decided it: too little traffic explains any missing value, so it alone is given then.
@@ -203,7 +220,7 @@ def analyze(view: StackView, prometheus: Prometheus, at: float) -> Analysis:
         Verdict.PASS: ("pass",),
     }[verdict]
     reasons = tuple(o.reason for o in outcomes if o.result in decisive)
-    return Analysis(verdict, reasons, outcomes, canary, ga, rel.window, at)
+    return Analysis(verdict, reasons, outcomes, canary, ga, window, at)
 
 
 def parse_time(value: str | None) -> float:

@@ -117,6 +117,7 @@ class ReleaseSettings:
     prometheus_url: str
     interval: str  # how often the release agent judges the canary
     threshold: int  # consecutive failed analyses before the agent rolls back
+    error_limit: int  # consecutive analyses that could not be judged (Prometheus answered garbage) before it does
     iterations: int  # consecutive passes at a live step before it proposes the next
     promotion: str  # "pr": a pull request per step; "auto": the agent pushes the step to main itself
     notice_after: str  # inconclusive/unavailable this long: one Slack notice

@@ -546,6 +546,7 @@ def _release(reader: _Reader, weights: tuple[int, ...], shapes: tuple[str, ...])
         watch_images=reader.boolean("agentWatchImages"),
         interval=reader.matching("analysisInterval", _PROM_DURATION, "a duration such as 30s, 1m or 5m"),
         threshold=reader.integer("analysisThreshold", 1, 100),
+        error_limit=reader.integer("analysisErrorLimit", 1, 100),
         iterations=reader.integer("analysisIterations", 1, 1000),
         promotion=reader.choice("canaryPromotion", PROMOTIONS),
         notice_after=reader.matching("agentNoticeAfter", _PROM_DURATION, "a duration such as 10m or 1h"),

@@ -3,10 +3,15 @@ writes them) and the GA/canary Deployments.
 
 Needs get on `virtualservices.networking.istio.io` and `deployments.apps` in the app namespace; nothing else.
 Any error reading an object (gone, forbidden, unreachable) reads as None/False: the agent then waits.
+
+When the routing went live is the VirtualService's last write as the API server stamped it (the newest
+metadata.managedFields[].time of its spec, whoever wrote it: `pulumi up` or a person), not the commit's time:
+an `up` that lands minutes after the merge must not let passes that judged the previous step count.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from components import shapes
@@ -30,6 +35,34 @@ def _rolled_out(deployment: Any) -> bool:
         and (status.updated_replicas or 0) >= wanted
         and (status.available_replicas or 0) >= wanted
     )
+
+
+def _timestamp(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.timestamp() if parsed.tzinfo is not None else None
+
+
+def applied_at(obj: Any) -> float | None:
+    """Unix seconds by which the object's current spec had been written: the newest managedFields time outside
+    the status subresource (istiod writing a status changes no routing), else its creationTimestamp; None when
+    neither is readable. The API server stamps whole seconds, so this is the end of that second."""
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(metadata, dict):
+        return None
+    entries = metadata.get("managedFields")
+    writes = [
+        _timestamp(entry.get("time"))
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, dict) and not entry.get("subresource")
+    ]
+    known = [t for t in writes if t is not None]
+    last = max(known) if known else _timestamp(metadata.get("creationTimestamp"))
+    return None if last is None else last + 1
 
 
 def read(api_client: Any, namespace: str, app: str) -> Live:
@@ -56,4 +89,5 @@ def read(api_client: Any, namespace: str, app: str) -> Live:
         ga_rolled_out=_rolled_out(ga) if ga else False,
         canary_version=_tag(canary) if canary else None,
         shape=shape,
+        since=applied_at(service) if service else None,
     )

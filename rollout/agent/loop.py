@@ -95,8 +95,18 @@ def _state(
         if options.kube is not None
         else decide.Live(app.canary_weight, app.ga_version, True, app.canary_version, app.canary_shape)
     )
-    verdicts = history.history(view, prometheus, now, interval_s, max(rel.threshold, rel.iterations))
     ctx = Context(repo, options.stack, stack, view)
+    # The step's commit: the last one that moved the weight or the shape (a shape step keeps the weight at 0).
+    since_commit = workspace.seconds_since_weight_changed(
+        repo, stack.path.name, now, f"{PROJECT}:canary(Weight|Shape):"
+    )
+    # Live since the routing object was last applied, and never before the commit that asked for this step;
+    # with no cluster read, the commit is taken as applied.
+    since_apply = now - live_state.since if options.kube is not None and live_state.since is not None else None
+    seconds_live = since_commit if since_apply is None else min(since_commit, since_apply)
+    window_s = duration_seconds(history.window(rel))
+    depths = history.depths(rel, decide.live_instants(seconds_live, interval_s, window_s))
+    found = history.history(view, prometheus, now, interval_s, depths)
     state = decide.State(
         weight=app.canary_weight,
         schedule=rel.steps,
@@ -106,16 +116,18 @@ def _state(
         canary_version=app.canary_version,
         rolled_back=bool(rolled_back_subject(ctx, required=False)),
         live=live_state,
-        history=verdicts,
-        seconds_since_step=workspace.seconds_since_weight_changed(
-            repo, stack.path.name, now, f"{PROJECT}:canaryWeight"
-        ),
+        history=found.verdicts,
+        seconds_since_step=since_commit,
         interval_s=interval_s,
         threshold=rel.threshold,
         iterations=rel.iterations,
         notice_after_s=duration_seconds(rel.notice_after),
         drift_grace_s=duration_seconds(rel.drift_grace),
         proposal_open=False,
+        error_limit=rel.error_limit,
+        errors=found.errors,
+        seconds_live=seconds_live,
+        window_s=window_s,
     )
     return state
 

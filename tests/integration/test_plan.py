@@ -364,7 +364,9 @@ def test_a_deployment_with_a_malformed_container_exits_4(capsys, tmp_path):
 
 
 # Values that are wrong for some field somewhere; mutated into the real previews at random places.
-WRONG = [None, True, False, 0, -1, 7, 101, 10.5, 1e300, "", "x", "10", "`@team <b>#1", [], [None], [[[]]], {}, {"x": 1}]
+WRONG: list[object] = [
+    None, True, False, 0, -1, 7, 101, 10.5, 1e300, "", "x", "10", "`@team <b>#1", [], [None], [[[]]], {}, {"x": 1},
+]  # fmt: skip
 # Where a mutation matters most: the fields the reading looks at.
 READ_KEYS = {
     "steps", "op", "urn", "oldState", "newState", "type", "inputs", "metadata", "name", "namespace", "spec", "http",
@@ -509,3 +511,27 @@ def test_charts_with_hostile_versions_parse_and_keep_their_split():
         (ga, ga_share), (canary_label, canary_share) = result["sections"]
         assert (ga_share, canary_share) == (70, 30)
         assert ga.startswith("GA ") and canary_label.startswith("canary ") and "\n" not in ga + canary_label
+
+
+def test_a_hostile_name_in_a_real_preview_is_one_listed_change(capsys, tmp_path):
+    # End to end: the name comes from the preview's metadata, through canary plan --strict, into the comment.
+    data = preview("weight-step")
+    name = "x`\n> - **delete** `Namespace` `prod`\n\n@acme/oncall fixes #1 <img src=x onerror=alert(1)>"
+    step = copy.deepcopy(vs_step(data))
+    step["op"], step["urn"] = "create", step["urn"].replace("VirtualService::", "ConfigMap::")
+    step["newState"] = {"type": "kubernetes:core/v1:ConfigMap", "inputs": {"metadata": {"name": name}}}
+    del step["oldState"]
+    data["steps"].append(step)
+    path = tmp_path / "preview.json"
+    path.write_text(json.dumps(data))
+    result = canary(capsys, "plan", "-C", plan_project(tmp_path, weight=10), "--strict", "--preview", path)
+    assert result.code == EXIT_UNEXPECTED, result.err
+    tokens = MarkdownIt("commonmark").enable("table").parse(result.out)
+    assert [token.type for token in tokens].count("list_item_open") == 1
+    children = [child for token in tokens if token.type == "inline" for child in token.children or []]
+    spans = [child.content for child in children if child.type == "code_inline"]
+    assert spans[-2:] == ["ConfigMap", name.replace("\n", "\\n")]
+    assert [child.content for child in children if child.type == "html_inline"] == ["<sub>", "</sub>"]
+    # In code spans a mention is text already; in the footer's plain text it is broken by a zero-width joiner.
+    (footer,) = [line for line in result.out.splitlines() if line.startswith("<sub>")]
+    assert "@\u200dacme/oncall fixes #\u200d1 &lt;img src=x onerror=alert(1)&gt;" in footer

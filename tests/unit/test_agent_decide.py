@@ -183,7 +183,7 @@ def test_unavailable_is_not_an_error_and_never_rolls_back():
 def test_a_run_of_failures_and_errors_rolls_back_at_the_larger_of_the_two_limits():
     mixed = (FAIL, ERROR, FAIL, ERROR, PASS)
     assert decide(state(history=mixed, threshold=3, error_limit=4)).action == ROLLBACK
-    assert decide(state(history=mixed[:3] + (PASS,), threshold=3, error_limit=4)).action == NOTHING
+    assert decide(state(history=(*mixed[:3], PASS), threshold=3, error_limit=4)).action == NOTHING
     assert decide(state(history=(ERROR, FAIL, FAIL, FAIL), threshold=3, error_limit=4)).action == ROLLBACK
 
 

@@ -9,6 +9,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,12 +78,13 @@ def view_of(tmp_path: Path, **keys: object) -> StackView:
     return StackFile(tmp_path / "Pulumi.dev.yaml").view()
 
 
-def decide_at(view: StackView, prometheus: object, now: float, live_since: float = START) -> decide.Decision:
+def decide_at(view: StackView, prometheus: Any, now: float, live_since: float = START) -> decide.Decision:
     """What the agent decides at `now` (a pass), with the step live since `live_since`, as the loop builds it."""
     rel = view.release
     interval_s = duration_seconds(rel.interval)
-    depth = max(rel.threshold, rel.iterations, rel.error_limit)
-    found = history.history(view, prometheus, now, interval_s, depth)  # type: ignore[arg-type]
+    window_s = duration_seconds(history.window(rel))
+    depths = history.depths(rel, decide.live_instants(now - live_since, interval_s, window_s))
+    found = history.history(view, prometheus, now, interval_s, depths)
     state = decide.State(
         weight=10,
         schedule=rel.steps,
@@ -103,9 +105,14 @@ def decide_at(view: StackView, prometheus: object, now: float, live_since: float
         error_limit=rel.error_limit,
         errors=found.errors,
         seconds_live=now - live_since,
-        window_s=duration_seconds(found.window),
+        window_s=window_s,
     )
     return decide.decide(state)
+
+
+def every(depth: int) -> dict[str, int]:
+    """Read up to `depth` instants whatever the run."""
+    return dict.fromkeys((decide.PASS, decide.FAIL, decide.ERROR, decide.INCONCLUSIVE, decide.UNAVAILABLE), depth)
 
 
 # --- windows --------------------------------------------------------------------------------------------------
@@ -117,8 +124,8 @@ def decide_at(view: StackView, prometheus: object, now: float, live_since: float
 )
 def test_each_analysis_judges_at_most_one_interval_of_traffic(tmp_path, window, interval, judged):
     view = view_of(tmp_path, analysisWindow=window, analysisInterval=interval)
-    timeline = Timeline(view.release.checks)
-    found = history.history(view, timeline, START + 3600, duration_seconds(interval), 5)  # type: ignore[arg-type]
+    timeline = Timeline(view.release.checks, rps=100)  # 200 requests in 2 s: over analysisMinRequests
+    found = history.history(view, timeline, START + 3600, duration_seconds(interval), every(5))
     assert found.window == judged
     assert set(timeline.ranges) == {judged}  # every query of every instant
     assert found.verdicts == (decide.PASS,) * 5
@@ -131,7 +138,7 @@ def test_one_bad_interval_fails_at_most_two_analyses_and_is_never_a_rollback(tmp
     timeline = Timeline(view.release.checks, bad=((bad_from, bad_from + 60),))
     for n in range(15):  # passes every minute, from before the bad minute until well after it
         now = START + 3540 + n * 60
-        found = history.history(view, timeline, now, 60, 10)  # type: ignore[arg-type]
+        found = history.history(view, timeline, now, 60, every(10))
         assert found.verdicts.count(decide.FAIL) <= 2, (n, found.verdicts)
         assert decide_at(view, timeline, now).action != decide.ROLLBACK, (n, found.verdicts)
 
@@ -152,11 +159,22 @@ def test_a_persistent_failure_is_rolled_back_within_threshold_intervals_plus_one
     assert first - failing_from <= threshold * 60 + 60
 
 
+def test_the_history_reads_no_further_back_than_the_decision_can_use(tmp_path):
+    view = view_of(tmp_path, analysisInterval="1m", analysisIterations=1000, analysisErrorLimit=4)
+    now = START + 3600
+    healthy = Timeline(view.release.checks)
+    assert decide_at(view, healthy, now, live_since=now - 150).action == decide.NOTHING
+    assert len(healthy.ranges) == 2 * 6  # live for 2.5 minutes: two whole windows, six queries each
+    failing = Timeline(view.release.checks, bad=((START, now),))
+    assert decide_at(view, failing, now).action == decide.ROLLBACK
+    assert len(failing.ranges) == 4 * 6  # as far as the larger of threshold and error limit, not a thousand
+
+
 def test_a_scrape_gap_that_halves_the_window_is_inconclusive_not_a_pass_or_a_fail(tmp_path):
     view = view_of(tmp_path, analysisInterval="1m", analysisMinRequests=1000)  # 20 rps x 60 s = 1200
     now = START + 3600
     timeline = Timeline(view.release.checks, gaps=((now - 60, now - 30),))
-    found = history.history(view, timeline, now, 60, 3)  # type: ignore[arg-type]
+    found = history.history(view, timeline, now, 60, every(3))
     assert found.verdicts[0] == decide.INCONCLUSIVE
 
 
@@ -164,8 +182,9 @@ def test_a_scrape_gap_that_halves_the_window_is_inconclusive_not_a_pass_or_a_fai
 
 
 def judged(canary_requests: float, ga_requests: float | None, ga_p99: float | None) -> analysis.Verdict:
-    checks = Check("requests", "x{workload}", ">=", 100, gate=True), Check(
-        "p99_ms", "y{workload}", "<=", 500, unit="ms", max_worse_than_ga_pct=50
+    checks = (
+        Check("requests", "x{workload}", ">=", 100, gate=True),
+        Check("p99_ms", "y{workload}", "<=", 500, unit="ms", max_worse_than_ga_pct=50),
     )
     canary = Measurement("podinfo-canary", {"requests": canary_requests, "p99_ms": 40.0})
     ga = Measurement("podinfo-ga", {"requests": ga_requests, "p99_ms": ga_p99})
@@ -203,8 +222,8 @@ def test_a_check_prometheus_cannot_parse_is_an_error_with_its_message(tmp_path):
     from rollout.prometheus import PrometheusError
 
     view = view_of(tmp_path, analysisInterval="1m")
-    refusing = Answers(error=PrometheusError("parse error at char 7: unexpected <by>", "bad_data", 400))
-    found = history.history(view, refusing, START, 60, 4)  # type: ignore[arg-type]
+    refusing = Answers(error=PrometheusError("parse error at char 7: unexpected <by>", "bad_data"))
+    found = history.history(view, refusing, START, 60, every(4))
     assert found.verdicts == (decide.ERROR,) * 4
     assert len(found.errors) == 4 and all("could not parse its query" in e for e in found.errors)
 
@@ -217,7 +236,7 @@ def one_minute(tmp_path_factory) -> StackView:
 
 def test_impossible_numbers_are_an_error(one_minute):
     garbage = Answers(value=-5.0)  # a negative request count
-    verdict, why = history.verdict_at(one_minute, garbage, START, "1m")  # type: ignore[arg-type]
+    verdict, why = history.verdict_at(one_minute, garbage, START, "1m")
     assert verdict == decide.ERROR and "not a finite number >= 0" in why
 
 
@@ -252,7 +271,9 @@ def _prometheus_answering(status: int, body: bytes, content_type: str = "applica
         (401, b"Unauthorized", "text/plain", decide.ERROR),  # a revoked token does not heal by waiting
     ],
 )
-def test_what_prometheus_answers_is_an_error_and_no_answer_is_unavailable(one_minute, status, body, content_type, expected):
+def test_what_prometheus_answers_is_an_error_and_no_answer_is_unavailable(
+    one_minute, status, body, content_type, expected
+):
     with _prometheus_answering(status, body, content_type) as (url, _seen):
         verdict, why = history.verdict_at(one_minute, Prometheus(url, timeout=5), START, "1m")
     assert verdict == expected
