@@ -45,6 +45,13 @@ Things to know that GitHub does too:
   (up to an hour; 60 s when the reset is already past, since a zero timedelta is falsy). A loop with an interval
   wants `GitHub(token, base_url=..., auto_retry=False)` or its own bounded retry function. `inject()` makes the
   stand-in fail the next requests (502, or 403 with rate-limit headers) to test exactly that.
+
+Faults a client must survive (each for the next `times` requests, before authentication): `hang()` reads the
+request and never answers; `drip()` sends the real answer a byte at a time (the body, or the headers too);
+`answer()` sends any status and body (an HTML page with 200, a JSON object where a list belongs, items missing
+fields, a body of any size). `http=` picks the server's HTTP: "1.0" (the default: HTTP/1.0, one request per
+connection), "1.1" (keep-alive) or "close" (HTTP/1.1 with `Connection: close`); a dripped body over "1.0" or
+"close" has no Content-Length and ends only when the connection does.
 - Keep the `GitHub` object referenced: `GitHub(token).rest.pulls.list(...)` on a temporary fails with "GitHub
   client has already been collected" (githubkit's namespaces hold the client weakly).
 - Version 2026-03-10 (what githubkit 0.16.1 sends; the only schema package installed) has no
@@ -63,6 +70,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Self
@@ -77,6 +85,7 @@ from pydantic import BaseModel, ValidationError
 
 from testkit.servers import _QuietServer
 
+HTTP_VARIANTS = ("1.0", "1.1", "close")  # HTTP/1.0; HTTP/1.1 keep-alive; HTTP/1.1 with `Connection: close`
 API_VERSIONS = ("2022-11-28", "2026-03-10")  # X-GitHub-Api-Version values GitHub accepts (absent: 2022-11-28)
 # Fields GitHub's 2026-03-10 description no longer has (githubkit 0.16.1 sends that version): its PullRequest
 # has no merge_commit_sha or assignee, its Repository no has_downloads. Answers to that version leave them out.
@@ -140,6 +149,19 @@ class Pull:
     updated_at: str = field(default_factory=_now)
     closed_at: str | None = None
     merged_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected misbehaviour: `hang` (read the request, answer nothing), `drip` (the real answer, a byte at
+    a time `seconds` apart) or `answer` (this status and body, whatever was asked)."""
+
+    kind: str
+    seconds: float = 0.0
+    drip_headers: bool = False
+    status: int = 200
+    body: bytes = b""
+    content_type: str = ""
 
 
 class Refusal(Exception):
@@ -210,7 +232,11 @@ class GitHost:
         token: str = "test-token",
         origin: Path | None = None,
         user: str = "canary-agent",
+        http: str = "1.0",
     ) -> None:
+        if http not in HTTP_VARIANTS:
+            raise ValueError(f"http must be one of {HTTP_VARIANTS}, not {http!r}")
+        self.http = http
         self.owner = owner
         self.repo = repo
         self.token = token
@@ -222,10 +248,14 @@ class GitHost:
         self._next_number = 1
         self._next_comment = 1
         self._injected: list[tuple[int, Any, dict[str, str]]] = []
+        self._faults: list[Fault] = []
+        self._stopping = threading.Event()  # ends a hanging or dripping fault when the stand-in closes
         self._lock = threading.RLock()
         host = self
 
         class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0" if http == "1.0" else "HTTP/1.1"
+
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 split = urlsplit(self.path)
@@ -236,10 +266,17 @@ class GitHost:
                     headers=dict(self.headers.items()),
                     raw=self.rfile.read(length),
                 )
+                fault = host._take_fault()
+                if fault is not None:
+                    host._misbehave(self, request, fault)
+                    return
                 status, headers, body = host._handle(request)
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
+                if http == "close":
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -261,6 +298,7 @@ class GitHost:
 
     def close(self) -> None:
         """Stop serving; idempotent."""
+        self._stopping.set()
         if self._thread.is_alive():
             self._server.shutdown()
             self._thread.join(timeout=JOIN_TIMEOUT_S)
@@ -293,6 +331,28 @@ class GitHost:
         with self._lock:
             body = {"message": message, "documentation_url": DOCS, "status": str(status)}
             self._injected += [(status, body, dict(headers or {}))] * times
+
+    def hang(self, times: int = 1, seconds: float = 60.0) -> None:
+        """The next `times` requests are read and never answered: the connection stays open, silent, for
+        `seconds` (or until close()), as an API behind a stuck proxy does."""
+        with self._lock:
+            self._faults += [Fault("hang", seconds=seconds)] * times
+
+    def drip(self, times: int = 1, every: float = 0.2, headers: bool = False) -> None:
+        """The next `times` requests get their real answer one byte every `every` seconds: the body only, or
+        with `headers` the status line and headers too. Over HTTP/1.0 and `Connection: close` the body has no
+        Content-Length (it ends when the connection does), the framing that outlives a per-read timeout."""
+        with self._lock:
+            self._faults += [Fault("drip", seconds=every, drip_headers=headers)] * times
+
+    def answer(
+        self, status: int, body: bytes, content_type: str = "application/json; charset=utf-8", times: int = 1
+    ) -> None:
+        """The next `times` requests get exactly this answer, whatever they asked: an HTML page with 200 (a
+        captive portal, a proxy's error page), a JSON object where a list belongs, items missing fields, a body
+        of any size."""
+        with self._lock:
+            self._faults += [Fault("answer", status=status, body=body, content_type=content_type)] * times
 
     def merge(self, number: int, method: str = "merge", delete_branch: bool = False) -> str:
         """Merge an open pull request into its base in `origin` as GitHub's button does (`merge`: a merge commit
@@ -338,6 +398,54 @@ class GitHost:
         with self._lock:
             pull = self.pulls[number]
             pull.state, pull.closed_at, pull.updated_at = "closed", _now(), _now()
+
+    # --- faults ---------------------------------------------------------------------------------------------
+
+    def _take_fault(self) -> Fault | None:
+        with self._lock:
+            return self._faults.pop(0) if self._faults else None
+
+    def _misbehave(self, handler: BaseHTTPRequestHandler, request: Request, fault: Fault) -> None:
+        """Answer `request` as `fault` says, writing the bytes by hand so the framing is the variant's own."""
+        with self._lock:
+            self.requests.append(request)
+        handler.close_connection = True  # whatever happens, this connection is not reused
+        if fault.kind == "hang":
+            request.error = "hang"
+            self._stopping.wait(fault.seconds)
+            return
+        if fault.kind == "answer":
+            status, headers, body = fault.status, {"Content-Type": fault.content_type}, fault.body
+        else:
+            status, headers, body = self._handle(request)
+        request.status, request.error = status, request.error or fault.kind
+        keep_alive = self.http == "1.1"
+        version = "HTTP/1.0" if self.http == "1.0" else "HTTP/1.1"
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Unknown"
+        lines = [f"{version} {status} {phrase}"]
+        lines += [f"{key}: {value}" for key, value in headers.items()]
+        if keep_alive or fault.kind == "answer":
+            lines.append(f"Content-Length: {len(body)}")
+        if self.http == "close":
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        try:
+            if fault.kind == "answer":
+                handler.wfile.write(head + body)
+                return
+            slow = head + body if fault.drip_headers else body
+            if not fault.drip_headers:
+                handler.wfile.write(head)
+            for i in range(len(slow)):
+                if self._stopping.wait(fault.seconds):
+                    return
+                handler.wfile.write(slow[i : i + 1])
+                handler.wfile.flush()
+        except OSError:  # the client gave up (its deadline): that is what the fault is for
+            return
 
     # --- the API ----------------------------------------------------------------------------------------
 
