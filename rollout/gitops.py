@@ -1,9 +1,12 @@
-"""Git plumbing for release steps: clean-tree check, one-file commits, push."""
+"""Git plumbing for release steps: clean-tree check, one-file commits, push, and what a push that lost the race
+to another pusher needs (the remote's new tip, a file's bytes at a commit, a commit made on another parent)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 from rollout.httpclient import scrub
@@ -15,10 +18,16 @@ class GitError(RuntimeError):
     """A git command failed or the tree is not in a state where a release step may be committed."""
 
 
-def _git(repo: Path, *args: str) -> str:
+def _git(repo: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
     try:
         done = subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=False
+            ["git", "-C", str(repo), *args],
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+            input=stdin,
+            env={**os.environ, **env} if env else None,
         )
     except FileNotFoundError:
         raise GitError("git is not installed") from None
@@ -117,3 +126,66 @@ def push(repo: Path, remote: str, commit_id: str | None = None) -> None:
     """
     branch = current_branch(repo)
     _git(repo, "push", "--quiet", remote, f"{commit_id or 'HEAD'}:refs/heads/{branch}")
+
+
+def rejected_as_behind(error: GitError) -> bool:
+    """Was this push refused only because the remote branch moved on (someone pushed first)? Not a hook's or a
+    protection rule's refusal (`[remote rejected]`), which no retry changes."""
+    text = str(error)
+    return "[rejected]" in text and ("(fetch first)" in text or "(non-fast-forward)" in text)
+
+
+def fetch_tip(repo: Path, remote: str, branch: str) -> str:
+    """Fetch `branch` from `remote` (a name or a URL) and return the commit it points to there now."""
+    _git(repo, "fetch", "--quiet", "--no-tags", remote, f"refs/heads/{branch}")
+    return _git(repo, "rev-parse", "--verify", "--quiet", "FETCH_HEAD^{commit}").strip()
+
+
+def is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
+    """Is `ancestor` in the history of `descendant` (or the same commit)?"""
+    try:
+        _git(repo, "merge-base", "--is-ancestor", ancestor, descendant)
+    except GitError:
+        return False
+    return True
+
+
+def blob(repo: Path, rev: str, relative: str) -> bytes | None:
+    """The exact bytes of `relative` at commit `rev`; None when the commit has no such file."""
+    done = subprocess.run(
+        ["git", "-C", str(repo), "cat-file", "blob", f"{rev}:{relative}"],
+        capture_output=True,
+        timeout=GIT_TIMEOUT_S,
+        check=False,
+    )
+    return done.stdout if done.returncode == 0 else None
+
+
+def changed_paths(repo: Path, commit_id: str) -> list[str]:
+    """The paths `commit_id` changes against its first parent."""
+    out = _git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", f"{commit_id}^", commit_id)
+    return out.splitlines()
+
+
+def message_and_author(repo: Path, commit_id: str) -> tuple[str, str, str]:
+    """A commit's full message (byte for byte as stored), author name and author email."""
+    message = _git(repo, "cat-file", "commit", commit_id).partition("\n\n")[2]  # after the header lines
+    name, email = _git(repo, "log", "-1", "--format=%an%x00%ae", commit_id).rstrip("\n").split("\0")
+    return message, name, email
+
+
+def commit_on(repo: Path, parent: str, relative: str, content: bytes, message: str, author: tuple[str, str]) -> str:
+    """A commit on `parent` that changes only `relative` to `content`, with `message` and `author` (the committer
+    is this repository's identity, the date now). Neither the work tree, the index nor any branch moves."""
+    listed = _git(repo, "ls-tree", parent, "--", relative).split()
+    mode = listed[0] if listed else "100644"
+    with tempfile.TemporaryDirectory(prefix="canary-index-") as scratch:
+        index = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+        _git(repo, "read-tree", parent, env=index)
+        content_file = Path(scratch) / "content"
+        content_file.write_bytes(content)
+        blob_id = _git(repo, "hash-object", "-w", "--no-filters", "--", str(content_file)).strip()
+        _git(repo, "update-index", "--cacheinfo", f"{mode},{blob_id},{relative}", env=index)
+        tree = _git(repo, "write-tree", env=index).strip()
+    who = {"GIT_AUTHOR_NAME": author[0], "GIT_AUTHOR_EMAIL": author[1]}
+    return _git(repo, "commit-tree", tree, "-p", parent, "-F", "-", stdin=message, env=who).strip()
