@@ -83,8 +83,9 @@ def check_url(url: str) -> None:
         raise NotifyError("the Slack webhook URL is not an http(s) URL with a host and a valid port") from None
 
 
-def post(url: str, body: dict, timeout: float = POST_TIMEOUT_S) -> None:
-    """POST the payload; raise NotifyError on a bad URL, a redirect, or anything but a 2xx."""
+def post(url: str, body: dict, timeout: float | None = None) -> None:
+    """POST the payload within `timeout` (POST_TIMEOUT_S by default, read at the call); raise NotifyError on a
+    bad URL, a redirect, the deadline, or anything but a 2xx."""
     check_url(url)
     try:
         answer = httpclient.request(
@@ -92,7 +93,7 @@ def post(url: str, body: dict, timeout: float = POST_TIMEOUT_S) -> None:
             method="POST",
             data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
-            timeout=timeout,
+            timeout=POST_TIMEOUT_S if timeout is None else timeout,
             max_bytes=MAX_ANSWER_BYTES,
         )
     except httpclient.HttpError as exc:

@@ -31,7 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--registry-url", help="registry base URL instead of the image's host (http only for 127.0.0.1)"
     )
     parser.add_argument("--page-size", type=int, default=None, help="tags per page to request (n=)")
-    parser.add_argument("--timeout", type=common.seconds, default=DEFAULT_TIMEOUT_S, help="seconds per whole request")
+    parser.add_argument(
+        "--timeout",
+        type=common.seconds,
+        default=DEFAULT_TIMEOUT_S,
+        help="seconds per registry operation: the whole tag listing (every page), then the digest",
+    )
     parser.add_argument("--dry-run", action="store_true", help="only print what would be picked")
 
 

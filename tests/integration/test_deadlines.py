@@ -18,10 +18,14 @@ from collections.abc import Callable
 import pytest
 
 from rollout import acceptance, notify, registry
+from rollout.exits import EXIT_BLOCKED, EXIT_OK, EXIT_UNAVAILABLE
 from rollout.prometheus import Prometheus, PrometheusError
 from rollout.registry import Registry, RegistryError
+from rollout.stackfile import StackFile
 from stacks.model import AcceptanceCheck
 from testkit import hostile
+from tests.integration.cli import canary
+from tests.integration.conftest import project_dir, stack_text
 
 DEADLINE_S = 0.5
 INTERVAL_S = 0.2  # per dripped byte, under the socket timeout: every answer below is over 128 bytes (a drip of 25 s+)
@@ -230,4 +234,62 @@ def test_a_token_endpoint_that_drips_is_inside_the_listing_deadline():
         with pytest.raises(RegistryError, match="took longer than 1s"):
             Registry(served.url, timeout=1).tags(NAME)
         elapsed = time.monotonic() - started
+    assert elapsed < HANG_BOUND_S
+
+
+# --- the commands: each ends by its --timeout (or the check's timeout) with its "unavailable" exit ---------
+
+
+def test_analyze_ends_by_its_timeout_against_a_dripping_prometheus(capsys, tmp_path):
+    directory = project_dir(tmp_path, stack_text(weight=10))
+    reply = hostile.Reply(headers={"Content-Type": "application/json"}, body=PROMETHEUS_ANSWER, fault=hostile.DRIP_BODY)
+    with hostile.serve(hostile.always(reply), hostile.CLOSE, interval=INTERVAL_S) as served:
+        started = time.monotonic()
+        result = canary(capsys, "analyze", "-C", directory, "--prometheus", served.url, "--timeout", DEADLINE_S)
+        elapsed = time.monotonic() - started
+    assert result.code == EXIT_UNAVAILABLE, result.err
+    assert f"did not answer within {DEADLINE_S:g}s" in result.err
+    assert elapsed < HANG_BOUND_S
+
+
+def test_watch_images_ends_by_its_timeout_against_slow_pages(capsys, repo):
+    head = repo.head()
+    with hostile.serve(paged(40, 10, delay=0.2), hostile.HTTP10) as served:
+        started = time.monotonic()
+        result = canary(
+            capsys, "watch-images", "-C", repo.work, "--registry-url", served.url, "--timeout", 1, "--no-notify"
+        )
+        elapsed = time.monotonic() - started
+    assert result.code == EXIT_UNAVAILABLE, result.err
+    assert "listing the tags of stefanprodan/podinfo took longer than 1s (one deadline for all of it;" in result.err
+    assert repo.head() == head
+    assert len(served.paths) < 40 and elapsed < HANG_BOUND_S
+
+
+def test_a_dripping_acceptance_check_blocks_the_step_by_its_timeout(capsys, repo):
+    reply = hostile.Reply(body=b"ok" + PAD, fault=hostile.DRIP_BODY)
+    with hostile.serve(hostile.always(reply), hostile.HTTP10, interval=INTERVAL_S) as served:
+        checks = json.dumps([{"url": f"{served.url}/ready", "timeout": DEADLINE_S}])
+        repo.write_stack(stack_text() + f"  istio-canary:canaryAcceptance: {checks}\n")
+        head = repo.head()
+        started = time.monotonic()
+        result = canary(capsys, "promote", "-C", repo.work, "--no-notify")
+        elapsed = time.monotonic() - started
+    assert result.code == EXIT_BLOCKED, result.err
+    assert f"did not answer within {DEADLINE_S:g}s" in result.out
+    assert repo.head() == head and elapsed < HANG_BOUND_S
+
+
+def test_a_dripping_slack_does_not_hold_a_rollback(capsys, repo, monkeypatch):
+    repo.write_stack(stack_text(weight=60))
+    reply = hostile.Reply(body=b"ok" + PAD, fault=hostile.DRIP_BODY)
+    with hostile.serve(hostile.always(reply), hostile.CLOSE, interval=INTERVAL_S) as served:
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", f"{served.url}/services/T0/B0/X")
+        monkeypatch.setattr(notify, "POST_TIMEOUT_S", DEADLINE_S)
+        started = time.monotonic()
+        result = canary(capsys, "rollback", "-C", repo.work)
+        elapsed = time.monotonic() - started
+    assert result.code == EXIT_OK, result.err
+    assert StackFile(repo.stack).view().app.canary_weight == 0
+    assert "notification not sent" in result.err and f"did not answer within {DEADLINE_S:g}s" in result.err
     assert elapsed < HANG_BOUND_S
