@@ -223,21 +223,28 @@ def push_branch(path: Path, branch: str) -> None:
     if not branch.startswith(OWN_BRANCHES):
         raise gitops.GitError(f"{branch}: the agent only pushes its own branches ({OWN_BRANCHES}...)")
     ref = f"refs/heads/{branch}"
-    listed = gitops.run(path, "ls-remote", "origin", ref).split()
-    tip = listed[0] if listed else ""  # "": the branch must still not exist when the push arrives
+    tip = _remote_tip(path, ref)  # "": the branch must still not exist when the push arrives
     if tip:
         gitops.run(path, "fetch", "--quiet", "--no-tags", "origin", f"+{ref}:refs/remotes/origin/{branch}")
         _check_own(path, branch, tip)
     try:
         gitops.run(path, "push", "--quiet", f"--force-with-lease={ref}:{tip}", "origin", f"{branch}:{ref}")
     except gitops.GitError:
-        now = gitops.run(path, "ls-remote", "origin", ref).split()
-        if (now[0] if now else "") != tip:  # the lease held: someone pushed between the check and the push
+        if _remote_tip(path, ref) != tip:  # the lease held: someone pushed between the check and the push
             raise ForeignCommits(
                 f"{branch} on the remote moved while the agent pushed (someone else pushed to it); "
                 "leaving the branch as it is"
             ) from None
         raise
+
+
+def _remote_tip(path: Path, ref: str) -> str:
+    """The commit `ref` points to on the origin, "" when it has no such ref (ls-remote matches ref tails too)."""
+    for line in gitops.run(path, "ls-remote", "origin", ref).splitlines():
+        sha, _, name = line.partition("\t")
+        if name == ref:
+            return sha
+    return ""
 
 
 def _check_own(path: Path, branch: str, tip: str) -> None:

@@ -273,6 +273,14 @@ def test_a_reviewer_pushing_during_the_agents_push_wins(repo, tmp_path):
     assert remote_tip(repo) == git(reviewer, "rev-parse", "HEAD").strip()
 
 
+def test_a_branch_whose_name_ends_like_the_proposal_is_not_taken_for_it(repo, tmp_path):
+    """`git ls-remote origin <ref>` also lists refs that merely end the same way."""
+    git(repo.work, "push", "-q", "origin", f"main:refs/heads/someone/refs/heads/{BRANCH}")
+    clone = agent_clone(repo, tmp_path)
+    sha = propose(clone, 60)  # a new branch: no lease on someone else's tip
+    assert remote_tip(repo) == sha and remote_tip(repo, f"someone/refs/heads/{BRANCH}") == repo.origin_head()
+
+
 def test_the_agent_pushes_only_its_own_branches(repo, tmp_path):
     clone = agent_clone(repo, tmp_path)
     with pytest.raises(gitops.GitError, match="only pushes its own branches"):
