@@ -1,16 +1,26 @@
 """A hostile HTTP server on 127.0.0.1 for deadline and size tests (and bench/bench_images.py): it speaks
-keep-alive HTTP/1.1, HTTP/1.0 or HTTP/1.1 with `Connection: close`, and can hang before its headers, drip its
-headers or body one byte at a time, send an endless body, or answer garbage. Every wait is on the server's
-stop event, so leaving the `serve()` block ends every connection within a fraction of a second.
+keep-alive HTTP/1.1, HTTP/1.0 or HTTP/1.1 with `Connection: close`, over plain TCP or TLS, and can hang before
+its headers (with TLS: before the handshake), drip its headers or body one byte at a time, send an endless
+body, or answer garbage. Every wait is on the server's stop event, so leaving the `serve()` block ends every
+connection within a fraction of a second.
 """
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 KEEP_ALIVE, HTTP10, CLOSE = "keep-alive", "http/1.0", "close"
 VARIANTS = (KEEP_ALIVE, HTTP10, CLOSE)
@@ -58,11 +68,46 @@ def always(reply: Reply) -> Handler:
     return lambda _path: reply
 
 
+def tls_context(directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a new self-signed certificate for 127.0.0.1 and localhost, and the certificate's
+    file (a client trusts it through SSL_CERT_FILE)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hostile test server")])
+    now = datetime.datetime.now(datetime.UTC)
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = directory / "hostile-cert.pem", directory / "hostile-key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file
+
+
 @contextmanager
 def serve(
-    handler: Handler, variant: str = KEEP_ALIVE, fault: str | None = None, interval: float = 0.5
+    handler: Handler,
+    variant: str = KEEP_ALIVE,
+    fault: str | None = None,
+    interval: float = 0.5,
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[Served]:
-    """Serve `handler` in `variant` with `fault` applied to every answer; drips send one byte per `interval`."""
+    """Serve `handler` in `variant` with `fault` applied to every answer; drips send one byte per `interval`.
+    With `tls` (tls_context()), the URL is https and HANG hangs before the TLS handshake."""
     if variant not in VARIANTS or (fault is not None and fault not in FAULTS):
         raise ValueError(f"unknown variant {variant!r} or fault {fault!r}")
     listener = socket.socket()
@@ -70,10 +115,21 @@ def serve(
     listener.listen(16)
     listener.settimeout(0.05)
     stop = threading.Event()
-    served = Served(f"http://127.0.0.1:{listener.getsockname()[1]}")
+    served = Served(f"{'https' if tls else 'http'}://127.0.0.1:{listener.getsockname()[1]}")
     threads: list[threading.Thread] = []
 
     def connection(conn: socket.socket) -> None:
+        if tls is not None:
+            if fault == HANG:  # the client waits in its handshake
+                stop.wait()
+                conn.close()
+                return
+            conn.settimeout(5)
+            try:
+                conn = tls.wrap_socket(conn, server_side=True)
+            except OSError:  # the client gave up, or refused our certificate
+                conn.close()
+                return
         with conn:
             conn.settimeout(0.05)
             pending = b""

@@ -11,9 +11,11 @@ long before that. Elapsed bounds are hang detectors, not performance assertions.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -146,6 +148,36 @@ def test_slow_redirect_hops_share_one_deadline():
         outcome = call_prometheus(served.url + "/0")
     assert f"did not answer within {DEADLINE_S:g}s" in outcome, outcome
     assert len(served.paths) < 4
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path]:
+    return hostile.tls_context(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.mark.parametrize("fault", [None, hostile.HANG, hostile.DRIP_HEADERS, hostile.DRIP_BODY])
+@pytest.mark.parametrize("variant", [hostile.KEEP_ALIVE, hostile.CLOSE])
+def test_over_https_too(tls, monkeypatch, variant, fault):
+    """The same deadline over TLS, including a server that never does the handshake; without a fault the
+    answer is read (the certificate is trusted through SSL_CERT_FILE, the address checked against it)."""
+    context, certificate = tls
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate))
+    _call, reply = CLIENTS["prometheus"]
+    with hostile.serve(hostile.always(reply), variant, fault, interval=INTERVAL_S, tls=context) as served:
+        assert served.url.startswith("https://")
+        started = time.monotonic()
+        outcome = call_prometheus(served.url)
+        elapsed = time.monotonic() - started
+    assert outcome == ("answered" if fault is None else f"Prometheus at {served.url} did not answer within 0.5s")
+    assert elapsed < HANG_BOUND_S
+
+
+def test_an_untrusted_certificate_is_refused(tls):
+    context, _certificate = tls
+    _call, reply = CLIENTS["prometheus"]
+    with hostile.serve(hostile.always(reply), tls=context) as served:
+        outcome = call_prometheus(served.url)
+    assert f"Prometheus at {served.url} is unreachable" in outcome, outcome
 
 
 # --- the registry: one deadline and one byte budget for the whole listing ----------------------------------
