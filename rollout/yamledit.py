@@ -16,10 +16,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import YAMLError
+
+from rollout import safeload
 
 BOM = "\ufeff"
 # Line breaks YAML or Python count that a line-by-line edit would not: refused rather than guessed at.
@@ -55,11 +56,12 @@ _Constructor.add_constructor("tag:yaml.org,2002:int", _Constructor.construct_yam
 
 
 def load(text: str) -> CommentedMap:
-    """Parse a stack file's text (round trip: positions of keys and values kept); EditError if it is not one."""
-    yaml = YAML()  # round-trip mode: keeps the positions of keys and values
-    yaml.Constructor = _Constructor
+    """Parse a stack file's text (round trip: positions of keys and values kept); EditError if it is not one, or
+    if it is over a limit of rollout/safeload.py (size, nesting, alias expansion): anyone can write such a file."""
     try:
-        doc = yaml.load(text)
+        doc = safeload.round_trip(text, _Constructor)
+    except safeload.LimitError as exc:
+        raise EditError(str(exc)) from None
     except YAMLError as exc:
         raise EditError(f"not valid YAML: {str(exc)[:300]}") from None
     if doc is None:

@@ -27,6 +27,7 @@ from components.names import (
 )
 from components.names import DURATION as _PROM_DURATION
 from components.shapes import HEADER, MIRROR, SHAPES, Match
+from rollout import safeload
 from stacks import layout, shape
 from stacks.model import (
     AcceptanceCheck,
@@ -91,10 +92,12 @@ def schema(project_file: Path = PROJECT_FILE) -> dict[str, dict[str, Any]]:
     is the one `pulumi preview` will apply.
     """
     try:
-        project = yaml.safe_load(project_file.read_text(encoding="utf-8"))
+        # Bounded (size, nesting, aliases): a pull request can change Pulumi.yaml, and every command reads it.
+        text = safeload.read_bytes(project_file, safeload.MAX_PROJECT_BYTES).decode("utf-8")
+        project = safeload.safe_yaml(text)
     except FileNotFoundError:
         raise ConfigError(f"{project_file}: no Pulumi.yaml here (is -C the repository?)") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: not UTF-8, or over a safeload limit
         raise ConfigError(f"{project_file}: cannot read the project file: {str(exc)[:200]}") from None
     config = project.get("config") if isinstance(project, dict) else None
     if not isinstance(config, dict) or project.get("name") != PROJECT:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rollout import gitops
+from rollout import gitops, safeload
 from rollout.agent import workspace
 from rollout.agent.pulls import PullError, PullRequests
 from rollout.exits import EXIT_INCONCLUSIVE, EXIT_OK
@@ -51,18 +51,29 @@ def branch_for(stack: str, line: str) -> str:
 
 
 def proposed_value(repo: Path, branch: str, stack_file: str, key: str) -> str | None:
-    """The `key` the remote proposal branch holds now, or None when there is no such branch (or no such key)."""
+    """The `key` the remote proposal branch holds now, or None when there is no such branch (or no such key).
+
+    Anyone who can push may have written that branch: its file is read within rollout/safeload.py's limits (its
+    size asked of git before a byte is read), and one it refuses is logged naming the branch and read as None.
+    """
+    where = f"{branch}:{stack_file}"
+    ref = f"refs/remotes/origin/{branch}:{stack_file}"
     try:
         gitops.run(repo, "fetch", "--quiet", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
-        text = gitops.run(repo, "show", f"refs/remotes/origin/{branch}:{stack_file}")
-    except gitops.GitError:
+        size = int(gitops.run(repo, "cat-file", "-s", ref))
+    except (gitops.GitError, ValueError):
         return None  # never pushed, or deleted after its merge
     try:
-        config = load(text).get("config") or {}
-    except EditError:
+        if size > safeload.MAX_STACK_BYTES:
+            raise EditError(f"larger than {safeload.MAX_STACK_BYTES} bytes; refusing to read it")
+        data = gitops.blob(repo, f"refs/remotes/origin/{branch}", stack_file)
+        if data is None:
+            return None
+        value = (load(data.decode("utf-8")).get("config") or {}).get(f"{PROJECT}:{key}")
+    except (EditError, UnicodeDecodeError) as exc:
+        log.warning("image proposal %s cannot be read: %s", where, str(exc).splitlines()[0])
         return None
-    value = config.get(f"{PROJECT}:{key}")
-    return None if value is None else str(value)
+    return None if value is None or isinstance(value, dict | list) else str(value)
 
 
 def _body(data: dict[str, Any], dashboard_url: str) -> str:

@@ -9,11 +9,11 @@ analysis. With --strict it exits 7 when the preview holds such a change (a red c
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from rollout import analysis, plan, plan_markdown
+from rollout import analysis, plan, plan_markdown, safeload
 from rollout.commands import common
 from rollout.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNEXPECTED
 from rollout.prometheus import PrometheusError
@@ -21,7 +21,7 @@ from rollout.prometheus import PrometheusError
 HELP = "Markdown for the pull request: what merging does to traffic"
 EXITS = (EXIT_OK, EXIT_REFUSED, EXIT_INTERNAL, EXIT_UNEXPECTED)
 USES = ("metrics", "json")
-MAX_PREVIEW_BYTES = 64 * 1024 * 1024
+MAX_PREVIEW_BYTES = safeload.MAX_JSON_BYTES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,23 +31,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _preview(source: str) -> dict[str, Any]:
+    """The preview JSON, read within rollout/safeload.py's limits (size, nesting): a pull request's CI job reads
+    what the pull request's code printed. Every problem with it is exit 4 naming --preview."""
     try:
         if source == "-":
-            text = sys.stdin.read(MAX_PREVIEW_BYTES + 1)
+            stdin = getattr(sys.stdin, "buffer", sys.stdin)  # bytes when there is a real stdin
+            data = stdin.read(MAX_PREVIEW_BYTES + 1)
         else:
-            with open(source, encoding="utf-8") as handle:
-                text = handle.read(MAX_PREVIEW_BYTES + 1)
+            data = safeload.read_bytes(Path(source), MAX_PREVIEW_BYTES)
+        value = safeload.json_value(data, MAX_PREVIEW_BYTES)
     except OSError as exc:
         raise common.Refused(f"--preview {source}: {exc.strerror}") from None
-    if len(text) > MAX_PREVIEW_BYTES:
-        raise common.Refused(f"--preview {source}: larger than {MAX_PREVIEW_BYTES} bytes")
-    try:
-        data = json.loads(text)
-    except ValueError:
+    except safeload.LimitError as exc:
+        raise common.Refused(f"--preview {source}: {exc}") from None
+    except ValueError:  # not JSON, or not UTF-8
         raise common.Refused(f"--preview {source}: not JSON (run `pulumi preview --json`)") from None
-    if not isinstance(data, dict) or not isinstance(data.get("steps", []), list):
+    if not isinstance(value, dict) or not isinstance(value.get("steps", []), list):
         raise common.Refused(f"--preview {source}: not the output of `pulumi preview --json` (no steps list)")
-    return data
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
