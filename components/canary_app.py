@@ -41,6 +41,8 @@ class CanaryAppArgs:
     # The labels of the mesh's ingress gateway pods, which the Gateway object selects.
     gateway_selector: dict[str, str]
     depends_on: tuple[pulumi.Resource, ...] = ()
+    # GA's autoscaler minimum after a rollback, when above `replicas` (capped at max_replicas); 0: none.
+    ga_rollback_replicas: int = 0
 
 
 class CanaryApp(pulumi.ComponentResource):
@@ -209,13 +211,21 @@ class CanaryApp(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions,
     ) -> k8s.autoscaling.v2.HorizontalPodAutoscaler:
         """Scales one Deployment between `replicas` and max_replicas on CPU; GA and canary scale apart, so the
-        canary's share of traffic decides its own size."""
+        canary's share of traffic decides its own size.
+
+        After a rollback GA's minimum is the pods GA and the canary ran (ga_rollback_replicas, written in the
+        rollback commit): GA was scaled for its share only, and the whole traffic arrives at once, faster than
+        CPU-based scaling reacts. The autoscaler brings GA up to a raised minimum at its next sync, without the
+        stabilisation window it applies to CPU-driven changes."""
+        minimum = args.replicas
+        if subset == "ga" and args.ga_rollback_replicas:
+            minimum = min(max(args.replicas, args.ga_rollback_replicas), args.shape.max_replicas)
         return k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-autoscaler",
             metadata=self._meta(name, args, {SUBSET_LABEL: subset}),
             spec={
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                "minReplicas": args.replicas,
+                "minReplicas": minimum,
                 "maxReplicas": args.shape.max_replicas,
                 "metrics": [
                     {

@@ -63,6 +63,8 @@ class AppSettings:
     canary_shape: str  # "" (weights), "mirror" or "header": components/shapes.py
     mirror_percent: int  # of GA's requests copied to the canary in the mirror step
     canary_match: str  # which requests the header step sends to the canary: header:<name>=<value> or cookie:...
+    # GA's autoscaler minimum after a rollback (gaRollbackReplicas), when above `replicas`; 0: none.
+    ga_rollback_replicas: int = 0
 
     @property
     def split(self) -> dict[str, int]:

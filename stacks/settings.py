@@ -24,6 +24,7 @@ from components.names import (
     ISTIO_NAMESPACE,
     KUBERNETES_NAMESPACES,
     MONITORING_NAMESPACE,
+    duration_seconds,
 )
 from components.names import DURATION as _PROM_DURATION
 from components.shapes import HEADER, MIRROR, SHAPES, Match
@@ -468,6 +469,7 @@ def _app(reader: _Reader, shapes: tuple[str, ...], mirror_percent: int) -> AppSe
         canary_shape=canary_shape,
         mirror_percent=mirror_percent,
         canary_match=match,
+        ga_rollback_replicas=reader.integer("gaRollbackReplicas", 0, 100),
     )
 
 
@@ -522,6 +524,25 @@ def _tag_policies(reader: _Reader) -> tuple[TagPolicy, TagPolicy | None]:
     return policies[0] or TagPolicy.parse("semver:*"), policies[1]
 
 
+# The longest analysisInterval: the agent's /healthz goes stale after a few of the longest interval it serves
+# (rollout/agent/metrics.py), so this bound is how long a stuck agent can look alive before its liveness probe
+# restarts it (3 x 15m), and it keeps the rollback promise (threshold x interval + one interval) within an hour or
+# so at the default threshold.
+MAX_ANALYSIS_INTERVAL = "15m"
+
+
+def _interval(reader: _Reader) -> str:
+    interval = reader.matching("analysisInterval", _PROM_DURATION, "a duration such as 30s, 1m or 5m")
+    if _PROM_DURATION.fullmatch(interval) and duration_seconds(interval) > duration_seconds(MAX_ANALYSIS_INTERVAL):
+        reader.fail(
+            "analysisInterval",
+            interval,
+            f"at most {MAX_ANALYSIS_INTERVAL}: the agent's liveness follows it, and a longer one would leave a stuck "
+            "agent (and a failing canary) alone for hours",
+        )
+    return interval
+
+
 def _release(reader: _Reader, weights: tuple[int, ...], shapes: tuple[str, ...]) -> ReleaseSettings:
     prometheus_url = reader.text("prometheusUrl")
     url_error = prometheus_url_error(prometheus_url) if prometheus_url else None
@@ -547,7 +568,7 @@ def _release(reader: _Reader, weights: tuple[int, ...], shapes: tuple[str, ...])
         canary_tags=canary_tags,
         ga_tags=ga_tags,
         watch_images=reader.boolean("agentWatchImages"),
-        interval=reader.matching("analysisInterval", _PROM_DURATION, "a duration such as 30s, 1m or 5m"),
+        interval=_interval(reader),
         threshold=reader.integer("analysisThreshold", 1, 100),
         error_limit=reader.integer("analysisErrorLimit", 1, 100),
         iterations=reader.integer("analysisIterations", 1, 1000),

@@ -22,7 +22,7 @@ decision as the one that died: nothing is counted in memory. Rules, in order:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from rollout import steps
 
@@ -49,7 +49,9 @@ class Live:
     ga_rolled_out: bool
     canary_version: str | None
     shape: str = ""  # the VirtualService's shape (components/shapes.py): "", "mirror" or "header"
-    since: float | None = None  # unix seconds the routing object was last applied (None: not known)
+    # Unix seconds the routing object was last applied (None: not known). When, not what: two reads of the same
+    # routing compare equal whenever it was written.
+    since: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from components import shapes
 from components.names import workload
 from rollout.agent.decide import Live
 
+REQUEST_TIMEOUT_S = (5.0, 10.0)  # connect, read: each read of the live state (the kubernetes client has none)
+
 
 def _tag(deployment: Any) -> str | None:
     containers = deployment.spec.template.spec.containers or []
@@ -67,14 +69,15 @@ def applied_at(obj: Any) -> float | None:
 
 def read(api_client: Any, namespace: str, app: str) -> Live:
     """The live state of one app (kubernetes.client.ApiClient in, Live out)."""
+    import urllib3
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     def guarded(call: Any, *args: Any) -> Any:
         try:
-            return call(*args)
-        except (ApiException, OSError, ValueError):
-            return None
+            return call(*args, _request_timeout=REQUEST_TIMEOUT_S)
+        except (ApiException, OSError, ValueError, urllib3.exceptions.HTTPError):
+            return None  # an API server that is down or slow only makes the agent wait; it never stops a rollback
 
     custom, apps = client.CustomObjectsApi(api_client), client.AppsV1Api(api_client)
     service = guarded(
@@ -91,3 +94,24 @@ def read(api_client: Any, namespace: str, app: str) -> Live:
         shape=shape,
         since=applied_at(service) if service else None,
     )
+
+
+def serving_replicas(api_client: Any, namespace: str, app: str) -> int | None:
+    """The pods GA and the canary run now (each Deployment's status.replicas, as their autoscalers left them):
+    what a rollback must leave GA able to run alone. None when neither can be read."""
+    import urllib3
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    apps = client.AppsV1Api(api_client)
+    counts = []
+    for subset in ("ga", "canary"):
+        try:
+            deployment = apps.read_namespaced_deployment(
+                workload(app, subset), namespace, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        except (ApiException, OSError, ValueError, urllib3.exceptions.HTTPError):
+            continue
+        current = deployment.status.replicas if deployment.status else 0
+        counts.append(max(current or 0, deployment.spec.replicas or 0))  # scaling up: the pods it asked for
+    return sum(counts) if counts else None

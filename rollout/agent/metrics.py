@@ -1,7 +1,14 @@
 """The agent's own observability: /healthz and /metrics (prometheus_client) on one port.
 
-/healthz is 200 while the loop has finished an iteration within the last `stale_after_s`, else 503, so a
-stuck loop gets restarted by its liveness probe.
+/healthz is 200 while the loop has finished a pass lately, else 503, so a stuck loop gets restarted by its
+liveness probe. "Lately" follows the stacks served: a pass ends at least every longest analysisInterval (plus the
+time the pass takes), so the loop is stale after STALE_INTERVALS of the longest one, never sooner than
+MIN_STALE_S (a pass whose Prometheus queries all run into their deadlines is slow, not stuck). Every pass counts,
+for the stack the agent was started for (a platform agent serves its app stacks, never its own), whether it led
+or only waited for the Lease. Before the first pass has read a stack, the longest interval a stack may set
+(MAX_ANALYSIS_INTERVAL, validated in stacks/settings.py) stands in, so a slow first pass is never a restart:
+with the liveness probe of components/release_agent.py, a stuck agent is restarted at most
+STALE_INTERVALS x that bound + the probe's failure window after its last pass.
 """
 
 from __future__ import annotations
@@ -21,7 +28,12 @@ from components.names import (
     AGENT_SHAPE,
     AGENT_VERDICT,
     AGENT_WEIGHT,
+    duration_seconds,
 )
+from stacks.settings import MAX_ANALYSIS_INTERVAL
+
+STALE_INTERVALS = 3
+MIN_STALE_S = 300.0
 
 
 class Metrics:
@@ -61,7 +73,42 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        self.passes = Counter(
+            "canary_agent_passes", "Passes of the loop (every served stack judged once)", labels, registry=self.registry
+        )
+        self.last_pass = Gauge(
+            "canary_agent_last_pass_timestamp_seconds",
+            "End of the last pass of the loop",
+            labels,
+            registry=self.registry,
+        )
+        self.longest_interval = Gauge(
+            "canary_agent_longest_interval_seconds",
+            "The longest analysisInterval of the stacks the last pass served (0: none read)",
+            labels,
+            registry=self.registry,
+        )
+        # Work a failure elsewhere made the agent skip this pass: an alert on it catches a dead Git host, registry or
+        # webhook, or a stack file that cannot be read, long before anyone wonders why a release stands still.
+        self.skipped = Counter(
+            "canary_agent_skipped",
+            "Work skipped by stack, kind (judge, rollback, proposal, images, notice) and reason",
+            [*labels, "work", "reason"],
+            registry=self.registry,
+        )
+        self.repairs = Counter(
+            "canary_agent_repairs",
+            "Clones found unusable (a stale lock, a half-written ref, a corrupt index) and rebuilt from the origin",
+            labels,
+            registry=self.registry,
+        )
         self.verdicts_seen: set[str] = set()
+
+    def passed(self, stack: str, longest_interval_s: float) -> None:
+        """A pass of the agent started for `stack` ended; `longest_interval_s` of the stacks it served (0: none)."""
+        self.passes.labels(stack).inc()
+        self.last_pass.labels(stack).set(time.time())
+        self.longest_interval.labels(stack).set(longest_interval_s)
 
     def set_verdict(self, stack: str, verdict: str) -> None:
         for seen in self.verdicts_seen | {verdict}:
@@ -91,12 +138,20 @@ def serve(metrics: Metrics, host: str, port: int, healthy: Callable[[], bool]) -
     return server
 
 
-def fresh(metrics: Metrics, stack: str, stale_after_s: float) -> Callable[[], bool]:
-    """A /healthz predicate: the last iteration ended less than `stale_after_s` ago (or the loop just began)."""
-    started = time.time()
+def stale_after(longest_interval_s: float) -> float:
+    """Seconds without a finished pass after which the loop counts as stuck; 0 (no stack read yet) stands for the
+    longest interval any stack may set."""
+    interval = longest_interval_s or duration_seconds(MAX_ANALYSIS_INTERVAL)
+    return max(MIN_STALE_S, STALE_INTERVALS * interval)
+
+
+def fresh(metrics: Metrics, stack: str, clock: Callable[[], float] = time.time) -> Callable[[], bool]:
+    """A /healthz predicate for the agent started for `stack`: its last pass ended less than `stale_after()` of
+    the stacks it served ago (or the loop just began)."""
+    started = clock()
 
     def healthy() -> bool:
-        last = metrics.last_iteration.labels(stack)._value.get() or started
-        return time.time() - last < stale_after_s
+        last = metrics.last_pass.labels(stack)._value.get() or started
+        return clock() - last < stale_after(metrics.longest_interval.labels(stack)._value.get())
 
     return healthy

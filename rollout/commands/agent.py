@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
         loop.workspace.sync(args.repo_url, workdir)
         options.lease_namespace = StackFile.for_stack(workdir, args.stack).view().app.namespace
     metrics = Metrics()
-    # Healthy while an iteration ended within three of the longest intervals the config allows between them.
-    server = serve(metrics, host, int(port), fresh(metrics, args.stack, stale_after_s=600))
+    # Healthy while a pass ended within a few of the longest interval it serves (rollout/agent/metrics.py).
+    server = serve(metrics, host, int(port), fresh(metrics, args.stack))
     logging.getLogger("canary.agent").info("agent for stack %s serving on %s", args.stack, args.listen)
     try:
         return loop.run(options, metrics, args.iterations)

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             gate, why = common.Gate(), "first step; no analysis possible at 0%"
         accepted = _accept(args, ctx, out, step.describe())
+        returned = _return_ga_floor(ctx, weight)
         if step.shape:  # a shape step: still 0 % of users by weight
             ctx.stack.set("canaryShape", step.shape)
             target = step.shape
@@ -76,11 +77,24 @@ def run(args: argparse.Namespace) -> int:
         subject = f"canary: promote {ctx.view.canary_workload} {app.canary_version} to {target} ({why})"
         forced = f"Promoted with --force although {app.canary_version} was rolled back: {rolled_back}\n\n"
         now = app.canary_shape or f"{weight}%"
-        body = f"{forced if rolled_back else ''}{gate.evidence()}{accepted}\n\nRevert this commit to return to {now}."
+        body = (
+            f"{forced if rolled_back else ''}{gate.evidence()}{accepted}{returned}\n\nRevert this commit to return "
+            f"to {now}."
+        )
         common.commit(ctx, out, subject, body)
         common.publish(ctx, args, out, f":arrow_up: {subject}")
         out.result(_result(ctx, args, "promote", weight, step.to, gate))
     return EXIT_OK
+
+
+def _return_ga_floor(ctx: common.Context, weight: int) -> str:
+    """At a release's first step, GA's autoscaler minimum that the last rollback raised (gaRollbackReplicas) goes
+    back to 0 in the same commit: GA serves all users until then, and scales on CPU again from here."""
+    raised = ctx.stack.raw("gaRollbackReplicas")
+    if weight != 0 or ctx.view.app.canary_shape or raised in (None, 0, "0"):
+        return ""
+    ctx.stack.set("gaRollbackReplicas", 0)
+    return f"\n\nGA's autoscaler minimum returns to replicas (gaRollbackReplicas {raised} -> 0, set by a rollback)."
 
 
 def _finish(args: argparse.Namespace, ctx: common.Context, out: common.Output) -> int:

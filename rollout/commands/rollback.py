@@ -16,7 +16,9 @@ from rollout.analysis import Analysis
 from rollout.commands import common
 from rollout.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED
 from rollout.prometheus import Prometheus, PrometheusError
+from rollout.stackfile import StackFile, is_release_key
 from stacks.rules import shown
+from stacks.settings import ConfigError, parse, schema
 
 HELP = "canary weight to 0, no mirror, no header route"
 EXITS = (EXIT_OK, EXIT_REFUSED, EXIT_INTERNAL)
@@ -25,6 +27,52 @@ USES = ("metrics", "git", "json")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", help="why, for the commit message and Slack")
+    parser.add_argument(
+        "--ga-min-replicas",
+        type=_count,
+        metavar="N",
+        help="the pods GA and the canary run now (the agent reads them from the cluster); when GA is autoscaled "
+        "(appMaxReplicas), the rollback commit raises GA's autoscaler minimum to this (gaRollbackReplicas), so GA "
+        "can take all traffic at once (default: twice replicas, both Deployments' minimum)",
+    )
+
+
+CAPACITY_KEYS = ("replicas", "appMaxReplicas", "gaRollbackReplicas")
+
+
+def _count(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 1000:
+        raise argparse.ArgumentTypeError(f"{value[:20]!r}: a number of pods from 1 to 1000")
+    return int(value)
+
+
+def ga_floor(stack: StackFile, serving: int | None) -> tuple[int | None, str]:
+    """The gaRollbackReplicas this rollback writes (None: leave it), and a line for the message saying why.
+
+    Only when GA is autoscaled: then it runs for its share of the traffic, and the whole arrives at once. The
+    floor is the pods that served the release (`serving`, else both Deployments' minimum, 2 x replicas), at
+    most appMaxReplicas. Read leniently, as the rollback reads the stack: a problem here never stops it."""
+    try:
+        known = schema(stack.project_file)
+        if "gaRollbackReplicas" not in known:  # an older Pulumi.yaml: its program would refuse the key
+            return None, ""
+        values = {k: v for k, v in stack.values().items() if is_release_key(k, known) or k in CAPACITY_KEYS}
+        values.update(canaryWeight=0, canaryShape="")  # the weight is being repaired or reset; not asked here
+        app = parse(values, {}, check_environment=False, project_file=stack.project_file).app
+    except ConfigError as exc:
+        return None, f"GA's autoscaler minimum is left as it is: {str(exc).splitlines()[-1].strip()}\n\n"
+    if not app.shape.max_replicas:
+        return None, ""
+    wanted = serving if serving is not None else 2 * app.replicas
+    source = "ran" if serving is not None else "run at least (from the config)"
+    floor = min(max(wanted, app.replicas), app.shape.max_replicas)
+    if floor <= max(app.replicas, app.ga_rollback_replicas):
+        return None, ""
+    note = (
+        f"GA's autoscaler minimum is raised to {floor} pods (gaRollbackReplicas): GA and the canary {source} "
+        f"{wanted}, and GA takes all their traffic at once. The next release's first step sets it back to 0.\n\n"
+    )
+    return floor, note
 
 
 class _OneDeadline(Prometheus):
@@ -93,13 +141,21 @@ def run(args: argparse.Namespace) -> int:
         else:
             evidence = common.evidence(result, source)
         why = result.summary() if result else ("evidence missing" if missing else "no analysis")
+        floor, capacity = (None, "")
+        if app.canary_weight != 0 or invalid is not None:  # GA takes back a share of users (not a mirror's copy)
+            floor, capacity = ga_floor(ctx.stack, args.ga_min_replicas)
+        if floor is not None:
+            try:
+                ctx.stack.set("gaRollbackReplicas", floor)
+            except ConfigError as exc:  # an edit the file cannot take as one value: the rollback goes on without it
+                floor, capacity = None, f"GA's autoscaler minimum is left as it is: {exc}\n\n"
         if app.canary_weight != 0 or invalid is not None:
             ctx.stack.set("canaryWeight", 0)
         if app.canary_shape:
             ctx.stack.set("canaryShape", "")
         subject = f"canary: roll back {ctx.view.canary_workload} {app.canary_version} from {previous} to 0% ({why})"
         reason = f"Reason: {args.reason}\n\n" if args.reason else ""
-        common.commit(ctx, out, subject, f"{reason}{note}{evidence}")
+        common.commit(ctx, out, subject, f"{reason}{note}{capacity}{evidence}")
         common.publish(ctx, args, out, f":rewind: {subject}" + (f" Reason: {args.reason}" if args.reason else ""))
         out.result(
             {
@@ -111,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
                 "pushed": bool(args.push),
                 "analysis": result.to_json() if result else None,
                 "evidence_error": missing or None,
+                "ga_rollback_replicas": floor,
             }
         )
     return EXIT_OK

@@ -307,3 +307,7 @@ def test_the_last_apply_of_the_routing_object_is_read_from_its_managed_fields():
     assert live.applied_at({"metadata": {"creationTimestamp": "2025-01-02T03:00:00Z"}}) == stamp - 600 + 1
     for broken in ({}, {"metadata": {"managedFields": [{"time": "yesterday"}]}}, {"metadata": None}, None):
         assert live.applied_at(broken) is None
+
+
+def test_when_the_routing_was_applied_is_not_part_of_what_is_live():
+    assert live.Live(10, "6.8.0", True, "6.9.0", since=1.0) == live.Live(10, "6.8.0", True, "6.9.0")
