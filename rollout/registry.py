@@ -57,6 +57,7 @@ class _Operation:
     spent: int = 0
     pages: int = 0
     seen: set[str] = field(default_factory=set)  # pages already read, for a pagination that loops
+    paged: bool = True  # a listing: its messages count the pages read
 
     @property
     def budget(self) -> int:
@@ -64,7 +65,9 @@ class _Operation:
 
     def failed(self, exc: httpclient.HttpError, base: str) -> RegistryError:
         """The operation's own words for its deadline and its budget; the request's for anything else."""
-        read = f"{self.pages} page{'s' if self.pages != 1 else ''} read from {httpclient.redact(base)}"
+        read = f"from {httpclient.redact(base)}"
+        if self.paged:
+            read = f"{self.pages} page{'s' if self.pages != 1 else ''} read {read}"
         if exc.kind == httpclient.DEADLINE or self.deadline.expired:
             return RegistryError(
                 f"{self.doing} took longer than {self.deadline.seconds:g}s (one deadline for all of it; {read})"
@@ -246,9 +249,8 @@ class Registry:
         """The digest `tag` points at now (`sha256:...`): the registry's Docker-Content-Digest, or the body's hash."""
         url = f"{self.base_url}/v2/{name}/manifests/{urllib.parse.quote(tag)}"
         with httpclient.Deadline(self.timeout) as deadline:
-            op = _Operation(
-                f"reading the digest of {name}:{tag}", f"the manifest of {name}:{tag} is", deadline, MAX_MANIFEST_BYTES
-            )
+            doing, amount = f"reading the digest of {name}:{tag}", f"the manifest of {name}:{tag} is"
+            op = _Operation(doing, amount, deadline, MAX_MANIFEST_BYTES, paged=False)
             headers, body = self._get(url, name, op, accept=", ".join(MANIFEST_TYPES))
         digest = headers.get("docker-content-digest", "") or "sha256:" + hashlib.sha256(body).hexdigest()
         if not DIGEST.fullmatch(digest):

@@ -269,6 +269,22 @@ def test_a_token_endpoint_that_drips_is_inside_the_listing_deadline():
     assert elapsed < HANG_BOUND_S
 
 
+@pytest.mark.parametrize("fault", [hostile.DRIP_BODY, hostile.HUGE])
+def test_reading_a_digest_is_an_operation_of_its_own(fault):
+    reply = hostile.Reply(headers={"Docker-Content-Digest": "sha256:" + "0" * 64}, body=b"{}" + PAD, fault=fault)
+    with (
+        hostile.serve(hostile.always(reply), hostile.CLOSE, interval=INTERVAL_S) as served,
+        pytest.raises(RegistryError) as caught,
+    ):
+        Registry(served.url, timeout=DEADLINE_S).digest(NAME, "6.9.1")
+    if fault == hostile.DRIP_BODY:
+        assert str(caught.value) == (
+            f"reading the digest of {NAME}:6.9.1 took longer than 0.5s (one deadline for all of it; from {served.url})"
+        )
+    else:
+        assert str(caught.value).startswith(f"the manifest of {NAME}:6.9.1 is more than 4194304 bytes in all")
+
+
 # --- the commands: each ends by its --timeout (or the check's timeout) with its "unavailable" exit ---------
 
 
