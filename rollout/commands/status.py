@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from components import shapes
 from components.names import AGENT_DRIFT, AGENT_LAST_ITERATION, AGENT_VERDICT, AGENT_WEIGHT, duration_seconds
 from rollout import analysis, gitops, steps
-from rollout.agent.decide import FAIL, INCONCLUSIVE, PASS, UNAVAILABLE
+from rollout.agent.decide import ERROR, FAIL, INCONCLUSIVE, PASS, UNAVAILABLE
 from rollout.commands import common
 from rollout.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
 from rollout.prometheus import Prometheus, PrometheusError
@@ -20,7 +20,7 @@ from stacks.settings import PROJECT
 HELP = "weights and versions (+ live metrics)"
 EXITS = (EXIT_OK, EXIT_UNAVAILABLE, EXIT_REFUSED, EXIT_INTERNAL)
 USES = ("metrics", "json")
-VERDICTS = (PASS, FAIL, INCONCLUSIVE, UNAVAILABLE)
+VERDICTS = (PASS, FAIL, INCONCLUSIVE, UNAVAILABLE, ERROR)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -311,3 +311,17 @@ def test_the_last_apply_of_the_routing_object_is_read_from_its_managed_fields():
 
 def test_when_the_routing_was_applied_is_not_part_of_what_is_live():
     assert live.Live(10, "6.8.0", True, "6.9.0", since=1.0) == live.Live(10, "6.8.0", True, "6.9.0")
+
+
+def test_canary_status_shows_an_errored_verdict_as_the_agent_reported_it():
+    from components.names import AGENT_LAST_ITERATION
+    from rollout.commands.status import agent_view
+
+    class Reported:
+        def query(self, promql: str, at: float) -> float | None:
+            if promql.startswith(AGENT_LAST_ITERATION):
+                return START
+            return 1.0 if 'verdict="error"' in promql else 0.0
+
+    view = agent_view(Reported(), "dev", START, "1m")
+    assert view is not None and view["verdict"] == "error"
