@@ -234,7 +234,7 @@ def test_a_reviewers_commit_on_the_proposal_branch_is_never_overwritten(repo, tm
 
     workspace.sync(str(repo.origin), clone)
     with pytest.raises(workspace.ForeignCommits) as refused:
-        propose(clone, 60)
+        propose(clone, 60, "a fresh analysis")
     assert remote_tip(repo) == reviewed
     assert str(refused.value) == (
         f"{BRANCH} on the remote has 1 commit(s) the agent did not write "
@@ -253,7 +253,7 @@ def test_a_commit_by_the_agents_name_but_someone_elses_hand_is_foreign(repo, tmp
     git(reviewer, "push", "-q", "--force", "origin", BRANCH)
     workspace.sync(str(repo.origin), clone)
     with pytest.raises(workspace.ForeignCommits):
-        propose(clone, 60)
+        propose(clone, 60, "a fresh analysis")
 
 
 def test_a_reviewer_pushing_during_the_agents_push_wins(repo, tmp_path):
@@ -269,7 +269,7 @@ def test_a_reviewer_pushing_during_the_agents_push_wins(repo, tmp_path):
     hook.chmod(0o755)
     workspace.sync(str(repo.origin), clone)
     with pytest.raises(workspace.ForeignCommits, match="moved while the agent pushed"):
-        propose(clone, 60)
+        propose(clone, 60, "a fresh analysis")  # not the first commit again (same second, same sha)
     assert remote_tip(repo) == git(reviewer, "rev-parse", "HEAD").strip()
 
 
