@@ -159,12 +159,35 @@ class _SafeLoader(yaml.SafeLoader):
         return node
 
 
+def _too_deep_at_a_glance(text: str) -> None:
+    """LimitError when libyaml's C parser (when PyYAML has it) sees nesting deeper than MAX_DEPTH, counted as the
+    composers count it. Only a shortcut: before a pure-Python scanner gets to the composer's count, deep flow
+    nesting (`[[[[...`) costs it seconds of looking ahead for a key. Anything libyaml reads differently or
+    cannot read is left to the loader itself, whose count decides."""
+    if not getattr(yaml, "__with_libyaml__", False):
+        return
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.CSafeLoader):
+            if isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            elif isinstance(event, yaml.NodeEvent) and not isinstance(event, yaml.AliasEvent):
+                if depth + 1 > MAX_DEPTH:
+                    raise LimitError(f"nested deeper than {MAX_DEPTH} levels; refusing to read it")
+                depth += isinstance(event, yaml.CollectionStartEvent)
+    except LimitError:
+        raise
+    except Exception:  # noqa: BLE001 - a shortcut only: the loader reports what is wrong with the text
+        return
+
+
 def round_trip(text: str, constructor: type | None = None, limit: int = MAX_STACK_BYTES) -> Any:
     """ruamel's round-trip load of `text` (positions of keys and values kept; `constructor`: a subclass of its
     RoundTripConstructor) within the limits; LimitError, or ruamel's YAMLError for text that is not YAML."""
     from ruamel.yaml import YAML
 
     check_size(text, limit)
+    _too_deep_at_a_glance(text)
     loader = YAML()  # round-trip mode
     if constructor is not None:
         loader.Constructor = constructor
@@ -175,6 +198,7 @@ def round_trip(text: str, constructor: type | None = None, limit: int = MAX_STAC
 def safe_yaml(text: str, limit: int = MAX_PROJECT_BYTES) -> Any:
     """PyYAML's safe_load of `text` within the limits; LimitError, or yaml.YAMLError for text that is not YAML."""
     check_size(text, limit)
+    _too_deep_at_a_glance(text)
     loader = _SafeLoader(text)
     try:
         return loader.get_single_data()

@@ -41,9 +41,9 @@ def deep_flow(depth: int = 5000) -> str:
     return "  istio-canary:canaryMatch: " + "[" * depth + "]" * depth + "\n"
 
 
-def deep_block(depth: int = 400) -> str:
-    """A mapping nested `depth` levels in block style (one more indent per level)."""
-    return "  istio-canary:canaryMatch:\n" + "".join(f"{'  ' * (level + 2)}k:\n" for level in range(depth))
+def deep_block(depth: int = 300) -> str:
+    """A mapping nested `depth` levels in block style, one space more per level (45 kB: under the size limit)."""
+    return "  istio-canary:canaryMatch:\n" + "".join(f"{' ' * (level + 3)}k:\n" for level in range(depth))
 
 
 def oversized() -> str:

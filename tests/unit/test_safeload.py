@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -49,6 +50,14 @@ def bounded(seconds: int = GUARD_S) -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def glance(on: bool) -> Iterator[None]:
+    """With libyaml's quick look at the nesting (when PyYAML has libyaml), or without it: the composers' own
+    count must hold alone, as it does where PyYAML comes without libyaml."""
+    with mock.patch.object(safeload.yaml, "__with_libyaml__", on and safeload.yaml.__with_libyaml__):
+        yield
 
 
 def expanded_nodes(value: Any, cap: int) -> int:
@@ -110,20 +119,24 @@ def test_an_alias_inside_its_own_anchor_is_refused(loader):
 
 @pytest.mark.parametrize("loader", sorted(YAML_LOADERS))
 @pytest.mark.parametrize("mapping", [False, True], ids=["sequences", "mappings"])
-def test_nesting_up_to_the_limit_is_read_and_one_more_level_is_refused(loader, mapping):
+@pytest.mark.parametrize("quick", [True, False], ids=["libyaml-glance", "composer-only"])
+def test_nesting_up_to_the_limit_is_read_and_one_more_level_is_refused(loader, mapping, quick):
     read = YAML_LOADERS[loader]
-    # `a: <value>`: the root mapping is one node, the value's collections MAX_DEPTH - 2 more, the leaf the last.
-    assert read(f"a: {nested(safeload.MAX_DEPTH - 2, mapping=mapping)}\n") is not None
-    with bounded(), pytest.raises(safeload.LimitError, match="nested deeper than"):
-        read(f"a: {nested(safeload.MAX_DEPTH - 1, mapping=mapping)}\n")
+    with glance(quick):
+        # `a: <value>`: the root mapping is one node, the value's collections MAX_DEPTH - 2 more, the leaf the last.
+        assert read(f"a: {nested(safeload.MAX_DEPTH - 2, mapping=mapping)}\n") is not None
+        assert read(f"a: {nested(safeload.MAX_DEPTH - 2, '[]', mapping=mapping)}\n") is not None  # an empty one
+        with bounded(), pytest.raises(safeload.LimitError, match="nested deeper than"):
+            read(f"a: {nested(safeload.MAX_DEPTH - 1, mapping=mapping)}\n")
 
 
 @pytest.mark.parametrize("loader", sorted(YAML_LOADERS))
 @pytest.mark.parametrize("style", ["flow", "block"])
-def test_nesting_far_past_python_s_recursion_limit_is_refused_not_a_recursion_error(loader, style):
-    # Flow: 5000 levels on one line. Block: 200 levels, one indent more each (40 kB: under the size limit).
-    block = "".join(f"{'  ' * level}k:\n" for level in range(200)) + f"{'  ' * 200}v\n"
-    with bounded(), pytest.raises(safeload.LimitError, match="nested deeper than"):
+@pytest.mark.parametrize("quick", [True, False], ids=["libyaml-glance", "composer-only"])
+def test_nesting_far_past_python_s_recursion_limit_is_refused_not_a_recursion_error(loader, style, quick):
+    # Flow: 5000 levels on one line. Block: 300 levels, one space more each (45 kB: under the size limit).
+    block = "".join(f"{' ' * level}k:\n" for level in range(300)) + f"{' ' * 300}v\n"
+    with glance(quick), bounded(), pytest.raises(safeload.LimitError, match="nested deeper than"):
         YAML_LOADERS[loader](f"a: {nested(5000)}\n" if style == "flow" else block)
 
 
@@ -290,11 +303,11 @@ def documents(draw: st.DrawFn) -> tuple[str, bool]:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(document=documents(), loader=st.sampled_from(sorted(YAML_LOADERS)))
-def test_any_document_is_read_within_the_limits_or_refused_never_a_hang_or_another_error(document, loader):
+@given(document=documents(), loader=st.sampled_from(sorted(YAML_LOADERS)), quick=st.booleans())
+def test_any_document_is_read_within_the_limits_or_refused_never_a_hang_or_another_error(document, loader, quick):
     text, within = document
     try:
-        with bounded():
+        with glance(quick), bounded():
             value = YAML_LOADERS[loader](text)
     except safeload.LimitError:
         assert not within, f"refused a document within the limits:\n{text[:2000]}"
