@@ -14,7 +14,9 @@ whose message says which limit; the caller adds the file's name and turns it int
   at most ALIAS_NODE_BUDGET nodes; an alias inside its own anchor (a cycle) is refused outright.
 
 The limits are checked while the parser's own composer builds the node tree, so they hold for exactly the tree
-the loader then constructs; the counting is linear in the file. One error type: LimitError.
+the loader then constructs; the counting is linear in the file. libyaml's C parser, when PyYAML has it, first
+looks at the nesting only, as a shortcut (deep flow nesting costs the pure-Python scanners seconds before their
+composer gets to count). One error type: LimitError.
 """
 
 from __future__ import annotations
