@@ -23,6 +23,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from components.names import workload
 from rollout.yamledit import BOM, ODD_BREAKS, EditError, load, plain, read_text, with_value, write_atomically
+from stacks.layout import app_stacks_on
 from stacks.model import LayoutSettings
 from stacks.settings import PROJECT, AppSettings, ConfigError, ReleaseSettings, parse, parse_weight, schema
 
@@ -139,9 +140,18 @@ class StackFile:
 
     def view(self) -> StackView:
         """Validate the whole file with the program's own rules (less where it runs) and return the release view."""
+        values = self.values()
+        stack = self.path.name[len("Pulumi.") : -len(".yaml")]
+        # Only a platform stack's refusal of an app key names the app stacks: read the others just then.
+        platform = str(values.get("deployApp")).lower() == "false"
         try:
             settings = parse(
-                self.values(), self.provider_values("gcp"), check_environment=False, project_file=self.project_file
+                values,
+                self.provider_values("gcp"),
+                check_environment=False,
+                project_file=self.project_file,
+                stack=stack,
+                app_stacks=app_stacks_on(self.path.parent, stack) if platform else (),
             )
         except ConfigError as exc:
             raise ConfigError(f"{self.path.name}: {exc}") from None
@@ -172,7 +182,7 @@ class StackFile:
     # --- editing ------------------------------------------------------------------------------------
 
     def set(self, key: str, value: int | str) -> None:
-        """Set a project key like `pulumi config set` (ints bare, a string keeps the key's quoting style).
+        """Set a project key as `pulumi config set` writes it (every value a string: `"60"`, `6.9.1`).
 
         Raises ConfigError, changing nothing, when the edit cannot be made as one value on one line.
         """

@@ -1,15 +1,16 @@
-"""Byte-exact edits of one YAML value: the text editor under rollout/stackfile.py, with no notion of Pulumi.
+"""Byte-exact edits of one YAML value: the text editor under rollout/stackfile.py.
 
 Contract: `with_value(text, doc, key, value)` returns new text in which only the characters of the value
 of `config.<key>` changed (or one line was added for a key the file lacks), and its parse; every other byte
-(comments, order, quoting, CRLF, `---`/`...`) stays. The result is parsed again and refused with EditError
-unless it equals the old document with exactly that one value changed. `write_atomically` replaces a file
+(comments, order, other values' quoting, CRLF, `---`/`...`) stays. The new value is written as Pulumi's own
+`config set` writes it (rollout/pulumiform.py: every value a string, `"60"`), so a later `pulumi config set`
+of another key leaves the line alone. The result is parsed again and refused with EditError unless it equals
+the old document with exactly that one value changed (to the value's text). `write_atomically` replaces a file
 through a temporary file and a rename. One error type: EditError.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
@@ -20,12 +21,11 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import YAMLError
 
-from rollout import safeload
+from rollout import pulumiform, safeload
 
 BOM = "\ufeff"
 # Line breaks YAML or Python count that a line-by-line edit would not: refused rather than guessed at.
 ODD_BREAKS = re.compile(r"\r(?!\n)|[\x85\u2028\u2029\x0b\x0c\x1c-\x1e]")
-_PLAIN_SAFE = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]*")
 
 
 class EditError(ValueError):
@@ -41,11 +41,20 @@ def plain(node: Any) -> Any:
     return node if node is None or isinstance(node, bool | int | float) else str(node)
 
 
+# The one way to write a whole number that every YAML reader takes the same: decimal digits, no leading zero.
+_DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)")
+
+
 class _Constructor(RoundTripConstructor):
-    """Round-trip loading, but an integer Python refuses to convert (over 4300 digits) stays its text: the
-    validator then names it as a bad value, and `rollback` can still repair it."""
+    """Round-trip loading, but an integer not written in plain decimal digits stays its text. `0x3C`, `0o74`,
+    `074`, `+60`, `6_0` and `1:00` are all 60 to some YAML reader and a string or another number to another
+    (ruamel reads YAML 1.2, Pulumi's Go reader 1.1's octals and base 60): the validator names such a value
+    instead of the tool stepping from a number Pulumi would not see. An integer Python refuses to convert
+    (over 4300 digits) stays its text too, and `rollback` can still repair it."""
 
     def construct_yaml_int(self, node: Any) -> Any:
+        if not _DECIMAL.fullmatch(str(node.value)):
+            return str(node.value)
         try:
             return super().construct_yaml_int(node)
         except ValueError:
@@ -106,38 +115,23 @@ def _scalar_end(line: str, col: int) -> int | None:
     return len(line[:end].rstrip())
 
 
-def render_scalar(value: int | str, style: str) -> str:
-    """A value as YAML text: ints bare; a string in the quoting style `style` (' or \" or plain when safe)."""
-    if isinstance(value, int):
-        return str(value)
-    if style == "'":
-        return "'" + value.replace("'", "''") + "'"
-    if style == '"' or not _PLAIN_SAFE.fullmatch(value):
-        return json.dumps(value)
-    return value
-
-
-def _replaced(text: str, config: CommentedMap, full: str, value: int | str) -> str:
+def _replaced(text: str, config: CommentedMap, full: str, value: str) -> str:
     line_no, col = config.lc.value(full)
     lines = text.split("\n")
     line = lines[line_no]
     end = _scalar_end(line.rstrip("\r"), col)
     if end is None or isinstance(config[full], CommentedMap | CommentedSeq):
         raise EditError(f"{full} is not a one-line value; edit it by hand")
-    style = line[col] if line[col] in "'\"" else ""
-    rendered = render_scalar(value, style)
-    if style == "" and isinstance(value, str) and not isinstance(config[full], str):
-        rendered = json.dumps(value)  # `gaVersion: 1.0` was a float: the new text must be a string
-    lines[line_no] = line[:col] + rendered + line[end:]
+    lines[line_no] = line[:col] + pulumiform.scalar(value) + line[end:]
     return "\n".join(lines)
 
 
-def _appended(text: str, doc: CommentedMap, full: str, value: int | str) -> str:
+def _appended(text: str, doc: CommentedMap, full: str, value: str) -> str:
     """The text with `  <full>: <value>` after the last line of the config block (added if missing)."""
     newline = "\r\n" if "\r\n" in text else "\n"
     lines = text.split("\n")
     config = doc.get("config")
-    entry = f"{full}: {render_scalar(value, '')}"
+    entry = f"{full}: {pulumiform.scalar(value)}"
     if isinstance(config, CommentedMap) and config:
         last_key = list(config)[-1]
         indent = config.lc.key(last_key)[1]
@@ -146,7 +140,12 @@ def _appended(text: str, doc: CommentedMap, full: str, value: int | str) -> str:
             if len(lines[at]) - len(lines[at].lstrip(" ")) <= indent and not lines[at].lstrip().startswith("-"):
                 break
             at += 1
-        eol = "\r" if lines[at - 1].endswith("\r") else ""
+        eol = "\r" if newline == "\r\n" else ""
+        if at == len(lines) and eol and not lines[at - 1].endswith("\r"):
+            lines[at - 1] += eol  # after a last line with no line break: give it the file's own (CRLF)
+            eol = ""  # and the new last line none, as before
+        elif at == len(lines):
+            eol = ""
         lines.insert(at, " " * indent + entry + eol)
         return "\n".join(lines)
     if "config" in doc:
@@ -161,7 +160,11 @@ def _appended(text: str, doc: CommentedMap, full: str, value: int | str) -> str:
 
 
 def with_value(text: str, doc: CommentedMap, full: str, value: int | str) -> tuple[str, CommentedMap]:
-    """`text` with `config.<full>` set to `value`, and its parse; EditError (nothing changed) otherwise."""
+    """`text` with `config.<full>` set to `value` (as Pulumi writes it: a string), and its parse; EditError
+    (nothing changed) otherwise."""
+    value = str(value)
+    if "\n" in value or "\r" in value:
+        raise EditError(f"{full}: a value with a line break cannot be one line; edit it by hand")
     config = doc.get("config")
     if isinstance(config, CommentedMap) and full in config:
         new_text = _replaced(text, config, full, value)
@@ -198,3 +201,29 @@ def write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def off_pulumi_form(text: str, doc: CommentedMap) -> list[tuple[str, str, str]]:
+    """Every one-line value under `config:` not written as `pulumi config set` writes it: (key, the text in the
+    file, Pulumi's text). Pulumi's next `config set`, of any key, rewrites each of these lines too. Secrets and
+    lists are Pulumi's own structures and are not judged here."""
+    config = doc.get("config")
+    if not isinstance(config, CommentedMap):
+        return []
+    lines = text.split("\n")
+    found = []
+    for key, value in config.items():
+        if isinstance(value, CommentedMap | CommentedSeq):
+            continue
+        line_no, col = config.lc.value(key)
+        line = lines[line_no].rstrip("\r")
+        end = _scalar_end(line, col)
+        if end is None:
+            continue
+        written = line[col:end]
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        expected = pulumiform.scalar("" if value is None else str(value))
+        if written != expected:
+            found.append((str(key), written, expected))
+    return found

@@ -8,15 +8,43 @@ Split from stacks/settings.py, which calls `apply(reader, settings)` last, with 
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Protocol
 
+import yaml
+
+from rollout import safeload
 from stacks.model import LayoutSettings, Settings
 
 # `platform` (this project and organization) or `organization/project/stack`, as `pulumi stack ls -a` shows them.
 STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}(/[A-Za-z0-9_.-]{1,100}){0,2}")
 PLATFORM_KEYS = ("installMesh", "monitoring", "releaseAgent")  # what only the platform installs
+# What only a stack with an app uses: its release (versions, weight, steps, shapes, tag policies) and its shape.
+# A platform stack (deployApp false) that sets one has been handed a step meant for an app stack.
+APP_KEYS = (
+    "image",
+    "gaVersion",
+    "canaryVersion",
+    "canaryWeight",
+    "replicas",
+    "canarySteps",
+    "canaryPreSteps",
+    "canaryAcceptance",
+    "canaryShape",
+    "canaryMatch",
+    "canaryTagPolicy",
+    "gaTagPolicy",
+    "imageTagFilter",
+    "imageTagExtract",
+    "imagePrereleases",
+    "loadRate",
+    "loadConcurrency",
+    "loadPath",
+)
 
 
 class Reader(Protocol):
@@ -36,7 +64,43 @@ def _set_true(reader: Reader, key: str) -> bool:
     return reader.raw.get(key) in (True, "true") and not default
 
 
-def apply(reader: Reader, settings: Settings) -> Settings:
+def _set(reader: Reader, key: str) -> bool:
+    """Set to something other than Pulumi.yaml's default (which the engine hands over as if set)."""
+    if key not in reader.raw:
+        return False
+    default = reader.schema[key].get("default")
+    value = reader.raw[key]
+    if isinstance(value, str) and isinstance(default, list | dict):
+        try:
+            value = json.loads(value)  # pulumi.Config hands structured values over as JSON text
+        except ValueError:
+            return True
+    if isinstance(value, bool) or isinstance(default, bool):
+        return str(value).lower() != str(default).lower()
+    return value != default and str(value) != str(default)
+
+
+def app_stacks_on(directory: Path, platform: str) -> list[str]:
+    """The app stacks (clusterMode stack) in `directory` whose platformStack names `platform`, for messages."""
+    found = []
+    for path in sorted(directory.glob("Pulumi.?*.yaml")):
+        try:
+            if path.stat().st_size > 1 << 20:
+                continue
+            # Bounded (rollout/safeload.py): one hostile app stack file must not stop its platform's agent.
+            text = safeload.read_bytes(path, safeload.MAX_STACK_BYTES).decode("utf-8")
+            config = (safeload.safe_yaml(text) or {}).get("config") or {}
+        except (OSError, ValueError, yaml.YAMLError, AttributeError):  # ValueError: not UTF-8, or over a limit
+            continue  # a file that cannot be read only leaves its name out of a message
+        if not isinstance(config, dict):
+            continue
+        named = str(config.get("istio-canary:platformStack") or "")
+        if str(config.get("istio-canary:clusterMode")) == "stack" and named.split("/")[-1] == platform:
+            found.append(path.name[len("Pulumi.") : -len(".yaml")])
+    return found
+
+
+def apply(reader: Reader, settings: Settings, stack: str = "", app_stacks: Sequence[str] = ()) -> Settings:
     """`settings` with the layout recorded and the parts this stack does not build switched off."""
     platform = reader.text("platformStack")
     deploy_app = reader.boolean("deployApp")
@@ -59,6 +123,17 @@ def apply(reader: Reader, settings: Settings) -> Settings:
     elif platform:
         reader.fail("platformStack", platform, "empty unless clusterMode is stack")
     if not deploy_app:
+        where = (
+            f"set it in an app stack on this platform instead ({', '.join(app_stacks)}: "
+            f"`pulumi config set -s {app_stacks[0]} ...`)"
+            if app_stacks
+            else "set it in an app stack on this platform instead (clusterMode stack, platformStack "
+            + (stack or "<this stack>")
+            + ")"
+        )
+        for key in APP_KEYS:
+            if _set(reader, key):
+                reader.fail(key, reader.raw[key], f"unset: a platform stack (deployApp false) has no app; {where}")
         if _set_true(reader, "loadGenerator"):
             reader.fail("loadGenerator", True, "false or unset with deployApp false: it needs an app in this stack")
         # The release agent stays: a platform's agent serves every app stack on it.

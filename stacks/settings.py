@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -635,12 +635,15 @@ def parse(
     *,
     check_environment: bool = True,
     project_file: Path = PROJECT_FILE,
+    stack: str = "",
+    app_stacks: Sequence[str] = (),
 ) -> Settings:
     """Validate raw config (keys without the `istio-canary:` prefix) into Settings, or raise ConfigError.
 
     `check_environment=False` skips the two checks that depend on where the program runs rather than on the
     file: gcp:project/region (the deploy job may set them through GOOGLE_PROJECT) and that `kubeconfig`
-    exists on this machine. The `canary` tool validates with it off; every other rule is the same.
+    exists on this machine. The `canary` tool validates with it off; every other rule is the same. `stack` and
+    `app_stacks` (the app stacks on it) only make a platform stack's refusal of an app key say where it belongs.
     """
     reader = _Reader(project, schema(project_file))
     weights, shapes, mirror_percent = _steps(reader)
@@ -660,7 +663,7 @@ def parse(
         layout=LayoutSettings(platform_stack="", deploy_app=True),
         skip_await=reader.boolean("skipAwait"),
     )
-    settings = layout.apply(reader, settings)
+    settings = layout.apply(reader, settings, stack, app_stacks)
     if settings.agent.enabled and not settings.monitoring.enabled and not settings.release.prometheus_url:
         reader.errors.append(
             f"{PROJECT}:releaseAgent: true with {PROJECT}:monitoring false needs {PROJECT}:prometheusUrl, the "
@@ -685,9 +688,12 @@ def load() -> Settings:
     project_config = pulumi.Config()
     gcp_config = pulumi.Config("gcp")
     raw = {key: project_config.get(key) for key in (set(schema()) | stack_keys) - set(UNDECLARED_KEYS)}
+    stack = pulumi.get_stack()
     settings = parse(
         {k: v for k, v in raw.items() if v is not None},
         {"project": gcp_config.get("project"), "region": gcp_config.get("region")},
+        stack=stack,
+        app_stacks=layout.app_stacks_on(Path.cwd(), stack),
     )
     # The agent's secrets, read as Pulumi secrets so they stay secret outputs up to its Kubernetes Secret. parse()
     # never sees them: the `canary` tool validates a stack file without its secrets.

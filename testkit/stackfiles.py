@@ -12,7 +12,7 @@ config:
   istio-canary:clusterMode: gke
   istio-canary:namespace: {namespace}
   istio-canary:gaVersion: {ga}
-  istio-canary:canaryVersion: "{canary}"  # quoted on purpose: the tool keeps the style
+  istio-canary:canaryVersion: "{canary}"  # quoted by hand; the tool writes the Pulumi form
   istio-canary:canarySteps:
     - 10
     - 60

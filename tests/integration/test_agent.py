@@ -96,7 +96,7 @@ def test_a_canary_that_turns_bad_is_rolled_back_within_threshold_intervals(tmp_p
     message = git(repo.origin, "log", "-1", "--format=%B", "main")
     assert "Reason: canary agent: 2 failed analyses in a row (threshold 2)" in message
     assert "verdict: FAIL" in message  # the evidence is in the commit
-    assert "  istio-canary:canaryWeight: 0\n" in git(repo.origin, "show", "main:Pulumi.dev.yaml")
+    assert '  istio-canary:canaryWeight: "0"\n' in git(repo.origin, "show", "main:Pulumi.dev.yaml")
     print(f"bad canary -> rollback on origin: {elapsed:.1f}s (threshold 2 x interval {INTERVAL_S}s)")
 
 
@@ -127,7 +127,7 @@ def test_a_healthy_canary_walks_every_step_once_across_an_agent_restart(tmp_path
     for subject, prefix in zip(subjects, expected, strict=True):
         assert subject.startswith(prefix), subjects
     final = git(repo.origin, "show", "main:Pulumi.dev.yaml")
-    assert "canaryWeight: 0\n" in final and "gaVersion: 6.9.0" in final
+    assert 'canaryWeight: "0"\n' in final and "gaVersion: 6.9.0" in final
 
 
 def test_prometheus_down_is_no_commit_and_one_notice(tmp_path, repo, monkeypatch):
@@ -209,5 +209,5 @@ def test_steps_are_proposed_as_pull_requests_one_per_step(tmp_path, repo, monkey
     assert first.title.startswith("canary: promote podinfo-canary 6.9.0 to 60% (success 100.0%")
     assert "verdict: PASS" in first.body and "merging it runs `pulumi up`" in first.body
     # main moved only by the merge; the next step waits on its own branch for its own review.
-    assert "  istio-canary:canaryWeight: 60\n" in git(repo.origin, "show", "main:Pulumi.dev.yaml")
-    assert "canaryWeight: 100" in git(repo.origin, "show", f"{second.head}:Pulumi.dev.yaml")
+    assert '  istio-canary:canaryWeight: "60"\n' in git(repo.origin, "show", "main:Pulumi.dev.yaml")
+    assert 'canaryWeight: "100"' in git(repo.origin, "show", f"{second.head}:Pulumi.dev.yaml")

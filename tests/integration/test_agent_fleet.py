@@ -65,7 +65,7 @@ def test_a_platform_agent_serves_its_app_stacks_and_nothing_else(tmp_path, repo)
     def stepped() -> set[str]:
         """The stack files on the origin's main whose weight has moved to the first step."""
         names = [*files, "Pulumi.dev.yaml"]
-        return {name for name in names if "canaryWeight: 10\n" in git(repo.origin, "show", f"main:{name}")}
+        return {name for name in names if 'canaryWeight: "10"\n' in git(repo.origin, "show", f"main:{name}")}
 
     try:
         wait_for(lambda: stepped() >= {"Pulumi.shop.yaml", "Pulumi.blog.yaml"}, 60, log)

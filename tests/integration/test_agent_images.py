@@ -113,7 +113,7 @@ def test_a_pushed_tag_becomes_one_pull_request_updated_in_place(tmp_path, repo, 
     pull = host.pulls[1]
     assert pull.head == "canary/dev-image-canary"
     assert f"Digest: {second}" in (pull.body or "") and first not in (pull.body or "")
-    assert 'canaryVersion: "6.9.1"' in branch_file(repo, pull.head)
+    assert "canaryVersion: 6.9.1  #" in branch_file(repo, pull.head)
     assert 'canaryVersion: "6.8.0"' in branch_file(repo, "main")  # main moves only by the merge
     texts = [json.loads(post.body)["text"] for post in posts]
     assert next(t for t in texts if "6.9.0" in t).splitlines()[1:] == [
@@ -146,7 +146,7 @@ def test_auto_promotion_pushes_exactly_one_commit_with_the_digest(tmp_path, repo
     ).stdout
     assert f"Digest: {digest}" in message
     # The new version at 0 % is the first step's cue (no analysis possible at 0 %): the release starts.
-    assert "  istio-canary:canaryWeight: 10\n" in branch_file(repo, "main")
+    assert '  istio-canary:canaryWeight: "10"\n' in branch_file(repo, "main")
 
 
 def test_a_release_with_traffic_is_never_disturbed_by_a_new_tag(tmp_path, repo, registry):

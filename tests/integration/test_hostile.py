@@ -100,8 +100,8 @@ def test_parallel_promotes_never_corrupt_the_stack_or_skip_a_step(repo):
             diff = git(repo.work, "show", "--format=", "-U0", rev, "--", "Pulumi.dev.yaml").splitlines()
             changed = [line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))]
             assert len(changed) == 2 and "canaryWeight" in changed[0] and "canaryWeight" in changed[1], changed
-            assert changed[0] == f"-  istio-canary:canaryWeight: {weights[-1]}"
-            weights.append(int(changed[1].rsplit(" ", 1)[1]))
+            assert changed[0].replace('"', "") == f"-  istio-canary:canaryWeight: {weights[-1]}"
+            weights.append(int(changed[1].rsplit(" ", 1)[1].strip('"')))
         assert weights == [0, 10, 60, 100][: len(weights)], weights  # one step per commit, none skipped
         steps_seen.append(len(weights) - 1)
     assert max(steps_seen) >= 1
@@ -322,7 +322,7 @@ def test_a_5000_digit_weight_is_refused_by_promote_and_repaired_by_rollback(caps
     assert promote.code == EXIT_REFUSED and "canaryWeight" in promote.err and len(promote.err) < 1000
     rollback = canary(capsys, "rollback", "-C", repo.work, "--no-notify")
     assert rollback.code == EXIT_OK, rollback.err
-    assert "  istio-canary:canaryWeight: 0\n" in repo.stack.read_text()
+    assert '  istio-canary:canaryWeight: "0"\n' in repo.stack.read_text()
     assert len(repo.message()) < 2000
 
 
@@ -394,7 +394,7 @@ def test_line_endings_bom_and_markers_survive_a_step(capsys, repo, dress):
     result = canary(capsys, "promote", "-C", repo.work, "--no-notify")
     assert result.code == EXIT_OK, result.err
     eol = "\r\n" if "\r\n" in original else "\n"
-    expected = original.replace(f"canaryWeight: 0{eol}", f"canaryWeight: 10{eol}")
+    expected = original.replace(f"canaryWeight: 0{eol}", f'canaryWeight: "10"{eol}')
     assert repo.stack.read_bytes() == expected.encode()
 
 
@@ -426,7 +426,7 @@ def test_a_typo_in_a_threshold_key_does_not_block_rollback(capsys, repo):
     repo.write_stack(stack_text(weight=60) + "  istio-canary:analysisMaxP99ms: 800\n")
     result = canary(capsys, "rollback", "-C", repo.work, "--no-notify")
     assert result.code == EXIT_OK, result.err
-    assert "  istio-canary:canaryWeight: 0\n" in repo.stack.read_text()
+    assert '  istio-canary:canaryWeight: "0"\n' in repo.stack.read_text()
 
 
 def test_watch_images_ignores_non_ascii_tags(capsys, repo):
@@ -435,7 +435,7 @@ def test_watch_images_ignores_non_ascii_tags(capsys, repo):
     with servers.stub(lambda r: (200, {"Content-Type": "application/json"}, body)) as (url, _seen):
         result = canary(capsys, "watch-images", "-C", repo.work, "--registry-url", url, "--no-notify")
     assert result.code == EXIT_OK, result.err
-    assert '  istio-canary:canaryVersion: "6.9.1"' in repo.stack.read_text()
+    assert "  istio-canary:canaryVersion: 6.9.1  #" in repo.stack.read_text()
 
 
 def test_elapsed_is_bounded_by_the_deadline_not_the_socket_timeout(stack_dir):

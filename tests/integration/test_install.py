@@ -73,7 +73,7 @@ def test_an_installed_canary_reads_the_repositorys_project_file(tmp_path, repo):
     assert "podinfo-canary" in status.stdout
     promote = _run(site, tmp_path, "promote", "-C", str(repo.work), "--no-notify")
     assert promote.returncode == EXIT_OK, promote.stderr
-    assert "canaryWeight: 10" in repo.stack.read_text()
+    assert 'canaryWeight: "10"' in repo.stack.read_text()
     # The schema is the repository's: a key this repository's Pulumi.yaml does not declare is refused.
     (repo.work / "Pulumi.yaml").unlink()
     missing = _run(site, tmp_path, "status", "-C", str(repo.work))

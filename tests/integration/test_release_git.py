@@ -30,8 +30,8 @@ def test_first_step_needs_no_analysis_and_changes_one_line(capsys, repo):
     before = repo.stack.read_text()
     result = promote(capsys, repo)
     assert result.code == EXIT_OK, result.err
-    assert changed_lines(repo) == ["-  istio-canary:canaryWeight: 0", "+  istio-canary:canaryWeight: 10"]
-    assert repo.stack.read_text() == before.replace("canaryWeight: 0", "canaryWeight: 10")
+    assert changed_lines(repo) == ["-  istio-canary:canaryWeight: 0", '+  istio-canary:canaryWeight: "10"']
+    assert repo.stack.read_text() == before.replace("canaryWeight: 0", 'canaryWeight: "10"')
     subject = repo.message().splitlines()[0]
     assert subject == "canary: promote podinfo-canary 6.9.0 to 10% (first step; no analysis possible at 0%)"
     assert git(repo.work, "show", "--name-only", "--format=", "HEAD").split() == ["Pulumi.dev.yaml"]
@@ -47,7 +47,7 @@ def test_promote_after_passing_analysis_records_numbers(capsys, repo, prom):
     assert subject.endswith("ms over 5m, 3000 requests)")
     assert "verdict: PASS" in message  # the full table is the evidence in the body
     assert "Revert this commit to return to 10%." in message
-    assert changed_lines(repo) == ["-  istio-canary:canaryWeight: 10", "+  istio-canary:canaryWeight: 60"]
+    assert changed_lines(repo) == ["-  istio-canary:canaryWeight: 10", '+  istio-canary:canaryWeight: "60"']
 
 
 def test_revert_of_a_promote_restores_the_file_byte_for_byte(capsys, repo, prom):
@@ -116,17 +116,17 @@ def test_nothing_to_release_when_versions_match(capsys, repo):
     assert "nothing to release" in result.err
 
 
-def test_string_weight_from_pulumi_config_set_becomes_a_plain_int(capsys, repo, prom):
+def test_a_weight_is_written_as_pulumi_config_set_writes_it(capsys, repo, prom):
     repo.write_stack(stack_text(weight='"60"'))  # what `pulumi config set canaryWeight 60` writes
     assert promote(capsys, repo, prom).code == EXIT_OK
-    assert "  istio-canary:canaryWeight: 100\n" in repo.stack.read_text()
+    assert '  istio-canary:canaryWeight: "100"\n' in repo.stack.read_text()
 
 
 def test_push_reaches_the_bare_origin(capsys, repo):
     result = promote(capsys, repo, None, "--push", "--no-notify")
     assert result.code == EXIT_OK, result.err
     assert repo.origin_head() == repo.head()
-    assert "canaryWeight: 10" in git(repo.origin, "show", "main:Pulumi.dev.yaml")
+    assert 'canaryWeight: "10"' in git(repo.origin, "show", "main:Pulumi.dev.yaml")
 
 
 def test_finish_is_two_commits_pushed_one_by_one(capsys, repo, prom):
@@ -137,7 +137,7 @@ def test_finish_is_two_commits_pushed_one_by_one(capsys, repo, prom):
     assert result.code == EXIT_OK, result.err
     assert repo.count() == start + 2
     assert changed_lines(repo, "HEAD~1") == ["-  istio-canary:gaVersion: 6.8.0", "+  istio-canary:gaVersion: 6.9.0"]
-    assert changed_lines(repo, "HEAD") == ["-  istio-canary:canaryWeight: 100", "+  istio-canary:canaryWeight: 0"]
+    assert changed_lines(repo, "HEAD") == ["-  istio-canary:canaryWeight: 100", '+  istio-canary:canaryWeight: "0"']
     assert "(1/2)" in repo.message("HEAD~1") and "(2/2)" in repo.message("HEAD")
     assert repo.origin_head() == repo.head()
     assert result.out.count("pushed ") == 2
@@ -168,7 +168,7 @@ def test_rollback_commits_evidence_and_notifies(capsys, repo, prom, monkeypatch)
     message = repo.message()
     assert message.startswith("canary: roll back podinfo-canary 6.9.0 from 60% to 0% (success 95.0% / p99")
     assert "Reason: 5xx spike" in message and "verdict: FAIL" in message
-    assert changed_lines(repo) == ["-  istio-canary:canaryWeight: 60", "+  istio-canary:canaryWeight: 0"]
+    assert changed_lines(repo) == ["-  istio-canary:canaryWeight: 60", '+  istio-canary:canaryWeight: "0"']
     [post] = seen
     assert post.method == "POST" and post.path == "/services/T000/B000/XXX"
     assert post.headers["Content-Type"] == "application/json"
@@ -185,7 +185,7 @@ def test_rollback_is_not_blocked_by_slack_or_prometheus_failures(capsys, repo, m
     assert result.code == EXIT_OK
     assert len(seen) == 1
     assert "notification not sent" in result.err
-    assert "canaryWeight: 0" in repo.stack.read_text()
+    assert 'canaryWeight: "0"' in repo.stack.read_text()
     assert "Analysis unavailable" in repo.message()
 
 
@@ -272,7 +272,7 @@ def test_rollback_repairs_an_invalid_weight(capsys, repo):
     repo.write_stack(stack_text(weight=150))
     result = canary(capsys, "rollback", "-C", repo.work, "--no-notify")
     assert result.code == EXIT_OK, result.err
-    assert "  istio-canary:canaryWeight: 0\n" in repo.stack.read_text()
+    assert '  istio-canary:canaryWeight: "0"\n' in repo.stack.read_text()
     message = repo.message()
     assert message.startswith("canary: roll back podinfo-canary 6.9.0 from invalid weight 150 to 0%")
     assert "The previous canaryWeight 150 was invalid" in message
@@ -294,7 +294,7 @@ def test_rollback_with_a_malformed_webhook_url_still_succeeds(capsys, repo, monk
     assert result.code == EXIT_OK, result.err
     assert "warning: notification not sent" in result.err and "not an http(s) URL" in result.err
     assert "Traceback" not in result.err
-    assert "canaryWeight: 0" in repo.stack.read_text()
+    assert 'canaryWeight: "0"' in repo.stack.read_text()
 
 
 def test_a_rolled_back_version_is_not_promoted_again(capsys, repo):

@@ -56,7 +56,7 @@ def test_the_walk_mirror_header_weights_one_key_per_step_and_revert(capsys, repo
     assert sorted(changed_lines(repo)) == sorted(
         [
             "-  istio-canary:canaryWeight: 0",
-            "+  istio-canary:canaryWeight: 10",
+            '+  istio-canary:canaryWeight: "10"',
             "-  istio-canary:canaryShape: header",
             '+  istio-canary:canaryShape: ""',
         ]

@@ -26,7 +26,8 @@ def test_list_styles_survive_an_edit(tmp_path, steps):
     stack = StackFile(path)
     stack.set("canaryWeight", 60)  # same width: ruamel keeps an inline comment at its column
     assert stack.save()
-    assert path.read_text() == original.replace("canaryWeight: 10", "canaryWeight: 60")
+    # `"60"`: as `pulumi config set` writes it; ruamel keeps an inline comment at its column
+    assert path.read_text() == original.replace("canaryWeight: 10  # live", 'canaryWeight: "60"  # live')
 
 
 def test_new_key_is_appended_and_unchanged_file_is_not_written(tmp_path):
@@ -35,7 +36,7 @@ def test_new_key_is_appended_and_unchanged_file_is_not_written(tmp_path):
     assert not stack.save()
     stack.set("analysisMaxP99Ms", 800)
     assert stack.save()
-    assert path.read_text() == stack_text() + "  istio-canary:analysisMaxP99Ms: 800\n"
+    assert path.read_text() == stack_text() + '  istio-canary:analysisMaxP99Ms: "800"\n'
 
 
 def test_four_space_mappings(tmp_path):
@@ -44,4 +45,4 @@ def test_four_space_mappings(tmp_path):
     stack = StackFile(path)
     stack.set("canaryWeight", 10)
     stack.save()
-    assert path.read_text() == original.replace("canaryWeight: 0", "canaryWeight: 10")
+    assert path.read_text() == original.replace("canaryWeight: 0", 'canaryWeight: "10"')

@@ -34,7 +34,7 @@ def test_lists_platform_and_app_stacks_with_their_releases(capsys, repo):
 
 def test_an_invalid_stack_is_listed_with_its_error_and_exit_4(capsys, repo):
     add_layout(repo)
-    broken = (repo.work / "Pulumi.echo.yaml").read_text().replace("appPort: 5678", "appPort: 15006")
+    broken = (repo.work / "Pulumi.echo.yaml").read_text().replace('appPort: "5678"', 'appPort: "15006"')
     (repo.work / "Pulumi.echo.yaml").write_text(broken)
     result = canary(capsys, "stacks", "-C", repo.work)
     assert result.code == EXIT_REFUSED
@@ -48,5 +48,5 @@ def test_a_step_of_one_app_stack_commits_only_its_file(capsys, repo):
     assert result.code == EXIT_OK, result.err
     changed = git(repo.work, "show", "--name-only", "--format=", "HEAD").split()
     assert changed == ["Pulumi.podinfo.yaml"]
-    assert "istio-canary:canaryWeight: 10" in (repo.work / "Pulumi.podinfo.yaml").read_text()
+    assert 'istio-canary:canaryWeight: "10"' in (repo.work / "Pulumi.podinfo.yaml").read_text()
     assert (repo.work / "Pulumi.echo.yaml").read_text() == (ROOT / "Pulumi.echo.yaml").read_text()

@@ -98,6 +98,38 @@ def test_keys_on_by_default_are_switched_off_quietly_as_the_engine_hands_over_ev
     assert not platform.load.enabled and platform.layout.deploy_app is False
 
 
+def test_a_platform_stack_refuses_an_app_key_naming_it_and_the_app_stacks_to_use():
+    with pytest.raises(ConfigError) as error:
+        parse(
+            {"deployApp": "false", "canaryWeight": "60", "gaVersion": "6.15.0"},
+            GCP,
+            stack="platform",
+            app_stacks=["echo", "podinfo"],
+        )
+    message = str(error.value)
+    assert "istio-canary:canaryWeight: '60' is not allowed" in message
+    assert "istio-canary:gaVersion: '6.15.0' is not allowed" in message
+    assert "platform stack (deployApp false) has no app" in message
+    assert "(echo, podinfo: `pulumi config set -s echo ...`)" in message
+    with pytest.raises(ConfigError, match="platformStack platform"):  # no app stack yet: how to make one
+        parse({"deployApp": "false", "canaryWeight": "60"}, GCP, stack="platform")
+
+
+def test_a_platform_stack_takes_the_defaults_the_engine_hands_over_as_unset():
+    handed_over = {
+        "canaryWeight": "0",
+        "canarySteps": "[10, 60, 100]",
+        "imagePrereleases": "false",
+        "loadPath": "/version",
+    }
+    assert parse({"deployApp": "false", **handed_over}, GCP).layout.deploy_app is False
+
+
+def test_a_platform_stack_with_an_app_key_fails_its_preview(program):
+    with pytest.raises(Exception, match="istio-canary:canaryWeight"):
+        program(deployApp="false", canaryWeight="60")
+
+
 def test_an_app_stack_needs_no_gcp_project():
     settings = parse(APP_STACK, {})
     assert (settings.mesh.install, settings.monitoring.enabled, settings.agent.enabled) == (False, False, False)
@@ -123,7 +155,7 @@ def test_every_stack_file_in_the_repository_renders(program, path):
         as_config["kubeconfig"] = ""  # the engine tests and make up set their own
     run = program(**as_config)
     built = run.outputs["built"]
-    assert (built.app is None) == (values.get("deployApp") is False)
+    assert (built.app is None) == (values.get("deployApp") == "false")
     assert (built.cluster.__class__.__name__ == "PlatformRef") == (values.get("clusterMode") == "stack")
 
 

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from components.checks import MAX, Check, builtin_checks
+from rollout import pulumiform
 from rollout.analysis import ImpossibleMetrics, Measurement, Verdict, judge
 from rollout.stackfile import StackFile
 from rollout.yamledit import load, plain
@@ -172,8 +173,8 @@ def test_an_edit_changes_one_value_and_keeps_every_other_byte(text, key, new):
             assert stack.render() == text  # refused: nothing changed
             return
         after = stack.render()
-    if after == text:  # the value was already `new`
-        assert (before.get("config") or {}).get(f"{PROJECT}:{key}") == new
+    if after == text:  # the value was already `new`, written as Pulumi writes it
+        assert (before.get("config") or {}).get(f"{PROJECT}:{key}") == str(new)
         return
     eol = "\r\n" if "\r\n" in text else "\n"
     assert after.startswith("\ufeff") == text.startswith("\ufeff")
@@ -185,5 +186,6 @@ def test_an_edit_changes_one_value_and_keeps_every_other_byte(text, key, new):
     assert f"{PROJECT}:{key}:" in new_lines[j1]
     expected = before if before else {}
     expected.setdefault("config", {})
-    expected["config"] = {**(expected["config"] or {}), f"{PROJECT}:{key}": new}
+    expected["config"] = {**(expected["config"] or {}), f"{PROJECT}:{key}": str(new)}  # Pulumi's values are strings
     assert plain(load(after.removeprefix("\ufeff"))) == expected
+    assert new_lines[j1].split(" #")[0].rstrip().split(":")[-1].strip() == pulumiform.scalar(new)  # Pulumi's form
