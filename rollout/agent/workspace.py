@@ -204,10 +204,10 @@ def _rebuild(repo_url: str, path: Path, reason: str, on_repair: Callable[[Repair
     finally:
         if lock is not None:
             lock.close()
-    log.warning("clone %s was unusable (%s); moved to %s, cloning again", path, reason, moved_to)
     started = time.monotonic()
     _clone(repo_url, path)
-    log.info("clone %s rebuilt from the origin in %.1fs", path, time.monotonic() - started)
+    # The caller's on_repair says it loudly (a warning, a metric, a notice); this is the detail for a post-mortem.
+    log.info("clone %s (%s) moved to %s and cloned again in %.1fs", path, reason, moved_to, time.monotonic() - started)
     if on_repair is not None:
         on_repair(Repair(path, reason, moved_to))
 
