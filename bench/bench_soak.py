@@ -37,17 +37,19 @@ def main() -> int:
     failed: list[str] = []
     with tempfile.TemporaryDirectory() as directory:
         tmp = Path(directory)
-        pool = Pool(tmp / "prometheus", namespaces(cases, RUNS))
-        try:
-            for case in cases:
-                outcomes: list[Outcome] = []
+        for case in cases:
+            # A Prometheus of its own per case (its runs' namespaces only): no case's history grows with the
+            # bench, and no case pays for another's exporters.
+            pool = Pool(tmp / f"{case.id}-prometheus", namespaces((case,), RUNS))
+            outcomes: list[Outcome] = []
+            try:
                 for run in range(RUNS):
                     outcome = run_case(case, pool, tmp / f"{case.id}-{run}", run)
                     outcomes.append(outcome)
                     failed += [f"{case.id} run {run}: {problem.splitlines()[0]}" for problem in outcome.failures()]
-                rows.append((case, outcomes))
-        finally:
-            pool.close()
+            finally:
+                pool.close()
+            rows.append((case, outcomes))
     header = f"{'fault':<58} {'promise':>8} {'median':>8} {'max':>8} {'held':>5} {'lost':>5} {'peak RSS':>9}"
     print(header)
     print("-" * len(header))

@@ -23,8 +23,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -148,6 +150,7 @@ class Outcome:
     lost: list[str] = field(default_factory=list)
     peak_kib: int = 0
     problems: list[str] = field(default_factory=list)
+    log: str = ""  # the end of the agent's log
 
     def failures(self) -> list[str]:
         found = list(self.problems)
@@ -354,7 +357,7 @@ def github_5xx_reviewer(w: World, ns: str) -> Outcome:
     w.start("--github-api-url", api.url, env={"CANARY_GIT_TOKEN": TOKEN})
     problems = []
     if not w.until(lambda: len(host.pulls) >= 1, 30):
-        return w.outcome(None, LIMIT_S, [f"no pull request proposed; agent log:\n{w.tail()}"])
+        return w.outcome(None, LIMIT_S, ["no pull request proposed"])
     branch = host.pulls[1].head
     reviewer = w.person("reviewer")
     sha = faults.person_commit(
@@ -739,14 +742,14 @@ def namespaces(cases: tuple[Case, ...] = CASES, runs: int = 1) -> list[str]:
 
 def run_case(case: Case, pool: Pool, tmp: Path, run: int = 0) -> Outcome:
     """One case in its own world, always cleaned up."""
+    tmp.mkdir(parents=True, exist_ok=True)
     world = World(tmp, pool)
     try:
         with world.stack:
             outcome = case.run(world, f"{case.id}{run}")
     finally:
         world.stop()
-    if outcome.failures():
-        outcome.problems.append(f"agent log:\n{world.tail()}")
+    outcome.log = world.tail()
     return outcome
 
 
@@ -768,7 +771,94 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
 )
 def test_the_rollback_lands_within_the_promise_under_each_fault(case: Case, pool: Pool, tmp_path: Path) -> None:
     outcome = run_case(case, pool, tmp_path)
-    assert not outcome.failures(), "\n".join(outcome.failures())
+    assert not outcome.failures(), "\n".join([*outcome.failures(), "agent log:", outcome.log])
     assert outcome.peak_kib < POD_LIMIT_KIB
     if outcome.reaction_s is not None:
         print(f"{case.id}: rollback {outcome.reaction_s:.1f}s after the fault (limit {outcome.limit_s:g}s)")
+
+
+# --- the fault servers themselves (fast: no agent, no Prometheus) ----------------------------------------------
+
+
+def _get(url: str, timeout: float = 5) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_a_fault_server_passes_through_until_a_fault_matches_and_records_what_it_did() -> None:
+    with (
+        stub(lambda r: (200, {"Content-Type": "application/json"}, b'[{"number": 1}]')) as (upstream, seen),
+        faults.FaultServer(upstream) as proxy,
+    ):
+        assert _get(f"{proxy.url}/repos/a/b/pulls?state=open") == (200, b'[{"number": 1}]')
+        proxy.fault(faults.OBJECT, faults.pull_list, times=1)
+        proxy.fault(faults.STATUS, faults.pull_list, status=503)
+        status, body = _get(f"{proxy.url}/repos/a/b/pulls")
+        assert status == 200 and body.startswith(b"{")  # an object where a list belongs
+        assert _get(f"{proxy.url}/repos/a/b/pulls")[0] == 503  # `times` used up: the next fault
+        assert _get(f"{proxy.url}/repos/a/b/pulls/1")[0] == 200  # not a list request: passed through
+        proxy.clear()
+        assert _get(f"{proxy.url}/repos/a/b/pulls")[0] == 200
+    assert [s.answer for s in proxy.seen] == ["pass", faults.OBJECT, faults.STATUS, "pass", "pass"]
+    assert len(seen) == 3  # what the upstream saw: only what passed
+
+
+def test_a_hanging_answer_holds_the_client_until_its_own_timeout() -> None:
+    with faults.FaultServer() as server:
+        server.fault(faults.HANG)
+        began = time.monotonic()
+        with pytest.raises(TimeoutError):
+            _get(server.url, timeout=0.5)
+        assert time.monotonic() - began < 5
+    assert [s.answer for s in server.seen] == [faults.HANG]
+
+
+@pytest.mark.parametrize("variant", [faults.CLOSE, faults.HTTP10])
+def test_a_dripping_answer_sends_its_headers_then_a_byte_at_a_time(variant: str) -> None:
+    with faults.FaultServer(variant=variant, drip_s=0.05, drip_body=b'{"tags": [') as server:
+        server.fault(faults.DRIP)
+        with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=5) as sock:
+            sock.sendall(b"GET /v2/x/tags/list HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            received = b""
+            deadline = time.monotonic() + 5
+            while b"\r\n\r\n" not in received or len(received.split(b"\r\n\r\n", 1)[1]) < 4:
+                assert time.monotonic() < deadline, received
+                received += sock.recv(1024)
+    head, body = received.split(b"\r\n\r\n", 1)
+    assert body.startswith(b'{"ta'[: len(body)]) and len(body) < 40  # slowly: a few bytes in the time taken
+    if variant == faults.HTTP10:
+        assert head.startswith(b"HTTP/1.0 200") and b"Content-Length" not in head
+    else:
+        assert head.startswith(b"HTTP/1.1 200") and b"Connection: close" in head and b"Content-Length" in head
+
+
+def test_the_evidence_matcher_takes_the_instant_after_a_pass_and_not_the_next_pass() -> None:
+    def query(at: float) -> faults.Seen:
+        return faults.Seen("GET", "/api/v1/query", {"query": "up", "time": f"{at:.3f}"}, {}, b"")
+
+    later = faults.LaterInstant(1.5)
+    # A pass: now and one interval back; the rollback's evidence right after; the next pass two seconds later.
+    assert [later(query(t)) for t in (100.0, 100.0, 98.0, 100.4, 100.4, 102.1, 100.1)] == [
+        False,
+        False,
+        False,
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
+def test_the_hostile_stack_texts_are_what_they_claim() -> None:
+    import yaml
+
+    bomb = yaml.safe_load(faults.alias_bomb(levels=3, width=3))  # small enough to expand here
+    assert len(bomb["lol3"]) == 3 and bomb["lol3"][0][0][0] == ["lol"] * 3
+    assert len(faults.alias_bomb()) < 1000  # the real one: under a kilobyte, 9**9 strings expanded
+    value, depth = yaml.safe_load(faults.deep_nesting(50))["deep"], 1
+    while value:
+        value, depth = value[0], depth + 1
+    assert depth == 50
