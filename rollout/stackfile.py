@@ -22,6 +22,7 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 
 from components.names import workload
+from rollout import safeload
 from rollout.yamledit import BOM, ODD_BREAKS, EditError, load, plain, read_text, with_value, write_atomically
 from stacks.layout import app_stacks_on
 from stacks.model import LayoutSettings
@@ -79,7 +80,10 @@ class StackFile:
         # The schema is the repository's own Pulumi.yaml (beside the stack file, as Pulumi keeps them).
         self.project_file = path.parent / "Pulumi.yaml"
         try:
-            data = path.read_bytes()
+            # Bounded: a stack file linked to /dev/zero or a FIFO must not hold a command (or the agent) for ever.
+            data = safeload.read_bytes(path, safeload.MAX_STACK_BYTES)
+        except safeload.LimitError as exc:
+            raise ConfigError(f"{path.name}: {exc}") from None
         except FileNotFoundError:
             raise ConfigError(f"{path}: stack file not found (is --stack right? is -C the repository?)") from None
         except OSError as exc:

@@ -189,3 +189,17 @@ def test_a_hostile_proposal_branch_is_read_as_no_proposal_and_logged(repo, caplo
         value = images.proposed_value(repo.work, branch, "Pulumi.dev.yaml", "canaryVersion")
     assert value is None
     assert f"{branch}:Pulumi.dev.yaml" in caplog.text
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "fifo"])
+def test_a_stack_file_that_is_no_regular_file_is_refused_not_read_for_ever(tmp_path, target):
+    # A pull request can make Pulumi.dev.yaml a link to /dev/zero (never ends) or a FIFO (blocks for a writer).
+    directory = project_dir(tmp_path, stack_text())
+    stack = directory / "Pulumi.dev.yaml"
+    stack.unlink()
+    if target == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+        stack.symlink_to(tmp_path / "fifo")
+    else:
+        stack.symlink_to(target)
+    refused(run_cli("status", "-C", directory, "--stack", "dev"), "Pulumi.dev.yaml: not a regular file")
