@@ -40,9 +40,9 @@ class CanaryAppArgs:
     canary_match: str
     # The labels of the mesh's ingress gateway pods, which the Gateway object selects.
     gateway_selector: dict[str, str]
-    depends_on: tuple[pulumi.Resource, ...] = ()
     # GA's autoscaler minimum after a rollback, when above `replicas` (capped at max_replicas); 0: none.
-    ga_rollback_replicas: int = 0
+    ga_rollback_replicas: int
+    depends_on: tuple[pulumi.Resource, ...] = ()
 
 
 class CanaryApp(pulumi.ComponentResource):
