@@ -2,11 +2,13 @@
 the same `canary` commands a person runs (so every decision is the same commit, with the same evidence, under the
 same lock and validation).
 
-Phase 1, the rollback path, in this thread on the agent's own clone: for each stack, read it, read the live state,
-derive the verdict history, decide, and when the verdict is a rollback, commit and push it (`canary rollback
---push` to main) at once. It depends on nothing else: no pull-request lookup, image watch, acceptance check,
-Slack notice or other stack's proposal comes before it, and every stack is judged (and rolled back) before any
-stack's phase 2 begins.
+Phase 1, the rollback path, on the agent's own clone (synced once a pass): each stack is judged in a thread of
+its own (read it, read the live state, derive the verdict history, decide) and, when the verdict is a rollback,
+commits and pushes it at once (`canary rollback --push` to main; the commits of two stacks take turns on the
+clone). It depends on nothing else: no pull-request lookup, image watch, acceptance check, Slack notice or other
+stack's proposal comes before it, and a stack whose Prometheus drips delays no other stack's judgment (its own
+is skipped while it runs on). Every judgment of a pass ends (or the interval does) before any stack's phase 2
+begins.
 
 Phase 2, the follow-up, per stack in a thread of its own on a clone of its own (`<workdir>.follow-up/<stack>`:
 beside the workdir, never in it, so a rebuild of one clone never moves another's), started once phase 1 is done for
@@ -17,12 +19,16 @@ check or webhook only skips that stack's own follow-up, counted in canary_agent_
 with one notice; a follow-up still running at the next pass is skipped for that pass, and the next phase 1 runs
 on time whatever it does. Slack notices go out from a thread of their own.
 
+Liveness (rollout/agent/metrics.py): every pass counts, for the stack the agent was started for; a judgment that
+runs for longer than the loop may look stuck fails /healthz too.
+
 Nothing but Git and the Git host is written; the cluster is only read.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -48,7 +54,8 @@ from stacks.settings import PROJECT, ConfigError
 log = logging.getLogger("canary.agent")
 PROMETHEUS_TIMEOUT_S = 10.0
 FOLLOW_UPS = ".follow-up"  # `<workdir>.follow-up/<stack>`: one clone per stack for phase 2, beside the workdir's
-JOIN_TIMEOUT_S = 120.0  # how long `--iterations` waits for the last follow-ups before it returns
+JOIN_TIMEOUT_S = 120.0
+AWAIT_POLL_S = 0.1  # how often the loop looks again at the judgments it waits for  # how long `--iterations` waits for the last follow-ups before it returns
 MAX_QUEUED_NOTICES = 100
 # What skipped work is counted as (canary_agent_skipped_total{work}).
 JUDGE, ROLLBACK_WORK, PROPOSAL, IMAGES, NOTICE = "judge", "rollback", "proposal", "images", "notice"
@@ -235,10 +242,17 @@ def _read(stack: StackFile) -> tuple[StackView, bool]:
 
 
 def judge(
-    options: Options, metrics: Metrics, memory: Memory, notices: Notices, repo: Path, now: float | None = None
+    options: Options,
+    metrics: Metrics,
+    memory: Memory,
+    notices: Notices,
+    repo: Path,
+    now: float | None = None,
+    clone_lock: threading.Lock | None = None,
 ) -> Judged | None:
     """Phase 1 for `options.stack` on the synced clone `repo`: read it, judge it, and when the verdict is a
-    rollback, commit and push it now. None when the stack cannot be judged (counted and noticed once)."""
+    rollback, commit and push it now (under `clone_lock`: the judgments of other stacks only read the clone,
+    a rollback writes it). None when the stack cannot be judged (counted and noticed once)."""
     from rollout.commands.common import Refused
     from rollout.commands.common import prometheus as choose_prometheus
 
@@ -278,7 +292,8 @@ def judge(
     if not _deferred(view, decision):  # a proposal's decision is recorded once its pull request is looked up
         _record_metrics(metrics, stack_name, state, decision)
     if decision.action == decide.ROLLBACK:
-        _roll_back(options, metrics, memory, notices, repo, view, decision)
+        with clone_lock or contextlib.nullcontext():
+            _roll_back(options, metrics, memory, notices, repo, view, decision)
     _notices(memory, notices, repo, stack_name, view, decision)
     metrics.last_iteration.labels(stack_name).set(time.time())
     _recovered(memory, JUDGE)
@@ -595,82 +610,127 @@ def _needs_follow_up(judged: Judged) -> bool:
     return judged.decision.action != decide.ROLLBACK and bool(images.lines(judged.view))
 
 
-def _phase_one(
-    options: Options, metrics: Metrics, memories: dict[str, Memory], notices: Notices
-) -> tuple[list[str], list[Judged]]:
-    """Sync, find the stacks this agent serves, and judge (and roll back) each: the stacks and their readings."""
+@dataclass
+class Served:
+    """One served stack across passes: what the loop remembers, its phase-1 thread and its phase-2 worker."""
+
+    memory: Memory = field(default_factory=Memory)
+    judge: threading.Thread | None = None
+    judging_since: float = 0.0  # time.time() the running judgment began
+    judged: Judged | None = None  # what the last judgment read (None: it could not judge)
+    follow_up: FollowUp | None = None
+
+    @property
+    def judging(self) -> bool:
+        return self.judge is not None and self.judge.is_alive()
+
+
+def _judge_in_thread(
+    options: Options, metrics: Metrics, served: Served, notices: Notices, repo: Path, clone_lock: threading.Lock
+) -> None:
+    stack = options.stack
     try:
-        clone = _sync(options, metrics, notices, options.workdir, options.stack)
+        served.judged = judge(options, metrics, served.memory, notices, repo, clone_lock=clone_lock)
+    except Exception as exc:  # noqa: BLE001 - one stack that cannot be judged must not stop the others
+        metrics.errors.labels(stack).inc()
+        detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        log.error("iteration of %s failed: %s", stack, detail)
+        _skipped(metrics, served.memory, notices, repo, stack, JUDGE, "error", detail)
+
+
+def _phase_one(
+    options: Options, metrics: Metrics, fleet_: dict[str, Served], notices: Notices, clone_lock: threading.Lock
+) -> tuple[list[str], list[str]]:
+    """Sync the agent's clone, find the stacks it serves, and start judging each in a thread of its own (a
+    judgment still running from an earlier pass is left to finish: that stack is skipped this pass). The stacks
+    served, and those whose judgment started now."""
+    try:
+        with clone_lock:  # never under a rollback's commit and push
+            clone = _sync(options, metrics, notices, options.workdir, options.stack)
         found = fleet.survey(clone, options.stack)
     except Exception as exc:  # noqa: BLE001 - a failed fetch is retried at the next pass
         metrics.errors.labels(options.stack).inc()
         log.error("sync failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
         return [], []
     for name, why in found.skipped.items():  # a stack file that cannot be read stops no other stack
-        _skipped(metrics, memories.setdefault(name, Memory()), notices, clone, name, JUDGE, "unreadable", why)
-    stacks = found.served
-    synced: Path | None = clone
-    judged = []
-    for stack in stacks:
-        memory = memories.setdefault(stack, Memory())
-        try:
-            # One fetch a pass while nothing was committed; after a rollback (pushed or not) the clone is synced
-            # again, so a later stack never builds on what an earlier one left in it.
-            repo = synced or _sync(options, metrics, notices, options.workdir, options.stack)
-            synced = repo
-            reading = judge(replace(options, stack=stack, lease_stack=options.stack), metrics, memory, notices, repo)
-        except Exception as exc:  # noqa: BLE001 - one stack that cannot be judged must not stop the others
-            synced = None
-            metrics.errors.labels(stack).inc()
-            detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            log.error("iteration of %s failed: %s", stack, detail)
-            _skipped(metrics, memory, notices, options.workdir, stack, JUDGE, "error", detail)
+        _skipped(metrics, fleet_.setdefault(name, Served()).memory, notices, clone, name, JUDGE, "unreadable", why)
+    started = []
+    for stack in found.served:
+        served = fleet_.setdefault(stack, Served())
+        if served.judging:
+            since = time.time() - served.judging_since
+            _skipped(metrics, served.memory, notices, clone, stack, JUDGE, "busy", f"still judging after {since:.0f}s")
             continue
-        if reading is None:
-            continue
-        if reading.decision.action == decide.ROLLBACK:
-            synced = None
-        judged.append(reading)
-    return stacks, judged
+        served.judged, served.judging_since = None, time.time()
+        served.judge = threading.Thread(
+            target=_judge_in_thread,
+            args=(
+                replace(options, stack=stack, lease_stack=options.stack),
+                metrics,
+                served,
+                notices,
+                clone,
+                clone_lock,
+            ),
+            name=f"canary-judge-{stack}",
+            daemon=True,
+        )
+        served.judge.start()
+        started.append(stack)
+    return found.served, started
 
 
 def _phase_two(
-    options: Options,
-    metrics: Metrics,
-    memories: dict[str, Memory],
-    notices: Notices,
-    follow_ups: dict[str, FollowUp],
-    judged: list[Judged],
+    options: Options, metrics: Metrics, fleet_: dict[str, Served], notices: Notices, stacks: list[str]
 ) -> None:
-    """Start each stack's follow-up that has work; one still running from an earlier pass skips this one."""
-    for reading in judged:
-        if not _needs_follow_up(reading):
+    """Start the follow-up of each stack judged this pass that has work; one still running from an earlier pass
+    skips this one. A stack whose judgment has not finished has none this pass."""
+    for stack in stacks:
+        served = fleet_[stack]
+        reading = served.judged
+        if served.judging or reading is None or not _needs_follow_up(reading):
             continue
-        memory = memories[reading.stack]
-        worker = follow_ups.get(reading.stack)
-        if worker is None:
-            worker = FollowUp(
-                replace(options, stack=reading.stack, lease_stack=options.stack), metrics, memory, notices
+        if served.follow_up is None:
+            served.follow_up = FollowUp(
+                replace(options, stack=stack, lease_stack=options.stack), metrics, served.memory, notices
             )
-            follow_ups[reading.stack] = worker
-        if worker.busy:
+        if served.follow_up.busy:
             if _deferred(reading.view, reading.decision):
-                _record_metrics(metrics, reading.stack, reading.state, reading.decision)
+                _record_metrics(metrics, stack, reading.state, reading.decision)
             work = PROPOSAL if reading.decision.action == decide.PROPOSE else IMAGES
             _skipped(
-                metrics, memory, notices, options.workdir, reading.stack, work, "busy", "still at it since a pass ago"
+                metrics, served.memory, notices, options.workdir, stack, work, "busy", "still at it since a pass ago"
             )
             continue
-        worker.start(reading)
+        served.follow_up.start(reading)
+
+
+def _await(fleet_: dict[str, Served], judging: list[str], started: float, bound_s: float | None) -> None:
+    """Wait for this pass's judgments (and their rollbacks) until they end or the interval is up: the shortest
+    interval of the stacks judged, as each judgment reads its stack (60 s before any has). A bounded run
+    (`--iterations`) waits up to `bound_s` instead: every pass it asked for is made."""
+    while True:
+        running = [fleet_[stack] for stack in judging if fleet_[stack].judging]
+        if not running:
+            return
+        limit = bound_s or min((fleet_[stack].memory.interval_s for stack in judging), default=Memory().interval_s)
+        left = limit - (time.monotonic() - started)
+        if left <= 0:
+            return
+        thread = running[0].judge
+        if thread is not None:
+            thread.join(min(left, AWAIT_POLL_S))
 
 
 def run(options: Options, metrics: Metrics, iterations: int | None = None) -> int:
-    """Loop until stopped (or for `iterations` passes); each pass serves every stack `fleet.served()` names under
-    this agent's one Lease: phase 1 for all of them, then their phase 2 (see the module docstring). Every pass
-    is counted for the agent's own stack (its /healthz), whichever stacks it served."""
-    memories: dict[str, Memory] = {}
-    follow_ups: dict[str, FollowUp] = {}
+    """Loop until stopped (or for `iterations` passes). Each pass, under this agent's one Lease: sync, judge every
+    stack `fleet.survey()` names in a thread of its own (each rolls back at once when that is its verdict), wait
+    for the judgments until the interval is up, then start the follow-ups of those judged (see the module
+    docstring). Every pass is counted for the agent's own stack (its /healthz), whichever stacks it served; a
+    judgment that runs on for longer than the loop may look stuck makes /healthz fail as well."""
+    fleet_: dict[str, Served] = {}
     notices = Notices(metrics)
+    clone_lock = threading.Lock()
     workspace.use_token(options.repo_url, options.token)
     _thread_stdout()
     done = 0
@@ -678,26 +738,30 @@ def run(options: Options, metrics: Metrics, iterations: int | None = None) -> in
         while iterations is None or done < iterations:
             started = time.monotonic()
             stacks: list[str] = []
+            interval = min((served.memory.interval_s for served in fleet_.values()), default=Memory().interval_s)
             try:
-                lease_s = max((memory.lease_s for memory in memories.values()), default=Memory().lease_s)
+                lease_s = max((served.memory.lease_s for served in fleet_.values()), default=Memory().lease_s)
                 leader = _lead(options, metrics, lease_s)
             except Exception as exc:  # noqa: BLE001 - an unreadable Lease is "not the leader" this pass
                 log.error("lease: %s: %s", type(exc).__name__, exc)
                 leader = False
             if leader:
-                stacks, judged = _phase_one(options, metrics, memories, notices)
-                _phase_two(options, metrics, memories, notices, follow_ups, judged)
+                stacks, judging = _phase_one(options, metrics, fleet_, notices, clone_lock)
+                _await(fleet_, judging, started, JOIN_TIMEOUT_S if iterations is not None else None)
+                _phase_two(options, metrics, fleet_, notices, judging)
             done += 1
-            intervals = [memories[stack].interval_s for stack in stacks if stack in memories]
-            metrics.passed(options.stack, max(intervals, default=0.0))
+            intervals = [fleet_[stack].memory.interval_s for stack in stacks if stack in fleet_]
+            busy = [served.judging_since for served in fleet_.values() if served.judging]
+            metrics.passed(options.stack, max(intervals, default=0.0), min(busy, default=0.0))
             if iterations is not None and done >= iterations:
                 break
-            interval = min(intervals, default=Memory().interval_s)
+            interval = min(intervals, default=interval)
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
     finally:
         if iterations is not None:  # a bounded run (tests, one-off use) ends with its follow-ups and notices
-            for worker in follow_ups.values():
-                worker.join(JOIN_TIMEOUT_S)
+            for served in fleet_.values():
+                if served.follow_up is not None:
+                    served.follow_up.join(JOIN_TIMEOUT_S)
             notices.drain(JOIN_TIMEOUT_S)
     return 0
 

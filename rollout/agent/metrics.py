@@ -1,7 +1,7 @@
 """The agent's own observability: /healthz and /metrics (prometheus_client) on one port.
 
-/healthz is 200 while the loop has finished a pass lately, else 503, so a stuck loop gets restarted by its
-liveness probe. "Lately" follows the stacks served: a pass ends at least every longest analysisInterval (plus the
+/healthz is 200 while the loop has finished a pass lately and no stack's judgment has run for as long, else 503,
+so a stuck loop (or a judgment stuck in its thread) gets restarted by its liveness probe. "Lately" follows the stacks served: a pass ends at least every longest analysisInterval (plus the
 time the pass takes), so the loop is stale after STALE_INTERVALS of the longest one, never sooner than
 MIN_STALE_S (a pass whose Prometheus queries all run into their deadlines is slow, not stuck). Every pass counts,
 for the stack the agent was started for (a platform agent serves its app stacks, never its own), whether it led
@@ -82,6 +82,12 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        self.judging_since = Gauge(
+            "canary_agent_judging_since_timestamp_seconds",
+            "When the oldest judgment still running began (0: none runs)",
+            labels,
+            registry=self.registry,
+        )
         self.longest_interval = Gauge(
             "canary_agent_longest_interval_seconds",
             "The longest analysisInterval of the stacks the last pass served (0: none read)",
@@ -104,11 +110,13 @@ class Metrics:
         )
         self.verdicts_seen: set[str] = set()
 
-    def passed(self, stack: str, longest_interval_s: float) -> None:
-        """A pass of the agent started for `stack` ended; `longest_interval_s` of the stacks it served (0: none)."""
+    def passed(self, stack: str, longest_interval_s: float, judging_since: float = 0.0) -> None:
+        """A pass of the agent started for `stack` ended; `longest_interval_s` of the stacks it served (0: none),
+        and when the oldest judgment still running began (0: none)."""
         self.passes.labels(stack).inc()
         self.last_pass.labels(stack).set(time.time())
         self.longest_interval.labels(stack).set(longest_interval_s)
+        self.judging_since.labels(stack).set(judging_since)
 
     def set_verdict(self, stack: str, verdict: str) -> None:
         for seen in self.verdicts_seen | {verdict}:
@@ -151,7 +159,9 @@ def fresh(metrics: Metrics, stack: str, clock: Callable[[], float] = time.time) 
     started = clock()
 
     def healthy() -> bool:
+        now, limit = clock(), stale_after(metrics.longest_interval.labels(stack)._value.get())
         last = metrics.last_pass.labels(stack)._value.get() or started
-        return clock() - last < stale_after(metrics.longest_interval.labels(stack)._value.get())
+        judging_since = metrics.judging_since.labels(stack)._value.get()
+        return now - last < limit and not (judging_since and now - judging_since >= limit)
 
     return healthy

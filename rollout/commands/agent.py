@@ -6,8 +6,10 @@ traffic it proposes new image tags (`canary watch-images`). The cluster is only 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -58,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s", force=True
     )
+    # `kill -USR1 <pid>` writes every thread's stack to the log: where a pass or a follow-up waits, without a debugger.
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
         raise Refused(f"--listen {args.listen!r}: expected host:port")

@@ -98,3 +98,17 @@ def test_the_liveness_probe_restarts_a_stuck_agent_within_the_hour_and_never_a_s
     # Slow, not stuck: a pass may take MIN_STALE_S before /healthz fails at all, and the probe's own timeout is
     # far shorter than that.
     assert probe["timeoutSeconds"] < MIN_STALE_S and probe["initialDelaySeconds"] < MIN_STALE_S
+
+
+def test_a_judgment_stuck_in_its_thread_fails_healthz_though_the_passes_go_on():
+    metrics, clock = Metrics(), Clock()
+    healthy = fresh(metrics, "platform", clock)
+    stuck_since = clock.now
+    for _ in range(10):
+        clock.now += 60
+        metrics.passed("platform", 60, judging_since=stuck_since)
+        metrics.last_pass.labels("platform").set(clock.now)
+    assert not healthy()  # ten minutes into one judgment: stuck
+    metrics.passed("platform", 60, judging_since=0.0)
+    metrics.last_pass.labels("platform").set(clock.now)
+    assert healthy()
