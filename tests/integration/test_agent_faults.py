@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from rollout.agent.pulls import DEADLINE_S, owner_repo
+from testkit import faults
 from testkit.agentkit import start_agent, stop
 from testkit.exporter import IstioExporter, Traffic
 from testkit.githost import GitHost
@@ -236,6 +237,39 @@ def test_a_platform_agent_rolls_one_stack_back_while_another_stacks_work_hangs(t
     print(
         f"platform: shop rolled back {reaction:.1f}s after it turned bad while blog's lookup hung (promise {PROMISE_S}s)"
     )
+
+
+@pytest.mark.parametrize("variant", [faults.CLOSE, faults.HTTP10])
+def test_a_stack_whose_prometheus_drips_delays_no_other_stacks_rollback(tmp_path, repo, variant):
+    """Every query about blog drips (Prometheus' answer a byte at a time, its 10 s deadline per query, several
+    queries a judgment); shop's canary fails. shop's judgment runs beside blog's, not after it."""
+    files = {
+        "Pulumi.platform.yaml": PLATFORM,
+        "Pulumi.blog.yaml": platform_app_stack("blog", promotion="auto", iterations=1000),  # sorted first
+        "Pulumi.shop.yaml": platform_app_stack("shop", promotion="auto", iterations=1000),
+    }
+    for file, text in files.items():
+        (repo.work / file).write_text(text)
+    git(repo.work, "add", *files)
+    git(repo.work, "commit", "-qm", "a platform with blog and shop at 10%")
+    git(repo.work, "push", "-q", "origin", "HEAD:main")
+    port = servers.free_port()
+    with (
+        istio(tmp_path / "prom", "shop", "blog") as (exporters, prom),
+        faults.FaultServer(prom.url, variant=variant) as proxy,
+    ):
+        proxy.fault(faults.DRIP, faults.query_mentions('"blog"'))
+        log = tmp_path / "agent.log"
+        process = start_agent(repo.origin, proxy.url, tmp_path / "work", port, log, "--stack", "platform")
+        try:
+            wait_for(lambda: metric(port, "canary_agent_skipped_total", stack="blog", reason="busy") >= 1, 60, log)
+            exporters["shop"].set("canary", error_share=0.5)
+            reaction = wait_for(lambda: weight(repo, "shop") == 0, timeout=60, log=log)
+        finally:
+            stop(process)
+    assert reaction < HANG_DETECTOR_S, log.read_text()[-4000:]
+    assert weight(repo, "blog") == 10
+    print(f"blog's Prometheus drips ({variant}): shop rolled back {reaction:.1f}s after it turned bad")
 
 
 def test_a_rollback_lands_before_the_follow_up_of_its_own_pass(tmp_path, repo, monkeypatch):
