@@ -351,3 +351,30 @@ def test_a_stack_file_that_fails_validation_elsewhere_is_still_rolled_back(tmp_p
         assert subjects(repo)[-1] == "canary at 10%, a typo"  # healthy, iterations 1: yet nothing proposed
         exporters["live"].set("canary", error_share=0.5)
         wait_for(lambda: rolled_back(repo), timeout=60, log=log)
+
+
+def test_with_a_cluster_the_floor_is_the_pods_ga_and_the_canary_run(tmp_path, repo):
+    """The agent reads the Deployments (their autoscalers have GA at 3 pods and the canary at 2): GA's minimum
+    becomes 5, not the 4 the config alone would give."""
+    from tests.integration.test_agent_live_since import NAMESPACE, Cluster, kubeconfig, rolled_out
+
+    cluster = Cluster()
+    for name, version, pods in (("podinfo-ga", "6.8.0", 3), ("podinfo-canary", "6.9.0", 2)):
+        obj = rolled_out(name, version)
+        obj["spec"]["replicas"] = obj["status"]["replicas"] = obj["status"]["availableReplicas"] = pods
+        obj["status"]["updatedReplicas"] = pods
+        cluster.put(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}", obj)
+    cluster.apply_virtual_service(10, time.time() - 600)
+    extra = "  istio-canary:replicas: 2\n  istio-canary:appMaxReplicas: 8\n"
+    repo.write_stack(app_stack(NAMESPACE, promotion="auto", extra=extra, iterations=1000), "canary at 10%")
+    with (
+        servers.stub(cluster.answer) as (api_url, _requests),
+        istio(tmp_path / "prom", NAMESPACE) as (exporters, prom),
+    ):
+        config = kubeconfig(tmp_path / "kubeconfig", api_url)
+        exporters[NAMESPACE].set("canary", error_share=0.5)
+        with agent(repo, prom, tmp_path, servers.free_port(), "--kubeconfig", str(config)) as log:
+            wait_for(lambda: rolled_back(repo), timeout=60, log=log)
+    assert int(str(value(repo, "dev", "gaRollbackReplicas"))) == 5
+    message = git(repo.origin, "log", "-1", "--format=%B", "main")
+    assert "raised to 5 pods (gaRollbackReplicas): GA and the canary ran 5" in message
