@@ -38,6 +38,9 @@ MOVE, ROLLBACK, NEW_VERSION, FINISH_GA, FINISH_TRAFFIC, NOTHING, OTHER = (
 )
 # The stack's own objects a step may change (Change.own): its VirtualService and its two Deployments.
 OWN_VS, OWN_GA, OWN_CANARY = "virtualservice", "ga", "canary"
+# GA's autoscaler: its minimum is raised by a rollback (gaRollbackReplicas) and returned by the next first step.
+OWN_GA_AUTOSCALER = "ga-autoscaler"
+HPA_TYPE = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 
 
 class MalformedPreview(ValueError):
@@ -223,6 +226,7 @@ def _own_objects(app: AppSettings) -> dict[str, tuple[str, str, str]]:
         OWN_VS: (VS_TYPE, app.name, f"{app.name}-virtualservice"),
         OWN_GA: (DEPLOYMENT_TYPE, workload(app.name, "ga"), workload(app.name, "ga")),
         OWN_CANARY: (DEPLOYMENT_TYPE, workload(app.name, "canary"), workload(app.name, "canary")),
+        OWN_GA_AUTOSCALER: (HPA_TYPE, workload(app.name, "ga"), f"{workload(app.name, 'ga')}-autoscaler"),
     }
 
 
@@ -278,6 +282,8 @@ def read(preview: dict[str, Any], app: AppSettings) -> Plan:
                 before = Traffic(**{**before.__dict__, key: tag})
     kind = _kind(before, after)
     expected = _expected(kind)
+    if kind == ROLLBACK or (kind == MOVE and not before.shape and before.canary_weight == 0):
+        expected.add(("update", OWN_GA_AUTOSCALER))  # GA's minimum, raised by a rollback, returned at the start
     unexpected = tuple(
         sorted(
             (change for change in changes if (change.op, change.own) not in expected),

@@ -106,3 +106,74 @@ def test_a_repository_whose_project_file_lacks_the_key_gets_no_floor(tmp_path):
 def test_an_unreadable_capacity_key_is_said_and_never_stops_the_rollback(tmp_path):
     found, note = ga_floor(stack_file(tmp_path, {"appMaxReplicas": "lots", "canaryWeight": 60}), 5)
     assert found is None and "left as it is" in note and "appMaxReplicas" in note
+
+
+# --- what `canary plan` says about it ---------------------------------------------------------------------------
+
+PREFIX = "urn:pulumi:local::istio-canary"
+HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+
+
+def _vs(weight: int) -> dict:
+    route = [
+        {"destination": {"host": "podinfo", "subset": "ga"}, "weight": 100 - weight},
+        {"destination": {"host": "podinfo", "subset": "canary"}, "weight": weight},
+    ]
+    return {
+        "type": "kubernetes:networking.istio.io/v1:VirtualService",
+        "inputs": {"metadata": {"name": "podinfo", "namespace": "plan"}, "spec": {"http": [{"route": route}]}},
+    }
+
+
+def _hpa(minimum: int, namespace: str = "plan") -> dict:
+    return {
+        "type": HPA,
+        "inputs": {"metadata": {"name": "podinfo-ga", "namespace": namespace}, "spec": {"minReplicas": minimum}},
+    }
+
+
+def preview(before: int, after: int, floor: tuple[int, int] | None, hpa_urn: str = "") -> dict:
+    steps = [
+        {
+            "op": "same",
+            "urn": f"{PREFIX}::pulumi:pulumi:Stack::istio-canary-local",
+            "newState": {"type": "pulumi:pulumi:Stack", "inputs": {}},
+        },
+        {
+            "op": "update",
+            "urn": f"{PREFIX}::istio-canary:app:CanaryApp$kubernetes:networking.istio.io/v1:VirtualService::podinfo-virtualservice",
+            "oldState": _vs(before),
+            "newState": _vs(after),
+        },
+    ]
+    if floor is not None:
+        urn = hpa_urn or f"{PREFIX}::istio-canary:app:CanaryApp${HPA}::podinfo-ga-autoscaler"
+        steps.append({"op": "update", "urn": urn, "oldState": _hpa(floor[0]), "newState": _hpa(floor[1])})
+    return {"steps": steps}
+
+
+def plan_app(weight: int):
+    base = {"gaVersion": "6.8.0", "canaryVersion": "6.9.0", "namespace": "plan", "canaryWeight": str(weight)}
+    return parse({**base, **AUTOSCALED}, {"project": "acme-prod", "region": "europe-west1"}).app
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "floor"),
+    [(60, 0, (2, 4)), (0, 10, (4, 2))],
+    ids=["the rollback raises it", "the next release's first step returns it"],
+)
+def test_the_plan_expects_gas_floor_with_a_rollback_and_the_next_start(before, after, floor):
+    from rollout import plan
+
+    reading = plan.read(preview(before, after, floor), plan_app(after))
+    assert reading.kind in (plan.ROLLBACK, plan.MOVE) and reading.unexpected == ()
+
+
+def test_the_plan_still_flags_gas_floor_on_a_later_step_or_another_object():
+    from rollout import plan
+
+    later = plan.read(preview(10, 60, (2, 4)), plan_app(60))
+    assert [change.name for change in later.unexpected] == ["podinfo-ga"]
+    elsewhere = f"{PREFIX}::istio-canary:app:Other${HPA}::podinfo-ga-autoscaler"
+    lookalike = plan.read(preview(60, 0, (2, 4), hpa_urn=elsewhere), plan_app(0))
+    assert [change.name for change in lookalike.unexpected] == ["podinfo-ga"]
