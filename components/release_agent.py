@@ -30,7 +30,10 @@ from components.names import AGENT_NAME, agent_lease_name
 AGENT_NAMESPACE = AGENT_NAME
 HTTP_PORT = 9102  # /healthz and /metrics
 PORT_NAME = "http"
-WORKDIR = "/work"  # the agent's clone of the repository
+WORKDIR = "/work"  # the agent's work volume (an emptyDir: the root filesystem is read-only)
+# The agent's clone, a directory in the volume and not the mount itself: beside it the agent keeps a clone per
+# stack for its follow-up work (`clone.follow-up/`) and moves a clone it found broken aside (`clone.broken`).
+CLONE = f"{WORKDIR}/clone"
 # git and Python write temporary files, and git reads ~/.gitconfig: HOME points here, not at the clone.
 TMPDIR = "/tmp"
 # Keys of the Secret and the environment variables the agent reads them from (SLACK_WEBHOOK_URL is the one every
@@ -65,7 +68,7 @@ def agent_command(stack: str, repo_url: str, lease_namespace: str) -> list[str]:
         "--stack", stack,
         "--repo-url", repo_url,
         "--listen", f"0.0.0.0:{HTTP_PORT}",
-        "--workdir", WORKDIR,
+        "--workdir", CLONE,
         "--lease-namespace", lease_namespace,
     ]  # fmt: skip
 

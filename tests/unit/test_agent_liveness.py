@@ -112,3 +112,23 @@ def test_a_judgment_stuck_in_its_thread_fails_healthz_though_the_passes_go_on():
     metrics.passed("platform", 60, judging_since=0.0)
     metrics.last_pass.labels("platform").set(clock.now)
     assert healthy()
+
+
+def test_the_agents_clones_and_their_siblings_live_in_its_writable_volume():
+    """The root filesystem is read-only: the clone (--workdir), the follow-up clones beside it
+    (`<workdir>.follow-up/<stack>`) and a broken clone moved aside (`<workdir>.broken`) must all be in the work
+    volume, so --workdir is a directory inside the mount, not the mount itself."""
+    from pathlib import PurePosixPath
+
+    from rollout import cli
+
+    manifests = stack_manifests(
+        releaseAgent="true", agentGitRepo="https://github.com/acme/shop", agentGitTokenSecret="tok"
+    )
+    (agent,) = [m for m in manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == "canary-agent"]
+    (container,) = agent["spec"]["template"]["spec"]["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    workdir = PurePosixPath(cli.build_parser().parse_args(container["command"][1:]).workdir)
+    mounts = {PurePosixPath(mount["mountPath"]) for mount in container["volumeMounts"]}
+    for path in (workdir, workdir.with_name(workdir.name + ".follow-up"), workdir.with_name(workdir.name + ".broken")):
+        assert any(mount in path.parents for mount in mounts), path

@@ -302,7 +302,7 @@ def test_the_command_and_the_environment(program) -> None:
         "--stack", "dev",
         "--repo-url", REPO,
         "--listen", "0.0.0.0:9102",
-        "--workdir", "/work",
+        "--workdir", "/work/clone",
         "--lease-namespace", AGENT_NAMESPACE,
     ]  # fmt: skip
     assert run.outputs["built"].agent.command == agent["command"]
@@ -316,7 +316,7 @@ def test_the_canary_command_takes_the_deployments_command_line_and_environment(p
     assert agent["command"][0] == "canary"
     args = cli.build_parser().parse_args(agent["command"][1:])
     assert (args.command, args.stack, args.repo_url) == ("agent", "dev", REPO)
-    assert (args.listen, args.workdir, args.lease_namespace) == ("0.0.0.0:9102", "/work", AGENT_NAMESPACE)
+    assert (args.listen, args.workdir, args.lease_namespace) == ("0.0.0.0:9102", "/work/clone", AGENT_NAMESPACE)
     assert agent_commands.TOKEN_ENV == GIT_TOKEN_ENV
 
 
