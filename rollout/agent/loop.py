@@ -99,6 +99,7 @@ class Judged:
     state: decide.State
     step: steps.Step
     decision: decide.Decision
+    lenient: bool = False  # judged on the rollback's reading only (the file fails full validation): no follow-up
 
 
 def branch_for(stack: str, view: StackView, step: steps.Step) -> str:
@@ -297,7 +298,7 @@ def judge(
     _notices(memory, notices, repo, stack_name, view, decision)
     metrics.last_iteration.labels(stack_name).set(time.time())
     _recovered(memory, JUDGE)
-    return Judged(stack_name, view, stack.path.name, text, state, step, decision)
+    return Judged(stack_name, view, stack.path.name, text, state, step, decision, lenient)
 
 
 def _deferred(view: StackView, decision: decide.Decision) -> bool:
@@ -605,6 +606,8 @@ class FollowUp:
 
 def _needs_follow_up(judged: Judged) -> bool:
     """Is there phase-2 work: a proposal, or new image tags to look for?"""
+    if judged.lenient:
+        return False
     if judged.decision.action == decide.PROPOSE:
         return True
     return judged.decision.action != decide.ROLLBACK and bool(images.lines(judged.view))
