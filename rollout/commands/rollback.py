@@ -6,12 +6,9 @@ message."""
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-import time
-from typing import Any
 
-from rollout import analysis
+from rollout import analysis, httpclient
 from rollout.analysis import Analysis
 from rollout.commands import common
 from rollout.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED
@@ -75,31 +72,6 @@ def ga_floor(stack: StackFile, serving: int | None) -> tuple[int | None, str]:
     return floor, note
 
 
-class _OneDeadline(Prometheus):
-    """The stack's Prometheus with one deadline for every query of the analysis (--timeout in all, not per
-    query): the evidence of a rollback may cost that long, never checks x 2 x --timeout."""
-
-    def __init__(self, source: Prometheus, seconds: float) -> None:
-        self.__dict__.update(source.__dict__)  # the same URL, credentials and shown form
-        self.budget_s = seconds
-        self.deadline = time.monotonic() + seconds
-
-    def query(self, promql: str, at: float, *rest: Any, **options: Any) -> float | None:
-        late = PrometheusError(f"Prometheus at {self.shown} did not answer the analysis within {self.budget_s:g}s")
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise late
-        # Whole seconds: Prometheus refuses a fractional `timeout=0.4s` parameter as bad_data, and the query
-        # sends its timeout that way. So the evidence may take up to a second longer than the deadline.
-        self.timeout = float(math.ceil(left))
-        try:
-            return super().query(promql, at, *rest, **options)
-        except PrometheusError:
-            if time.monotonic() >= self.deadline:  # the one deadline ran out during this query: say it so
-                raise late from None
-            raise
-
-
 def gather(args: argparse.Namespace, ctx: common.Context) -> tuple[Analysis | None, Prometheus | None, str]:
     """The analysis to record and where it came from, or why there is none ("" when no Prometheus is set).
     Never raises: a rollback does not depend on its evidence."""
@@ -110,7 +82,8 @@ def gather(args: argparse.Namespace, ctx: common.Context) -> tuple[Analysis | No
     if source is None:
         return None, None, ""
     try:
-        return analysis.analyze(ctx.view, _OneDeadline(source, args.timeout), common.at(args)), source, ""
+        with httpclient.Deadline(args.timeout) as deadline:  # one deadline for all the analysis' queries
+            return analysis.analyze(ctx.view, source.within(deadline), common.at(args)), source, ""
     except Exception as exc:  # noqa: BLE001 - any failure (bad_data, garbage, a bad --at, a bug) only loses evidence
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if not isinstance(exc, PrometheusError | analysis.BadCheckQuery | common.Refused):
