@@ -21,6 +21,7 @@ strict xfails naming the fix; the reasons are checked again as fixes land.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -61,6 +62,7 @@ POLL_S = 0.2
 TOKEN = "soak-token"
 HEALTHY = Traffic(rps=20, latency_ms=40)
 BAD_SHARE = 0.5
+ROLLED_BACK = re.compile(r'^  istio-canary:canaryWeight: "?0"?(\s*#.*)?$', re.MULTILINE)
 POD_LIMIT_KIB = 512 * 1024  # the agent Deployment's memory limit (512Mi)
 AGENT_KEYS = """\
   istio-canary:appName: {name}
@@ -98,6 +100,7 @@ def app_stack(
     promotion: str = "auto",
     iterations: int = QUIET_ITERATIONS,
     watch: bool = False,
+    threshold: int = THRESHOLD,
     platform: str = "",
     ga: str = "6.8.0",
     canary: str = "6.9.0",
@@ -112,7 +115,7 @@ def app_stack(
     keys = AGENT_KEYS.format(
         name=name,
         interval=INTERVAL_S,
-        threshold=THRESHOLD,
+        threshold=threshold,
         iterations=iterations,
         promotion=promotion,
         watch="true" if watch else "false",
@@ -199,7 +202,8 @@ class World:
         return git(self.origin, "show", f"{ref}:{path}")
 
     def rolled_back(self, stack: str) -> bool:
-        return "  istio-canary:canaryWeight: 0\n" in self.show("main", f"Pulumi.{stack}.yaml")
+        """Is the stack's canaryWeight 0 on the origin's main (written plain or as Pulumi's quoted string)?"""
+        return bool(ROLLED_BACK.search(self.show("main", f"Pulumi.{stack}.yaml")))
 
     def subjects(self) -> list[str]:
         return git(self.origin, "log", "--format=%s", "main").splitlines()
@@ -608,12 +612,13 @@ def late_up(w: World, ns: str) -> Outcome:
 
 
 def one_bad_interval(w: World, ns: str) -> Outcome:
-    """A healthy canary at 10 % fails for one interval, then is healthy again: never a rollback."""
-    w.make_origin({"Pulumi.dev.yaml": app_stack(ns)})
+    """A healthy canary at 10 % fails for (just under) one interval, then is healthy again: never a rollback at
+    the default analysisThreshold, 3 (such a stretch can fail the two analyses whose slices it touches)."""
+    w.make_origin({"Pulumi.dev.yaml": app_stack(ns, threshold=3)})
     w.start()
     w.warm()
     w.turn_bad(ns)
-    time.sleep(INTERVAL_S)
+    time.sleep(0.9 * INTERVAL_S)
     w.heal(ns)
     window_s = int(WINDOW.removesuffix("s"))
     rolled = w.until(lambda: w.rolled_back("dev"), window_s + 3 * INTERVAL_S)
@@ -637,7 +642,6 @@ CASES = (
         "gh-hang",
         "GitHub API accepts, never answers",
         github_fault(faults.HANG, lambda _s: True),
-        "H5 rollback-first: the pull-request lookup runs before the decision (bounded by H3's timeout: ~10 s a pass)",
     ),
     Case(
         "gh-html",
@@ -658,42 +662,36 @@ CASES = (
         "stack-bomb",
         "app stack file: YAML alias bomb (fleet)",
         hostile_app_stack("bomb"),
-        "H2 safe YAML: the platform agent expands the bomb and serves nobody",
         fleet=True,
     ),
     Case(
         "stack-deep",
         "app stack file: 5000-deep nesting (fleet)",
         hostile_app_stack("deep"),
-        "H2 safe YAML: RecursionError out of fleet.served ends every pass",
         fleet=True,
     ),
     Case(
         "branch-bomb",
         "image branch: YAML alias bomb (fleet)",
         hostile_branch,
-        "H2 safe YAML: proposed_value() expands the branch's bomb",
         fleet=True,
     ),
     Case(
         "drip-prom",
         "Prometheus drips (Connection: close), other stack",
         drip_prometheus(faults.CLOSE),
-        "H5 isolation: every instant of A's history waits its own 10 s deadline (up to analysisIterations instants a pass)",
         fleet=True,
     ),
     Case(
         "drip-registry",
         "registry drips (HTTP/1.0), other stack",
         drip_registry(faults.HTTP10),
-        "H5 isolation: A's image watch holds the pass for its whole 15 s deadline before B is judged",
         fleet=True,
     ),
     Case(
         "drip-slack",
         "Slack drips (Connection: close), two rollbacks",
         drip_slack(faults.CLOSE),
-        "H5 rollback-first: the first rollback's Slack notice (10 s deadline) runs before the second stack is judged",
         fleet=True,
     ),
     Case(
@@ -720,7 +718,6 @@ CASES = (
         "kill-lock",
         "agent killed, .git/index.lock left, restart",
         kill_with_lock,
-        "H3 self-healing clone: every pass fails on index.lock",
     ),
     Case(
         "late-up",
