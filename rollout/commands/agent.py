@@ -54,6 +54,7 @@ def _kube(kubeconfig: str | None):
 def run(args: argparse.Namespace) -> int:
     from rollout.agent import loop
     from rollout.agent.metrics import Metrics, fresh, serve
+    from rollout.agent.options import Options
     from rollout.commands.common import Refused
     from rollout.stackfile import StackFile
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise Refused(f"${TOKEN_ENV} is not set: the agent could neither push a rollback nor open a pull request")
     kube = _kube(args.kubeconfig)
     workdir = Path(args.workdir)
-    options = loop.Options(
+    options = Options(
         stack=args.stack,
         repo_url=args.repo_url,
         workdir=workdir,

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from components.names import AGENT_SHAPE
 from rollout.agent.decide import decide
-from rollout.agent.loop import _record_metrics
+from rollout.agent.judge import _record_metrics
 from rollout.agent.metrics import Metrics
 from tests.unit.test_agent_decide import SHAPED
 
