@@ -48,6 +48,7 @@ from rollout.agent.run_canary import _thread_stdout
 log = logging.getLogger("canary.agent")
 JOIN_TIMEOUT_S = 120.0  # how long `--iterations` waits for the last follow-ups before it returns
 AWAIT_POLL_S = 0.1  # how often the loop looks again at the judgments it waits for
+BUSY_NOTICE_INTERVALS = 3  # a judgment busy this many intervals is noticed: the liveness probe fails at the same age
 
 
 def _lead(options: Options, metrics: Metrics, lease_s: int) -> bool:
@@ -110,7 +111,11 @@ def _phase_one(
         served = fleet_.setdefault(stack, Served())
         if served.judging:
             since = time.time() - served.judging_since
-            _skipped(metrics, served.memory, notices, clone, stack, JUDGE, "busy", f"still judging after {since:.0f}s")
+            # A judgment that outlasts one interval (a slow Prometheus: the "no verdict" notice covers it) is counted;
+            # people hear of it once it holds the stack's rollback for as long as the liveness probe allows.
+            stuck = since >= BUSY_NOTICE_INTERVALS * served.memory.interval_s
+            why = f"still judging after {since:.0f}s"
+            _skipped(metrics, served.memory, notices, clone, stack, JUDGE, "busy", why, notice=stuck)
             continue
         served.judged, served.judging_since = None, time.time()
         served.judge = threading.Thread(
@@ -149,8 +154,16 @@ def _phase_two(
             if _deferred(reading.view, reading.decision):
                 _record_metrics(metrics, stack, reading.state, reading.decision)
             work = PROPOSAL if reading.decision.action == decide.PROPOSE else IMAGES
-            _skipped(
-                metrics, served.memory, notices, options.workdir, stack, work, "busy", "still at it since a pass ago"
+            _skipped(  # each call of the follow-up is bounded, and a failure there is noticed when it ends
+                metrics,
+                served.memory,
+                notices,
+                options.workdir,
+                stack,
+                work,
+                "busy",
+                "still at it since a pass ago",
+                notice=False,
             )
             continue
         served.follow_up.start(reading)

@@ -76,13 +76,23 @@ def _notices(
 
 
 def _skipped(
-    metrics: Metrics, memory: Memory, notices: Notices, repo: Path, stack: str, work: str, reason: str, detail: str
+    metrics: Metrics,
+    memory: Memory,
+    notices: Notices,
+    repo: Path,
+    stack: str,
+    work: str,
+    reason: str,
+    detail: str,
+    *,
+    notice: bool = True,
 ) -> None:
-    """Count work skipped this pass, log why, and send one notice until the same work succeeds again."""
+    """Count work skipped this pass, log why, and (with `notice`) send one notice until the same work succeeds
+    again."""
     metrics.skipped.labels(stack, work, reason).inc()
     detail = detail.splitlines()[0][:300] if detail else reason
     log.warning("stack %s: %s skipped (%s): %s", stack, work, reason, detail)
-    if f"skipped:{work}" not in memory.noticed:
+    if notice and f"skipped:{work}" not in memory.noticed:
         memory.noticed.add(f"skipped:{work}")
         notices.send(repo, stack, f":warning: canary agent ({stack}): {work} skipped ({reason}): {detail}")
 
