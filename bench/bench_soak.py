@@ -35,6 +35,7 @@ def main() -> int:
     began = time.monotonic()
     rows = []
     failed: list[str] = []
+    logs: list[str] = []  # printed after the table, so a broken promise can be read without a re-run
     with tempfile.TemporaryDirectory() as directory:
         tmp = Path(directory)
         for case in cases:
@@ -46,7 +47,9 @@ def main() -> int:
                 for run in range(RUNS):
                     outcome = run_case(case, pool, tmp / f"{case.id}-{run}", run)
                     outcomes.append(outcome)
-                    failed += [f"{case.id} run {run}: {problem.splitlines()[0]}" for problem in outcome.failures()]
+                    if outcome.failures():
+                        failed.append(f"{case.id} run {run}: {'; '.join(outcome.failures())}")
+                        logs.append(f"--- agent log of {case.id} run {run} (its end):\n{outcome.log[-1500:]}")
             finally:
                 pool.close()
             rows.append((case, outcomes))
@@ -74,6 +77,8 @@ def main() -> int:
     print(f"soak runs per case: {RUNS}; wall time: {time.monotonic() - began:.0f}s")
     for failure in failed:
         print(f"FAILED {failure}")
+    for text in logs:
+        print(text)
     return 1 if failed else 0
 
 
