@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import shlex
 import socket
 import stat
@@ -37,6 +36,7 @@ from testkit.servers import _QuietServer
 
 __all__ = [
     "BAD_DATA",
+    "BAD_DATA_ERROR",
     "CLOSE",
     "DRIP",
     "HANG",
@@ -45,11 +45,18 @@ __all__ = [
     "OBJECT",
     "STATUS",
     "FaultServer",
+    "LaterInstant",
+    "Match",
     "PushRace",
     "Seen",
     "alias_bomb",
+    "clone_as_person",
     "deep_nesting",
     "leave_index_lock",
+    "peak_rss_kib",
+    "person_commit",
+    "pull_list",
+    "query_mentions",
 ]
 
 # What a FaultServer does with a request a fault matches.
@@ -440,8 +447,3 @@ def peak_rss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def environ_without(*names: str) -> dict[str, str]:
-    """This process's environment without `names`."""
-    return {k: v for k, v in os.environ.items() if k not in names}
