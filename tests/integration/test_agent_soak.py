@@ -14,8 +14,7 @@ the agent starts, so only the kill case includes a process start.
 
 One Prometheus scrapes one exporter per namespace for the whole module (each case has its own namespaces, so
 no case sees another's errors); each case runs its own agent, origin and fault servers. The same cases, several
-runs each, make bench/bench_soak.py's table. Cases that fail because a fix of issue 18 has not landed yet are
-strict xfails naming the fix; the reasons are checked again as fixes land.
+runs each, make bench/bench_soak.py's table. Every case failed before the fix of its fault class landed.
 """
 
 from __future__ import annotations
@@ -51,7 +50,11 @@ INTERVAL_S = 2
 THRESHOLD = 2
 WINDOW = "10s"
 PROMISE_S = THRESHOLD * INTERVAL_S + INTERVAL_S
-ALLOWANCE_S = 3.0  # metrics lag (a scrape + rate()'s second sample: 2 s), the push and the polling (1 s)
+# Metrics lag (a scrape + rate()'s second sample: 2 s), the push and the polling (1 s), and one interval more: with
+# 1 s scrapes a 2 s slice holds two samples, and a scrape answered late (the machine is shared) leaves one, an
+# inconclusive analysis that costs an interval (a production slice of 1m holds four 15 s scrapes). Seen once under
+# load: drip-slack's second rollback at 9.5 s against 9 s. bench/bench_soak.py prints the real times.
+ALLOWANCE_S = 3.0 + INTERVAL_S
 START_ALLOWANCE_S = 4.0  # a restarted agent: interpreter start and imports (~2 s here), its first fetch
 LIMIT_S = PROMISE_S + ALLOWANCE_S
 WARM_PASSES = 2  # healthy passes before the canary turns bad
