@@ -69,7 +69,7 @@ engine: venv toolchain
 
 # One pytest run over every suite so the closing line counts them all.
 test: venv lint checkov-venv integration-deps toolchain
-	. "$(TOOLCHAIN_DIR)/env.sh" && $(PY) -m pytest tests
+	. "$(TOOLCHAIN_DIR)/env.sh" && $(PY) -m pytest tests --durations=15
 
 local-cluster: venv toolchain
 	. "$(TOOLCHAIN_DIR)/env.sh" && $(PY) -m toolchain.controlplane up --dir "$(TOOLCHAIN_DIR)/../local-cluster" --crds toolchain/istio_crds.yaml
