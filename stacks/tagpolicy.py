@@ -47,6 +47,10 @@ class PolicyError(ValueError):
     """A policy, range, filter or extract template that cannot work; the message says what would."""
 
 
+class NoTagError(ValueError):
+    """The registry's tags make the policy fail as Flux's would (numerical over a value that is not a number)."""
+
+
 def version(text: str) -> semver.Version | None:
     """The semantic version of a tag such as `6.9.1`, `v6.9.1` or `6.10.0-rc.1`; None for anything else."""
     if parse_semver(text) is None:  # ASCII digits, bounded parts, at most 128 characters
@@ -249,6 +253,22 @@ class TagPolicy:
         elif not any(all(_passes(parsed, op, bound) for op, bound in bounds) for bounds in self.ranges):
             return None
         return (_Version(parsed),)
+
+    def reads(self, tag: str) -> bool:
+        """Can this policy order `tag` (its filter matches and the value is in the policy's scheme)? Range bounds
+        do not count: a version a person chose outside the range is still a version the policy can compare."""
+        return self.key(tag) is not None  # interim; the Flux port replaces this
+
+    def compare(self, a: str, b: str) -> int | None:
+        """-1/0/1 by the policy's own order; None when the policy cannot read one of them."""
+        ka, kb = self.key(a), self.key(b)
+        if ka is None or kb is None:
+            return None
+        return (ka > kb) - (ka < kb)
+
+    def latest(self, tags: Iterable[str]) -> str | None:
+        """The tag Flux's ImagePolicy would pick from `tags`; None when it finds none."""
+        return self.newest(tags, "")  # interim; the Flux port replaces this
 
     def newest(self, tags: Iterable[str], current: str) -> str | None:
         """The best allowed tag strictly newer than `current` (any candidate when `current` is not allowed)."""
