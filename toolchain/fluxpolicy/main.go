@@ -11,6 +11,9 @@
 //	                                                  parse: {"ok":false,"what":"range"|"version","error":"..."}
 //	{"op":"compare","a":"...","b":"..."}           -> {"ok":true,"result":-1|0|1} (both read with ParseVersion)
 //	{"op":"parsefloat","text":"1e5"}               -> {"ok":true,"value":"100000"} (strconv.FormatFloat 'g', -1)
+//	{"op":"filter","filter":"<Go regexp>","extract":"<template>","tags":[...]}
+//	                                               -> {"ok":true,"items":[{"value":"...","tag":"..."},...]} (Flux's
+//	                                                  value -> tag map, values in the order they first appeared)
 //	{"op":"latest","policy":"semver:<range>"|"numerical:asc"|"alphabetical:desc",
 //	 "filter":"<Go regexp>","extract":"<template>","tags":[...]}
 //	                                               -> {"ok":true,"tag":"..."} | {"ok":false,"kind":K,"error":"..."}
@@ -130,6 +133,17 @@ func handle(req request) answer {
 			return refused(err)
 		}
 		return answer{"ok": true, "value": strconv.FormatFloat(f, 'g', -1, 64)}
+	case "filter":
+		re, err := regexp.Compile(req.Filter)
+		if err != nil {
+			return refused(err)
+		}
+		keys, original := filterTags(re, req.Extract, req.Tags)
+		items := make([]map[string]string, 0, len(keys))
+		for _, k := range keys {
+			items = append(items, map[string]string{"value": k, "tag": original[k]})
+		}
+		return answer{"ok": true, "items": items}
 	case "latest":
 		tag, kind, err := latest(req)
 		if err != nil {
@@ -240,26 +254,7 @@ func latest(req request) (string, string, error) {
 	if err != nil {
 		return "", "invalid", fmt.Errorf("filter: %w", err)
 	}
-	// The filter maps each matching tag's value (the tag, or the extract template expanded over the match) to
-	// the tag; a later tag with the same value takes the place of an earlier one. Flux then hands the map's
-	// keys to the policy in Go's map order, which is random; here they go in the order their value first
-	// appeared in the input, so that ties (two values the policy ranks equal) have one answer to compare with.
-	original := map[string]string{}
-	var keys []string
-	for _, tag := range req.Tags {
-		m := re.FindStringSubmatchIndex(tag)
-		if len(m) == 0 {
-			continue
-		}
-		value := tag
-		if req.Extract != "" {
-			value = string(re.ExpandString(nil, req.Extract, tag, m))
-		}
-		if _, seen := original[value]; !seen {
-			keys = append(keys, value)
-		}
-		original[value] = tag
-	}
+	keys, original := filterTags(re, req.Extract, req.Tags)
 	if len(keys) == 0 {
 		return "", "empty", errors.New("no tag matches the filter")
 	}
@@ -268,4 +263,28 @@ func latest(req request) (string, string, error) {
 		return "", kind, err
 	}
 	return original[value], "", nil
+}
+
+// filterTags maps each matching tag's value (the tag, or the extract template expanded over the match) to the tag;
+// a later tag with the same value takes the place of an earlier one. Flux then hands the map's keys to the policy
+// in Go's map order, which is random; here they come in the order their value first appeared in the input, so
+// that ties (two values the policy ranks equal) have one answer to compare with.
+func filterTags(re *regexp.Regexp, extract string, tags []string) ([]string, map[string]string) {
+	original := map[string]string{}
+	var keys []string
+	for _, tag := range tags {
+		m := re.FindStringSubmatchIndex(tag)
+		if len(m) == 0 {
+			continue
+		}
+		value := tag
+		if extract != "" {
+			value = string(re.ExpandString(nil, extract, tag, m))
+		}
+		if _, seen := original[value]; !seen {
+			keys = append(keys, value)
+		}
+		original[value] = tag
+	}
+	return keys, original
 }
