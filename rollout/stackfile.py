@@ -178,7 +178,10 @@ class StackFile:
             except ConfigError:
                 bad_weight, values["canaryWeight"] = weight, 0
         try:
-            settings = parse(values, {}, check_environment=False, project_file=self.project_file)
+            # The versions as image tags only: the tag filter their policy reads them with is not a release key.
+            settings = parse(
+                values, {}, check_environment=False, project_file=self.project_file, versions_by_policy=False
+            )
         except ConfigError as exc:
             raise ConfigError(f"{self.path.name}: {exc}") from None
         return StackView(app=settings.app, release=settings.release, layout=settings.layout), bad_weight

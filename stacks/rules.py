@@ -20,6 +20,14 @@ INT = re.compile(r"0|[1-9][0-9]{0,17}")
 # (the OCI limit for a tag).
 SEMVER_TAG = re.compile(r"v?(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})(-[0-9A-Za-z.-]+)?")
 MAX_TAG_LENGTH = 128
+# canaryVersion and gaVersion: an OCI tag that is also a Kubernetes label value, since the pods carry it as their
+# `version` label (Istio's destination_version): letters, digits, `_ . -`, at most 63, a letter or digit at each end.
+VERSION_TAG = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")
+VERSION_TAG_RULE = "letters, digits, '.', '_' and '-', at most 63 characters, a letter or digit at each end, no '..'"
+# A tag that moves with every push: a commit holding it would not say which build runs.
+MOVING_TAGS = ("latest",)
+# Three numbers somewhere: a semver or glob version key names one build, not a line (`6.9` follows 6.9.x).
+FULL_VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 IMAGE_REPO = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9-]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+")
 GKE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
 GCP_PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
@@ -59,6 +67,16 @@ def parse_semver(tag: str) -> tuple[int, int, int, str] | None:
     if not match:
         return None
     return int(match.group(1)), int(match.group(2)), int(match.group(3)), (match.group(4) or "")[1:]
+
+
+def version_tag_problem(tag: str) -> str | None:
+    """Why `tag` cannot be a version key whatever the policy (the image reference and the pods' label), or None.
+    `..` is refused too: the agent's proposal branches name the version, and Git refuses `..` in a branch."""
+    if tag.lower() in MOVING_TAGS:
+        return f"{tag} moves with every push, so no commit could say which build runs"
+    if not VERSION_TAG.fullmatch(tag) or ".." in tag:
+        return f"an image tag also labels the pods: {VERSION_TAG_RULE}"
+    return None
 
 
 def dns_name(value: str, *, wildcard: bool = False) -> bool:

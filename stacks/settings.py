@@ -45,6 +45,7 @@ from stacks.model import (
 from stacks.rules import (
     AGENT_IMAGE,
     CHART_VERSION,
+    FULL_VERSION,
     GCP_PROJECT,
     GCP_REGION,
     GCP_ZONE,
@@ -59,10 +60,10 @@ from stacks.rules import (
     dns_name,
     finite_number,
     glob_can_match_release,
-    parse_semver,
     prometheus_url_error,
     shown,
     too_small,
+    version_tag_problem,
 )
 from stacks.tagpolicy import PolicyError, TagPolicy
 
@@ -428,7 +429,6 @@ def _app(reader: _Reader, shapes: tuple[str, ...], mirror_percent: int) -> AppSe
     # The longest derived name is <app>-gateway; it must stay a valid label.
     if not (len(name) <= 55 and DNS_LABEL.fullmatch(name)):
         reader.fail("appName", name, "a DNS label of at most 55 characters")
-    tag_rule = "a released image tag such as 6.15.0 (not latest, not a branch)"
     replicas = reader.integer("replicas", 1, 20)
     canary_shape = reader.text("canaryShape")
     if canary_shape and canary_shape not in shapes:
@@ -459,8 +459,8 @@ def _app(reader: _Reader, shapes: tuple[str, ...], mirror_percent: int) -> AppSe
         image=reader.matching(
             "image", IMAGE_REPO, "an image repository without tag, e.g. ghcr.io/stefanprodan/podinfo"
         ),
-        ga_version=_tag(reader, "gaVersion", tag_rule),
-        canary_version=_tag(reader, "canaryVersion", tag_rule),
+        ga_version=reader.text("gaVersion"),  # checked with the tag policies (_versions): they say what a version is
+        canary_version=reader.text("canaryVersion"),
         canary_weight=reader.integer("canaryWeight", 0, 100),
         replicas=replicas,
         public_host=public_host,
@@ -480,13 +480,6 @@ def _load_path(reader: _Reader) -> str:
     return path
 
 
-def _tag(reader: _Reader, key: str, rule: str) -> str:
-    value = reader.text(key)
-    if parse_semver(value) is None:
-        reader.fail(key, value, rule)
-    return value
-
-
 def _monitoring(reader: _Reader) -> MonitoringSettings:
     # An exact version only: a range would let `pulumi up` install a chart nobody reviewed.
     rule = "an exact chart version such as 25.8.0 (no range, no v prefix)"
@@ -497,8 +490,10 @@ def _monitoring(reader: _Reader) -> MonitoringSettings:
     )
 
 
-def _tag_policies(reader: _Reader) -> tuple[TagPolicy, TagPolicy | None]:
-    """canaryTagPolicy and the optional gaTagPolicy, both with the shared tag filter, extract and pre-release rule."""
+def _tag_policies(reader: _Reader) -> tuple[TagPolicy, TagPolicy | None, bool]:
+    """canaryTagPolicy and the optional gaTagPolicy, both with the shared tag filter, extract and pre-release rule,
+    and whether all of them were read as written (a refused one is replaced by semver:*, which says nothing)."""
+    errors = len(reader.errors)
     tag_filter, extract = reader.text("imageTagFilter"), reader.text("imageTagExtract")
     prereleases = reader.boolean("imagePrereleases")
     try:
@@ -521,7 +516,76 @@ def _tag_policies(reader: _Reader) -> tuple[TagPolicy, TagPolicy | None]:
         if policy.kind == "glob" and not glob_can_match_release(policy.argument):
             reader.fail(key, text, "a glob that matches some release tag such as 6.9.* (pre-releases never match)")
         policies.append(policy)
-    return policies[0] or TagPolicy.parse("semver:*"), policies[1]
+    return policies[0] or TagPolicy.parse("semver:*"), policies[1], len(reader.errors) == errors
+
+
+# The versions every stack held before it could choose another policy: any semver release, pre-releases too.
+SEMVER_RELEASES = TagPolicy.parse("semver:*", prereleases=True)
+
+
+def _orders(policy: TagPolicy, tag: str) -> bool:
+    """Does `policy` order `tag` as a version (range bounds aside)? A semver or glob one also wants three numbers in
+    the tag: Flux reads `6.9` as 6.9.0, but such a tag follows the 6.9 line as it moves."""
+    return policy.reads(tag) and (policy.kind not in ("semver", "glob") or FULL_VERSION.search(tag) is not None)
+
+
+def _scheme(policy: TagPolicy, extracted: bool) -> str:
+    """What a tag `policy` orders looks like, in words with an example."""
+    part = "the extracted part being " if extracted else ""
+    if policy.kind in ("semver", "glob"):
+        return f"{part}a version such as 6.15.0, v6.15.0 or 6.16.0-rc.1"
+    if policy.kind == "numerical":
+        return f"{part}a number such as 1700000000"
+    return "any tag"
+
+
+def _policy_words(reader: _Reader, policies: list[tuple[str, TagPolicy]]) -> str:
+    """`canaryTagPolicy numerical:asc with imageTagFilter '^main-...' and imageTagExtract '$ts' (its extracted part a
+    number such as 1700000000)`: the policies that might order a key, and the filter they share."""
+    tag_filter, extract = reader.text("imageTagFilter"), reader.text("imageTagExtract")
+    names = " or ".join(f"{key} {policy}" for key, policy in policies)
+    if not tag_filter:
+        shared = "without imageTagFilter"
+    else:
+        shared = f"with imageTagFilter {tag_filter!r}" + (f" and imageTagExtract {extract!r}" if extract else "")
+        shared += " matching it"
+    schemes = "; ".join(dict.fromkeys(_scheme(policy, bool(tag_filter and extract)) for _, policy in policies))
+    return f"{names} orders, {shared} ({schemes})"
+
+
+def _versions(reader: _Reader, app: AppSettings, canary_tags: TagPolicy, ga_tags: TagPolicy | None) -> None:
+    """canaryVersion and gaVersion against the policies that produce them (not against semver).
+
+    canaryVersion: a tag canaryTagPolicy orders (watch-images wrote it), a semver release (the scheme of every stack
+    before it chose another policy; a person may pick one as with a range), or gaVersion's tag (no release has started
+    since the stack changed policy: a line switches scheme in one commit). gaVersion: a tag gaTagPolicy or
+    canaryTagPolicy orders (a finished release made the canary's tag GA), or, while GA still runs a tag of an earlier
+    policy, a tag with a digit in it (no policy of the stack can order it any more; `v` or `stable` is a typo).
+    Either: never `latest`, and a tag the pods can carry as their `version` label.
+    """
+    policies = [("gaTagPolicy", ga_tags)] if ga_tags is not None else []
+    plain_semver = canary_tags.kind in ("semver", "glob") and not reader.text("imageTagFilter")
+    release = "" if plain_semver else "a semver release such as 6.15.0 (the scheme the stack may have just left), "
+    rules = {
+        "canaryVersion": ([("canaryTagPolicy", canary_tags)], f"{release}or gaVersion's tag {app.ga_version}"),
+        "gaVersion": (
+            [*policies, ("canaryTagPolicy", canary_tags)],
+            "or, while GA still runs a tag of an earlier policy, one with a digit in it",
+        ),
+    }
+    values = {"canaryVersion": app.canary_version, "gaVersion": app.ga_version}
+    for key, (ordering, otherwise) in rules.items():
+        value = values[key]
+        problem = version_tag_problem(value)
+        if problem is None:
+            if any(_orders(policy, value) for _, policy in ordering):
+                continue
+            if key == "canaryVersion" and (value == app.ga_version or _orders(SEMVER_RELEASES, value)):
+                continue
+            if key == "gaVersion" and any(char.isdigit() for char in value):
+                continue
+        why = f" ({problem})" if problem else ""
+        reader.fail(key, value, f"a released image tag that {_policy_words(reader, ordering)}, {otherwise}{why}")
 
 
 # The longest analysisInterval: the agent's /healthz goes stale after a few of the longest interval it serves
@@ -543,7 +607,9 @@ def _interval(reader: _Reader) -> str:
     return interval
 
 
-def _release(reader: _Reader, weights: tuple[int, ...], shapes: tuple[str, ...]) -> ReleaseSettings:
+def _release(
+    reader: _Reader, weights: tuple[int, ...], shapes: tuple[str, ...], app: AppSettings, versions_by_policy: bool
+) -> ReleaseSettings:
     prometheus_url = reader.text("prometheusUrl")
     url_error = prometheus_url_error(prometheus_url) if prometheus_url else None
     if url_error:
@@ -552,7 +618,14 @@ def _release(reader: _Reader, weights: tuple[int, ...], shapes: tuple[str, ...])
             "<not shown: it may hold a credential>" if "@" in prometheus_url else prometheus_url,
             url_error,
         )
-    canary_tags, ga_tags = _tag_policies(reader)
+    canary_tags, ga_tags, policies_read = _tag_policies(reader)
+    if not versions_by_policy:  # the rollback's reading: the image reference and the pods' label are all it needs
+        for key, value in (("gaVersion", app.ga_version), ("canaryVersion", app.canary_version)):
+            problem = version_tag_problem(value)
+            if problem:
+                reader.fail(key, value, f"a released image tag ({problem})")
+    elif policies_read:  # a refused policy is reported once, not again as every version it cannot order
+        _versions(reader, app, canary_tags, ga_tags)
     checks = builtin_checks(
         min_requests=reader.integer("analysisMinRequests", 1, 10**9),
         min_success_rate=_success_rate(reader),
@@ -637,6 +710,7 @@ def parse(
     project_file: Path = PROJECT_FILE,
     stack: str = "",
     app_stacks: Sequence[str] = (),
+    versions_by_policy: bool = True,
 ) -> Settings:
     """Validate raw config (keys without the `istio-canary:` prefix) into Settings, or raise ConfigError.
 
@@ -644,13 +718,17 @@ def parse(
     file: gcp:project/region (the deploy job may set them through GOOGLE_PROJECT) and that `kubeconfig`
     exists on this machine. The `canary` tool validates with it off; every other rule is the same. `stack` and
     `app_stacks` (the app stacks on it) only make a platform stack's refusal of an app key say where it belongs.
+    `versions_by_policy=False` is `canary rollback`'s reading, which does not read the tag filter: the versions are
+    then checked as image tags only, so a release under a filtered policy can always be rolled back.
     """
     reader = _Reader(project, schema(project_file))
     weights, shapes, mirror_percent = _steps(reader)
+    cluster, mesh = _cluster(reader, gcp or {}, check_environment), _mesh(reader)
+    app = _app(reader, shapes, mirror_percent)
     settings = Settings(
-        cluster=_cluster(reader, gcp or {}, check_environment),
-        mesh=_mesh(reader),
-        app=_app(reader, shapes, mirror_percent),
+        cluster=cluster,
+        mesh=mesh,
+        app=app,
         load=LoadSettings(
             enabled=reader.boolean("loadGenerator"),
             rate=reader.integer("loadRate", 1, 1000),
@@ -658,7 +736,7 @@ def parse(
             path=_load_path(reader),
         ),
         monitoring=_monitoring(reader),
-        release=_release(reader, weights, shapes),
+        release=_release(reader, weights, shapes, app, versions_by_policy),
         agent=_agent(reader),
         layout=LayoutSettings(platform_stack="", deploy_app=True),
         skip_await=reader.boolean("skipAwait"),
