@@ -41,7 +41,7 @@ def policies() -> None:
     tags += [f"main-{i:07x}-{1700000000 + i}" for i in range(500)]
     cases: list[tuple[str, dict[str, Any], str]] = [
         ("semver:6.x", {}, "6.89.99"),
-        ("semver:>=6.15.0 <7", {"prereleases": True}, "6.89.99"),
+        ("semver:>=6.15.0 <7", {"prereleases": True}, "7.0.0-rc.499"),  # Flux: 7.0.0-rc.N is below 7
         ("semver:*", {"prereleases": True}, "7.0.0-rc.499"),
         (
             "numerical:asc",
