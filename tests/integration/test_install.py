@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import ruamel.yaml
-import semver
+import re2
 import yaml
 
 from rollout.cli import EXIT_OK, EXIT_REFUSED
@@ -38,7 +38,7 @@ def _install(tmp_path: Path) -> Path:
     shutil.rmtree(source)  # nothing may read the source tree any more
     # The runtime dependencies, copied beside it: the run below starts Python without site-packages (-S), so
     # the development venv's editable install of this very project cannot stand in for a missing module.
-    for module in (yaml, ruamel.yaml, semver):
+    for module in (yaml, ruamel.yaml, re2):
         top = (
             Path(str(module.__file__)).parent if module is not ruamel.yaml else Path(str(module.__file__)).parent.parent
         )
