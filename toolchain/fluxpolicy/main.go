@@ -14,6 +14,7 @@
 //	{"op":"filter","filter":"<Go regexp>","extract":"<template>","tags":[...]}
 //	                                               -> {"ok":true,"items":[{"value":"...","tag":"..."},...]} (Flux's
 //	                                                  value -> tag map, values in the order they first appeared)
+//	{"op":"groups","filter":"<Go regexp>"}        -> {"ok":true,"count":2,"names":["ts"]} (capture groups, names)
 //	{"op":"latest","policy":"semver:<range>"|"numerical:asc"|"alphabetical:desc",
 //	 "filter":"<Go regexp>","extract":"<template>","tags":[...]}
 //	                                               -> {"ok":true,"tag":"..."} | {"ok":false,"kind":K,"error":"..."}
@@ -144,6 +145,18 @@ func handle(req request) answer {
 			items = append(items, map[string]string{"value": k, "tag": original[k]})
 		}
 		return answer{"ok": true, "items": items}
+	case "groups":
+		re, err := regexp.Compile(req.Filter)
+		if err != nil {
+			return refused(err)
+		}
+		names := []string{}
+		for _, name := range re.SubexpNames() {
+			if name != "" {
+				names = append(names, name)
+			}
+		}
+		return answer{"ok": true, "count": re.NumSubexp(), "names": names}
 	case "latest":
 		tag, kind, err := latest(req)
 		if err != nil {
