@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from toolchain.flux_corpus import Answer, ours
 from toolchain.fluxref import SOURCE, FluxReference, build
 
 REPO = Path(__file__).resolve().parents[1]
@@ -627,6 +628,66 @@ def cases() -> dict[str, Any]:
         "deliberate": DELIBERATE,
         "cases": [*everything, *include_pre],
     }
+
+
+def agrees(impl: Any, case: Case) -> bool:
+    """Does `impl` (the names toolchain/flux_corpus.ours uses) give this Flux-path case's expected answer?
+    A deliberate case counts as agreeing when `impl` gives our documented answer (`ours`)."""
+    want = case.get("ours") if "deliberate" in case else None
+
+    def latest(policy: str, tags: list[str], tag_filter: str = "", extract: str = "") -> Answer:
+        request = {"op": "latest", "policy": policy, "tags": tags, "filter": tag_filter, "extract": extract}
+        try:
+            return ours(impl, request)
+        except Exception as exc:  # noqa: BLE001 - a crash is a disagreement
+            return ("raised", repr(exc))
+
+    def ask(request: dict[str, Any]) -> Answer:
+        try:
+            return ours(impl, request)
+        except Exception as exc:  # noqa: BLE001 - a crash is a disagreement
+            return ("raised", repr(exc))
+
+    op = case["op"]
+    if op == "version":
+        got = ask({"op": "version", "text": case["text"]})
+        if (got[0] == "ok") != case["valid"]:
+            return False
+        fields = [case.get(key) for key in ("major", "minor", "patch", "pre")]
+        if got[0] == "ok" and any(f is not None and f != g for f, g in zip(fields, got[1:], strict=True)):
+            return False
+        if "original" in case:
+            return latest("semver:>=0.0.0-0", [case["text"]]) == ("tag", case["original"])
+        return True
+    if op == "range":
+        valid = want["valid"] if want else case["valid"]
+        got = ask({"op": "constraint", "range": case["range"]})
+        policy = latest(f"semver:{case['range']}", [])
+        return got == (("ok",) if valid else ("refused",)) and policy == (("empty",) if valid else ("invalid",))
+    if op == "policy":
+        return (latest(case["policy"], []) == ("invalid",)) == (not case["valid"])
+    if op == "check":
+        expect = case["expect"]
+        got = ask({"op": "check", "range": case["range"], "version": case["version"]})
+        return got == ((expect,) if isinstance(expect, str) else ("ok", expect))
+    if op == "compare":
+        got = ask({"op": "compare", "a": case["a"], "b": case["b"]})
+        return got == ((case["expect"],) if isinstance(case["expect"], str) else ("ok", case["expect"]))
+    if op == "latest":
+        expected = want or {k: case[k] for k in ("tag", "error") if k in case}
+        got = latest(case["policy"], case["tags"], case.get("filter", ""), case.get("extract", ""))
+        return got == (("tag", expected["tag"]) if "tag" in expected else (expected["error"],))
+    if op == "filter":
+        items, originals = case["items"], case["originals"]
+        asc = latest("alphabetical:asc", case["tags"], case["filter"], case["extract"])
+        desc = latest("alphabetical:desc", case["tags"], case["filter"], case["extract"])
+        return asc == ("tag", originals[max(items)]) and desc == ("tag", originals[min(items)])
+    raise ValueError(f"unknown op {op!r}")
+
+
+def flux_path(content: dict[str, Any]) -> list[Case]:
+    """The cases on Flux's own path (not the IncludePrerelease table)."""
+    return [case for case in content["cases"] if case.get("flux_path", True)]
 
 
 def render(content: dict[str, Any]) -> str:
