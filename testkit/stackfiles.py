@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 # A stack file as a person keeps it: comments, a quoted value, a list, release keys in their own order.
 STACK_TEMPLATE = """\
 # The dev stack's desired state. Every change here is a pull request.
@@ -35,3 +37,16 @@ def stack_text(
 ) -> str:
     """The test stack file with the given values."""
     return STACK_TEMPLATE.format(namespace=namespace, weight=weight, ga=ga, canary=canary, policy=policy, window=window)
+
+
+def policy_stack(
+    policy: str, ga: str, canary: str, image: str, tag_filter: str = "", extract: str = "", weight: object = 0
+) -> str:
+    """The test stack file under another tag policy, image, filter and extract (each value quoted as JSON, which
+    YAML reads back as the same string: a filter holds `[`, `(` and `$`)."""
+    text = stack_text(ga=ga, canary=canary, policy=json.dumps(policy), weight=weight)
+    text += f"  istio-canary:image: {image}\n"
+    for key, value in (("imageTagFilter", tag_filter), ("imageTagExtract", extract)):
+        if value:
+            text += f"  istio-canary:{key}: {json.dumps(value)}\n"
+    return text

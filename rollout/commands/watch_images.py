@@ -4,6 +4,10 @@ The canary line (default): the newest tag allowed by canaryTagPolicy becomes can
 so the commit starts a release and sends no user to it. The GA line (`--line ga`, only when gaTagPolicy is set):
 the newest tag allowed by gaTagPolicy becomes gaVersion while no release runs (canaryVersion follows when it
 equals gaVersion, so no stale "release" of the old version appears). Both refuse while a release is in progress.
+
+"Newer" is the policy's own order (a build number's, a timestamp's), and the pick is Flux's. Two picks are refused
+(exit 4, no commit) with the tag named and a filter suggested: tags on which Flux's policy fails (numerical over a
+tag that is not a number), and a pick the version key cannot hold (`latest`, a tag no pod can carry as its label).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from rollout.commands import common
 from rollout.exits import EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
 from rollout.registry import DEFAULT_TIMEOUT_S, Registry, parse_image
 from rollout.stackfile import StackView
-from stacks.settings import PROJECT
+from stacks.settings import PROJECT, ConfigError
+from stacks.tagpolicy import NoTagError
 
 HELP = "move canaryVersion (or gaVersion) to the newest tag its policy allows"
 EXITS = (EXIT_OK, EXIT_INCONCLUSIVE, EXIT_UNAVAILABLE, EXIT_REFUSED, EXIT_INTERNAL)
@@ -59,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
             ref.base_url, timeout=args.timeout, credential=credential, looked_in=credentials.sources(ref.host)
         )
         found = registry.tags(ref.name, page_size=args.page_size)
-        newest = policy.newest(found, current)
+        try:
+            newest = policy.newest(found, current)
+        except NoTagError as exc:
+            raise common.Refused(f"{policy} cannot order the {len(found)} tags of {app.image}: {exc}") from None
         result = {
             "stack": ctx.stack_name,
             "line": args.line,
@@ -73,15 +81,15 @@ def run(args: argparse.Namespace) -> int:
             out.say(f"no tag of {app.image} newer than {current} is allowed by {policy} ({len(found)} tags seen)")
             out.result({**result, "action": "none", "newest": None, "digest": None, "commits": []})
             return EXIT_INCONCLUSIVE
+        _set_version(
+            ctx, args.line, key, newest, f"{policy} picks {newest!r} from the {len(found)} tags of {app.image}"
+        )
         digest = registry.digest(ref.name, newest)
         out.say(f"{app.image}: {newest} is newer than {args.line} {current} and allowed by {policy} ({digest})")
         if args.dry_run:
             out.result({**result, "action": "dry-run", "newest": newest, "digest": digest, "commits": []})
             return EXIT_OK
         _require_no_release(ctx.view, args.line)
-        ctx.stack.set(key, newest)
-        if args.line == "ga" and app.canary_version == app.ga_version:
-            ctx.stack.set("canaryVersion", newest)
         what = "new canary image" if args.line == "canary" else "GA image patch"
         subject = f"canary: {what} {app.name} {newest} (was {current}, policy {policy})"
         source = f"{httpclient.redact(ref.base_url)} ({ref.name})"
@@ -103,6 +111,25 @@ def run(args: argparse.Namespace) -> int:
             }
         )
     return EXIT_OK
+
+
+def _set_version(ctx: common.Context, line: str, key: str, newest: str, picked: str) -> None:
+    """Write the pick into the stack file (in memory; the commit saves it) and check that the stack still validates:
+    a pick its version key cannot hold is refused here, before the digest is asked for, with what to change."""
+    app = ctx.view.app
+    ctx.stack.set(key, newest)
+    if line == "ga" and app.canary_version == app.ga_version:
+        ctx.stack.set("canaryVersion", newest)
+    try:
+        ctx.stack.view()
+    except ConfigError as exc:
+        reasons = [row.strip() for row in str(exc).splitlines()[1:]] or [str(exc)]
+        raise common.Refused(
+            f"{picked}, but {key} cannot hold it:\n  "
+            + "\n  ".join(reasons)
+            + f"\nSet {PROJECT}:imageTagFilter to a pattern only the tags this line may run match (^[0-9]+$ for build "
+            "numbers, ^v?[0-9]+[.][0-9]+[.][0-9]+$ for releases): the policy then passes the others over"
+        ) from None
 
 
 def _require_no_release(view: StackView, line: str) -> None:
