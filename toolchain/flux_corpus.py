@@ -281,6 +281,22 @@ def _tags(rng: random.Random, kind: str) -> list[str]:
     return tags
 
 
+def _ties(rng: random.Random, kind: str) -> list[str]:
+    """Tags the policy ranks equal, in a random order: which one wins is the tie rule (semver: the first of the
+    highest; numerical: the last; a filter's value: the last tag with it)."""
+    if kind == "numerical":
+        base = rng.choice(["1", "10", "1606364286", "0", "5"])
+        pool = [base, base + ".0", "0" + base, base + "e0", "+" + base, base + ".00", f"{float(base):.1e}"]
+        pool += [f"rel-{base}", f"main-abc-{base}", f"main-def-0{base}"]
+    else:
+        major, minor, patch = rng.choice([(1, 0, 0), (1, 2, 3), (0, 1, 0), (2025, 7, 3)])
+        plain = f"{major}.{minor}.{patch}"
+        padded = f"{major:02d}.{minor:02d}.{patch:02d}"
+        pool = [plain, "v" + plain, padded, "v" + padded, plain + "+a", plain + "+b", "v" + plain + "+build.1"]
+        pool += [plain + "-rc.1", plain + "-rc.1+x", f"test-{plain}", f"test-v{plain}", f"{major}.{minor}.{patch + 1}"]
+    return [rng.choice(pool) for _ in range(rng.choice([2, 3, 5, 8]))]
+
+
 def _latest(rng: random.Random) -> dict[str, Any]:
     kind = rng.choice(["semver", "semver", "semver", "numerical", "alphabetical"])
     if kind == "semver":
@@ -289,7 +305,8 @@ def _latest(rng: random.Random) -> dict[str, Any]:
         )
     else:
         policy = f"{kind}:{rng.choice(['asc', 'desc'])}"  # the CRD's enum: asc|desc
-    request: dict[str, Any] = {"op": "latest", "policy": policy, "tags": _tags(rng, kind)}
+    tags = _tags(rng, kind) if rng.random() < 0.8 else _ties(rng, kind)
+    request: dict[str, Any] = {"op": "latest", "policy": policy, "tags": tags}
     if rng.random() < 0.45:
         request["filter"] = rng.choice(_FILTERS)
         request["extract"] = rng.choice(_EXTRACTS) if rng.random() < 0.5 else ""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -39,8 +40,8 @@ IMPL = SimpleNamespace(
 )
 
 
-@pytest.fixture(scope="session")
-def reference() -> Iterator[FluxReference]:
+def open_reference() -> FluxReference:
+    """The reference process; without Go it fails the test in CI (CI=true) and skips it elsewhere, saying why."""
     if go_binary() is None:
         message = "go not found on PATH: the Flux reference (toolchain/fluxpolicy) needs Go >= 1.26"
         if os.environ.get("CI", "").lower() in ("true", "1"):
@@ -50,7 +51,12 @@ def reference() -> Iterator[FluxReference]:
         binary = build()
     except FluxReferenceError as exc:
         pytest.fail(str(exc))
-    with FluxReference(binary, timeout=10.0) as ref:
+    return FluxReference(binary, timeout=10.0)
+
+
+@pytest.fixture(scope="session")
+def reference() -> Iterator[FluxReference]:
+    with open_reference() as ref:
         yield ref
 
 
@@ -115,3 +121,21 @@ def test_the_cases_file_is_what_the_libraries_say(reference: FluxReference) -> N
     """tests/unit/data/flux_policy_cases.json is exactly what toolchain/flux_cases.py writes today: each case's
     expected answer re-checked with the Go libraries (a transcription or library change shows here)."""
     assert flux_cases.render(flux_cases.cases()) == flux_cases.OUTPUT.read_text()
+
+
+def test_without_go_ci_fails_and_a_desk_skips(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No Go on PATH: CI=true fails loudly (never a skip counted as a pass); without CI it is a visible skip."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no go
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="go not found"):
+        open_reference()
+    with pytest.raises(FluxReferenceError, match="go not found"):
+        build(tmp_path / "cache")
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception, match="go not found"):
+        open_reference()
+
+
+def test_a_bad_request_gets_an_error_line_and_the_process_goes_on(reference: FluxReference) -> None:
+    assert reference.ask({"op": "nonsense"}) == {"ok": False, "error": 'bad request: unknown op "nonsense"'}
+    assert reference.ask({"op": "version", "text": "v2025.07.03"})["minor"] == 7
