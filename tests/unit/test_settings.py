@@ -72,7 +72,7 @@ def test_bad_weights_are_rejected_with_key_value_and_rule(weight: object) -> Non
         ("canaryTagPolicy", "6.*", "semver:<range>"),
         ("canaryTagPolicy", "semver:>=6.15.0 <<7", "not comparators joined by spaces or commas"),
         ("gaTagPolicy", "numerical:newest", "numerical:asc or numerical:desc"),
-        ("imageTagFilter", "^main-(", "not a regular expression"),
+        ("imageTagFilter", "^main-(", "not a Go (RE2) regular expression"),
         ("imageTagExtract", "$ts", "needs a tag filter"),
         ("imagePrereleases", "yes", "true or false"),
         ("agentWatchImages", "sometimes", "true or false"),
