@@ -206,8 +206,10 @@ class TagPolicy:
         elif kind == "glob":
             if not argument or len(argument) > MAX_TAG_LENGTH or not re.fullmatch(r"[A-Za-z0-9_.*?-]+", argument):
                 raise PolicyError("glob:<pattern> of letters, digits, . _ - and the wildcards * ?")
-        elif argument not in ORDERS:
+        elif argument not in (*ORDERS, ""):
             raise PolicyError(f"{kind}:asc or {kind}:desc (asc picks the highest)")
+        else:
+            argument = argument or "asc"  # Flux's default order
         return cls(kind, argument, compiled, extract, prereleases, constraint)
 
     def __str__(self) -> str:

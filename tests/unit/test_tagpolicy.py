@@ -172,6 +172,11 @@ def test_newest_uses_the_running_tag_as_a_floor_where_the_policy_reads_it():
     assert stamps.newest([*timestamps, "6.9.1"], "6.9.1") is None  # listed: Flux itself picks 6.9.1
 
 
+def test_an_empty_order_is_asc_as_flux_defaults_it():
+    assert str(TagPolicy.parse("numerical:")) == "numerical:asc"
+    assert TagPolicy.parse("alphabetical:").latest(["a", "b"]) == "b"
+
+
 def test_reads_and_compare_follow_the_policy_scheme():
     numbers = TagPolicy.parse("numerical:asc", r"^main-[a-f0-9]+-(?P<ts>[0-9]+)$", "$ts")
     assert numbers.reads("main-abc123-1700000000")
@@ -196,7 +201,7 @@ def test_reads_and_compare_follow_the_policy_scheme():
         (("glob:",), "glob:<pattern>"),
         (("glob:6.9.[0-9]",), "glob:<pattern>"),
         (("numerical:up",), "numerical:asc or numerical:desc"),
-        (("alphabetical:",), "alphabetical:asc"),
+        (("alphabetical:ASC",), "alphabetical:asc"),  # the CRD's enum is lower case
         (("numerical:asc", "^main-("), "not a Go .RE2. regular expression: missing \\)"),
         (("numerical:asc", "^(?=main)"), "not a Go .RE2. regular expression"),  # no lookahead in Go either
         (("numerical:asc", "x" * 257), "at most 256"),
