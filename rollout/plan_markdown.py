@@ -19,6 +19,7 @@ from components.names import duration_seconds
 from rollout import plan as plans
 from rollout.analysis import Analysis, table
 from stacks.model import AppSettings
+from stacks.tagpolicy import TagPolicy
 
 MARKER = "<!-- canary-plan -->"  # the sticky comment's identity: preview.yml edits the comment holding it
 # Placed after @ and # (before a digit) and inside :// and www.: GitHub then sees no mention, issue reference or
@@ -97,7 +98,33 @@ def _served(traffic: plans.Traffic, app: AppSettings, show: Callable[[str], str]
     return f"{traffic.canary_weight} % of users" if traffic.canary_weight > 0 else ""
 
 
-def _headline(plan: plans.Plan, app: AppSettings, show: Callable[[str], str]) -> str:
+def _order(plan: plans.Plan, policy: TagPolicy | None) -> int | None:
+    """How the new canary tag compares with the old one by the stack's policy (None: it cannot order both)."""
+    if policy is None or plan.kind != plans.NEW_VERSION:
+        return None
+    return policy.compare(plan.after.canary_version, plan.before.canary_version)
+
+
+def _order_words(plan: plans.Plan, policy: TagPolicy | None, show: Callable[[str], str]) -> tuple[str, str]:
+    """The new tag's order in words, short ("newer by numerical:asc", after "was <old>") and whole ("newer than <old>
+    by numerical:asc"); both empty without a policy, and for a newer version by a semver or glob policy, whose order
+    a reader sees in the numbers themselves. A build number or a timestamp does not show its order, so it is said."""
+    if policy is None:
+        return "", ""
+    old, rule = show(plan.before.canary_version), show(str(policy))
+    order = _order(plan, policy)
+    if order is None:
+        return f"which {rule} does not order", f"{rule} does not order {old}"
+    if order > 0:
+        if policy.kind in ("semver", "glob"):
+            return "", ""
+        return f"newer by {rule}", f"newer than {old} by {rule}"
+    if order < 0:
+        return f"older than {old} by {rule}", f"older than {old} by {rule}"
+    return f"the same version by {rule}", f"the same version as {old} by {rule}"
+
+
+def _headline(plan: plans.Plan, app: AppSettings, show: Callable[[str], str], policy: TagPolicy | None = None) -> str:
     before, after, name = plan.before, plan.after, show(app.name)
     if plan.kind == plans.MOVE:
         if not before.shape and not after.shape:  # weights only: "from 10 % to 60 % canary (6.15.0)"
@@ -117,12 +144,13 @@ def _headline(plan: plans.Plan, app: AppSettings, show: Callable[[str], str]) ->
         )
     if plan.kind == plans.NEW_VERSION:
         old, new, served = show(before.canary_version), show(after.canary_version), _served(after, app, show)
+        short, whole = _order_words(plan, policy, show)
         if served:  # the canary's share stays, so those users get the new version as soon as its pods roll
             moving = f"{served} move from {old} to {new} at once"
-            return f"Starts a release of {name} {new} while the canary serves traffic: {moving}."
-        return (
-            f"Starts a release of {name} {new} (was {old}): the canary Deployment changes, no user is sent to it yet."
-        )
+            ordered = f" ({whole})" if whole else ""
+            return f"Starts a release of {name} {new}{ordered} while the canary serves traffic: {moving}."
+        was = f"was {old}, {short}" if short else f"was {old}"
+        return f"Starts a release of {name} {new} ({was}): the canary Deployment changes, no user is sent to it yet."
     if plan.kind == plans.FINISH_GA:
         return (
             f"Finishes the release (1/2): GA runs {show(after.ga_version)}; the canary keeps {after.canary_weight} %."
@@ -134,9 +162,22 @@ def _headline(plan: plans.Plan, app: AppSettings, show: Callable[[str], str]) ->
     return f"Changes {name}'s traffic and versions at once: review it as two steps."
 
 
-def headline(plan: plans.Plan, app: AppSettings) -> str:
-    """One sentence saying what merging does to users (plain text, as `--json` gives it)."""
-    return _headline(plan, app, _plain)
+def headline(plan: plans.Plan, app: AppSettings, policy: TagPolicy | None = None) -> str:
+    """One sentence saying what merging does to users (plain text, as `--json` gives it); `policy` (canaryTagPolicy)
+    orders a new canary tag against the old one."""
+    return _headline(plan, app, _plain, policy)
+
+
+def _step_back_warning(plan: plans.Plan, policy: TagPolicy | None) -> list[str]:
+    """A new canary tag that the stack's own policy orders before the old one: the commit goes back."""
+    if (_order(plan, policy) or 0) >= 0:
+        return []
+    old, new = text(plan.before.canary_version), text(plan.after.canary_version)
+    warning = (
+        f"> The new canary tag {new} goes back from {old}: {text(str(policy))} orders it before the tag it replaces. "
+        "Check that this is the build you mean to release."
+    )
+    return ["> [!WARNING]", warning, ""]
 
 
 def _tag_bump_warning(plan: plans.Plan, app: AppSettings) -> list[str]:
@@ -207,9 +248,11 @@ def markdown(
     result: Analysis | None = None,
     analysis_note: str = "",
     dashboard_url: str = "",
+    policy: TagPolicy | None = None,
 ) -> str:
-    """The whole comment."""
-    lines = [MARKER, f"### canary plan: {code(stack)}", "", f"**{_headline(plan, app, text)}**", ""]
+    """The whole comment; `policy` (canaryTagPolicy) orders a new canary tag against the old one."""
+    lines = [MARKER, f"### canary plan: {code(stack)}", "", f"**{_headline(plan, app, text, policy)}**", ""]
+    lines += _step_back_warning(plan, policy)
     lines += _tag_bump_warning(plan, app)
     if plan.unexpected:
         lines += ["> [!WARNING]", "> This commit changes more than this kind of step should. Stop and check:"]

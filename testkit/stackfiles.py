@@ -40,11 +40,18 @@ def stack_text(
 
 
 def policy_stack(
-    policy: str, ga: str, canary: str, image: str, tag_filter: str = "", extract: str = "", weight: object = 0
+    policy: str,
+    ga: str,
+    canary: str,
+    image: str,
+    tag_filter: str = "",
+    extract: str = "",
+    weight: object = 0,
+    namespace: str = "healthy",
 ) -> str:
     """The test stack file under another tag policy, image, filter and extract (each value quoted as JSON, which
     YAML reads back as the same string: a filter holds `[`, `(` and `$`)."""
-    text = stack_text(ga=ga, canary=canary, policy=json.dumps(policy), weight=weight)
+    text = stack_text(namespace=namespace, ga=json.dumps(ga), canary=canary, policy=json.dumps(policy), weight=weight)
     text += f"  istio-canary:image: {image}\n"
     for key, value in (("imageTagFilter", tag_filter), ("imageTagExtract", extract)):
         if value:

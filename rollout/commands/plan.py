@@ -69,13 +69,14 @@ def run(args: argparse.Namespace) -> int:
                 result = analysis.analyze(ctx.view, source, common.at(args))
             except PrometheusError as exc:
                 note = f"unavailable ({exc})"
-        text = plan_markdown.markdown(reading, app, ctx.stack_name, result, note, args.dashboard_url)
+        policy = ctx.view.release.canary_tags  # a new canary tag is ordered by the stack's own policy
+        text = plan_markdown.markdown(reading, app, ctx.stack_name, result, note, args.dashboard_url, policy)
         if out.json:
             out.result(
                 {
                     "stack": ctx.stack_name,
                     "kind": reading.kind,
-                    "headline": plan_markdown.headline(reading, app),
+                    "headline": plan_markdown.headline(reading, app, policy),
                     "before": reading.before.__dict__,
                     "after": reading.after.__dict__,
                     "unexpected": [change.words() for change in reading.unexpected],

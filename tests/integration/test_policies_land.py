@@ -23,7 +23,7 @@ from rollout.stackfile import StackFile
 from testkit.stackfiles import policy_stack
 from tests.integration import servers
 from tests.integration.cli import canary
-from tests.integration.conftest import ROOT, Repo, git
+from tests.integration.conftest import ROOT, Repo, git, project_dir
 
 DOCS = ROOT / "docs" / "release.md"
 KINDS = ("semver", "glob", "numerical", "alphabetical")
@@ -257,3 +257,28 @@ def test_the_agents_image_watch_reports_the_refusal_and_pushes_nothing(caplog, r
     assert "watch-images exited 4" in caplog.text
     assert "'latest'" in caplog.text and "imageTagFilter" in caplog.text
     assert (repo.origin_head(), notices) == (origin, [])
+
+
+# --- canary plan orders a new tag by the stack's policy ---------------------------------------------------------------
+
+GOLDEN_BUMP = ROOT / "tests" / "golden" / "plan" / "tag-bump.preview.json"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "policy", "words"),
+    [
+        ("42", "100", "numerical:asc", "Starts a release of podinfo 100 (newer than 42 by numerical:asc) while"),
+        ("6.9.1", "1700000000", "numerical:asc", "Starts a release of podinfo 1700000000 (numerical:asc does not "),
+        ("100", "42", "numerical:asc", "Starts a release of podinfo 42 (older than 100 by numerical:asc) while"),
+    ],
+)
+def test_canary_plan_orders_a_new_tag_by_the_stacks_policy(capsys, tmp_path, old, new, policy, words):
+    # The captured preview of a tag bump under traffic, its tags replaced by the policy's.
+    preview = tmp_path / "preview.json"
+    tags = {"6.9.0": old, "6.9.1": new}
+    preview.write_text(re.sub(r"podinfo:(6\.9\.[01])\b", lambda m: f"podinfo:{tags[m[1]]}", GOLDEN_BUMP.read_text()))
+    stack = policy_stack(policy, "6.8.0", new, "ghcr.io/stefanprodan/podinfo", weight=10, namespace="plan")
+    result = canary(capsys, "plan", "-C", project_dir(tmp_path / "project", stack), "--strict", "--preview", preview)
+    assert result.code == EXIT_OK, result.err
+    assert f"**{words}" in result.out
+    assert ("goes back from" in result.out) == words.startswith(f"Starts a release of podinfo {new} (older")
