@@ -9,6 +9,7 @@ it has a case in CASES: a realistic tag list and the tag Flux's policy picks fro
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from rollout import gitops
 from rollout.agent import images
 from rollout.agent.run_canary import _canary
 from rollout.cli import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REFUSED
@@ -282,3 +284,49 @@ def test_canary_plan_orders_a_new_tag_by_the_stacks_policy(capsys, tmp_path, old
     assert result.code == EXIT_OK, result.err
     assert f"**{words}" in result.out
     assert ("goes back from" in result.out) == words.startswith(f"Starts a release of podinfo {new} (older")
+
+
+# --- the rolled-back memory is exact for tags that share a prefix ------------------------------------------------------
+
+MAIN = Policy("numerical:asc", "^main-[a-f0-9]+-(?P<ts>[0-9]+)", "$ts")
+
+
+def test_a_rolled_back_tag_is_remembered_and_a_tag_it_prefixes_is_not_confused_with_it(capsys, repo, oci_registry):
+    # A rolled back; B = A + "1" is a newer build (its time has one digit more) and must not inherit A's rollback.
+    a, b = "main-abc123-1700000000", "main-abc123-17000000001"
+    setup(repo, oci_registry, MAIN, [a], "6.9.1", "prefix-memory")
+    assert watch(capsys, repo, oci_registry).code == EXIT_OK
+    assert canary(capsys, "promote", "-C", repo.work, "--no-notify").code == EXIT_OK  # 0 -> 10 %
+    rollback = canary(capsys, "rollback", "-C", repo.work, "--no-notify", "--reason", "test", "--timeout", "1")
+    assert rollback.code == EXIT_OK, rollback.err
+    assert repo.message().startswith(f"canary: roll back podinfo-canary {a} from 10% to 0%")
+    # The rollback reads A as rolled back: the next promote refuses it, as the agent's judgment would.
+    refused = canary(capsys, "promote", "-C", repo.work, "--no-notify")
+    assert refused.code == EXIT_REFUSED and f"{a} was rolled back" in refused.err
+    assert json.loads(canary(capsys, "status", "-C", repo.work, "--json").out)["next"]["action"] == "rolled-back"
+
+    servers.push_tags(oci_registry, "acme/prefix-memory", [b])
+    assert watch(capsys, repo, oci_registry).code == EXIT_OK
+    assert value(repo, "canaryVersion") == b
+    status = canary(capsys, "status", "-C", repo.work, "--json")
+    assert status.code == EXIT_OK, status.err
+    assert json.loads(status.out)["next"]["action"] == "promote"  # A's was "rolled-back"
+    assert canary(capsys, "promote", "-C", repo.work, "--no-notify").code == EXIT_OK  # B starts its release
+
+
+def test_the_rollback_subject_match_is_exact(tmp_path):
+    # gitops.rolled_back on a history where a tag with A as a prefix was rolled back after A was set.
+    a = "main-abc123-1700000000"
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q", "-b", "main")
+    for key, setting in (("user.name", "T"), ("user.email", "t@example.com"), ("commit.gpgsign", "false")):
+        git(work, "config", key, setting)
+    stack = work / "Pulumi.dev.yaml"
+    stack.write_text(f"config:\n  istio-canary:canaryVersion: {a}\n  istio-canary:canaryWeight: 10\n")
+    git(work, "add", ".")
+    git(work, "commit", "-qm", "release A")
+    stack.write_text(f"config:\n  istio-canary:canaryVersion: {a}\n  istio-canary:canaryWeight: 0\n")
+    git(work, "commit", "-qam", f"canary: roll back podinfo-canary {a}1 from 10% to 0% (someone's hand-made subject)")
+    assert gitops.rolled_back(work, stack, "podinfo-canary", a, "istio-canary:canaryVersion:") is None
+    assert gitops.rolled_back(work, stack, "podinfo-canary", a + "1", "istio-canary:canaryVersion:") is not None
