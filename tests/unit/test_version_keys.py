@@ -191,3 +191,22 @@ def test_the_rollback_reading_still_refuses_a_tag_no_pod_can_carry(tmp_path):
     stack = stack_file(tmp_path, **NUMERICAL_TS, gaVersion="6.9.1", canaryVersion="main-" + "a" * 70, canaryWeight="10")
     with pytest.raises(ConfigError, match=r"istio-canary:canaryVersion: .* at most 63"):
         stack.rollback_view()
+
+
+# --- the program: a numerical version is the canary Deployment's image tag (Pulumi mocks) -------------------------------
+
+
+def test_a_numerical_canary_version_is_the_canary_deployments_image(program):
+    # The switch from semver in one commit, then the first build the policy picked: only the canary's image moves.
+    tag = "main-abc123-1700000000"
+    before = program(**NUMERICAL_TS, gaVersion="6.9.1", canaryVersion="6.9.1")
+    after = program(**NUMERICAL_TS, gaVersion="6.9.1", canaryVersion=tag)
+    for run, canary_tag in ((before, "6.9.1"), (after, tag)):
+        for name, expected in (("podinfo-ga", "6.9.1"), ("podinfo-canary", canary_tag)):
+            template = run.one("Deployment", name).inputs["spec"]["template"]
+            (container,) = template["spec"]["containers"]
+            assert container["image"] == f"ghcr.io/stefanprodan/podinfo:{expected}"
+            assert template["metadata"]["labels"]["version"] == expected  # Istio's destination_version
+    old, new = ({f"{r.typ}::{r.name}": r.inputs for r in run.resources if r.custom} for run in (before, after))
+    assert old.keys() == new.keys()
+    assert [key for key in old if old[key] != new[key]] == ["kubernetes:apps/v1:Deployment::podinfo-canary"]
