@@ -260,34 +260,38 @@ class TagPolicy:
 
     def latest(self, tags: Iterable[str]) -> str | None:
         """The tag Flux's ImagePolicy would pick from `tags`; None when it finds none."""
-        values: dict[str, str] = {}  # value -> the tag it came from; a later tag with the same value replaces it
-        for tag in tags:
-            value = self.value(tag)
-            if value is not None:
-                values[value] = tag
-        if not values:
+        if self.filter is None:  # Flux hands the listing itself to the policy: among equals, the order decides
+            pairs = [(tag, tag) for tag in tags if len(tag) <= MAX_TAG_LENGTH]
+        else:  # Flux's filter keeps one tag per value (the later one), in a map: each value once
+            found: dict[str, str] = {}
+            for tag in tags:
+                value = self.value(tag)
+                if value is not None:
+                    found[value] = tag
+            pairs = list(found.items())
+        if not pairs:
             return None
         if self.kind in ("semver", "glob"):
-            best: Version | None = None
-            for value in values:
+            best: tuple[Version, str] | None = None
+            for value, tag in pairs:
                 version = parse_version(value)
-                if version is not None and self._allowed(version) and (best is None or version.compare(best) > 0):
-                    best = version
-            return values[best.original] if best is not None else None
+                if version is not None and self._allowed(version) and (best is None or version.compare(best[0]) > 0):
+                    best = (version, tag)
+            return best[1] if best is not None else None
         if self.kind == "alphabetical":
-            return values[max(values) if self.argument == "asc" else min(values)]
+            return (max if self.argument == "asc" else min)(pairs)[1]
         picked, picked_number = "", 0.0
-        for i, value in enumerate(values):
+        for i, (value, tag) in enumerate(pairs):
             number = parse_float(value)
             if number is None:
                 raise NoTagError(
-                    f"tag {values[value]!r}: {value!r} is not a finite number, and {self} orders numbers only "
+                    f"tag {tag!r}: {value!r} is not a finite number, and {self} orders numbers only "
                     "(Flux fails on it too); an imageTagFilter such as ^[0-9]+$ leaves the numbers"
                 )
             if i and (number < picked_number if self.argument == "asc" else number > picked_number):
                 continue
-            picked, picked_number = value, number
-        return values[picked]
+            picked, picked_number = tag, number
+        return picked
 
     def newest(self, tags: Iterable[str], current: str) -> str | None:
         """Flux's pick when it is newer than `current` by the policy's order; None when nothing is.

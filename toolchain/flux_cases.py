@@ -47,7 +47,8 @@ DELIBERATE = {
     "read (Flux expands it to an empty string, so every tag gets the same value)",
     "numerical-not-finite": "numerical values inf, infinity and nan (any case, signed) fail the policy like a "
     "non-number (Go's ParseFloat reads them; an infinite or NaN build number is a broken tag)",
-    "range-too-long": "a range longer than 200 characters is refused (Masterminds allows 512)",
+    "tag-too-long": "a tag longer than 128 characters is passed over (OCI's limit on a tag; a registry that lists "
+    "one is not following the distribution spec)",
 }
 
 Case = dict[str, Any]
