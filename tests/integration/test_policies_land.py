@@ -84,6 +84,8 @@ CASES = {
     Policy("semver:^6.9.0"): Case(RELEASES, "6.9.0", "6.15.1"),
     Policy("semver:6.1 - 6.4"): Case(RELEASES, "6.2.0", "6.4.0"),
     Policy("semver:5.x || 6.x"): Case(RELEASES, "6.9.0", "6.15.1"),
+    # Flux's release-candidate idiom: the range names a pre-release, so 6.16.0-rc.2 is a candidate; 7.0.0 is out.
+    Policy("semver:^6.x-0"): Case(RELEASES, "6.9.0", "6.16.0-rc.2"),
     Policy("glob:6.9.*"): Case(RELEASES, "6.9.0", "6.9.1"),
     # Build numbers after semver: numbers, not strings (100 > 42 > 7), from a stack whose versions are semver.
     Policy("numerical:asc"): Case(["7", "41", "42", "100"], "6.9.1", "100"),
@@ -113,11 +115,11 @@ def documented() -> list[Policy]:
             for item in re.findall(r"`([^`]+)`", cells.get(column, "")):
                 text = item.replace("\\|", "|")
                 kind, colon, argument = text.partition(":")
-                if kind not in KINDS or not colon or "<" in argument.split()[0][:1]:
-                    continue  # a placeholder such as semver:<range>
+                if kind not in KINDS or not colon or not argument or argument.startswith("<"):
+                    continue  # not a policy, or a placeholder such as semver:<range>
                 if kind in ("numerical", "alphabetical") and argument == "asc|desc":
                     found += [Policy(f"{kind}:asc"), Policy(f"{kind}:desc")]
-                elif not argument.startswith("<"):
+                else:
                     found.append(Policy(text))
     # The filter-and-extract example: `canaryTagPolicy: ...`, `imageTagFilter: ...`, `imageTagExtract: ...`.
     keys = dict(re.findall(r"`(canaryTagPolicy|imageTagFilter|imageTagExtract): ([^`]+)`", section))
