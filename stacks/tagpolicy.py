@@ -53,6 +53,17 @@ _HEX = re.compile(
 _SPECIAL = re.compile(r"[+-]?(?:inf|infinity)|nan", re.IGNORECASE)
 
 
+# Flux's ImageRepository stores a scan's tags minus its exclusionList, whose default drops cosign's signature tags
+# (`sha256-<digest>.sig`); its policies never see them. Without this, alphabetical:asc would pick a signature.
+DEFAULT_EXCLUSIONS = (r"^.*\.sig$",)
+_EXCLUDED = re2.compile("|".join(f"(?:{pattern})" for pattern in DEFAULT_EXCLUSIONS), _FILTER_OPTIONS)
+
+
+def scanned(tags: Iterable[str]) -> list[str]:
+    """The tags Flux's ImageRepository keeps from a listing (its default exclusionList), in listing order."""
+    return [tag for tag in tags if _EXCLUDED.search(tag) is None]
+
+
 class PolicyError(ValueError):
     """A policy, range, filter or extract template that cannot work; the message says what would."""
 

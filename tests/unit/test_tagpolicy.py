@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stacks.semverrange import parse_version
-from stacks.tagpolicy import NoTagError, PolicyError, TagPolicy, parse_float
+from stacks.tagpolicy import NoTagError, PolicyError, TagPolicy, parse_float, scanned
 
 PARTS = st.integers(min_value=0, max_value=12)
 PRE = st.sampled_from(["", "-rc.1", "-rc.2", "-rc.10", "-beta", "-beta.2", "-alpha.1.x", "-0"])
@@ -220,3 +220,10 @@ def test_a_hostile_filter_runs_in_linear_time():
     # Python's backtracking engine needs about 2**40 steps for this; RE2 answers at once.
     policy = TagPolicy.parse("alphabetical:asc", r"^(a|a)*(a|a)*b$")
     assert policy.latest(["a" * 40 + "c"] * 50) is None
+
+
+def test_signature_tags_are_dropped_before_any_policy_as_flux_s_image_repository_does():
+    listing = ["1700000000", "sha256-" + "a" * 64 + ".sig", "1700000500", "v1.sig.x"]
+    assert scanned(listing) == ["1700000000", "1700000500", "v1.sig.x"]
+    assert TagPolicy.parse("alphabetical:asc").latest(scanned(listing)) == "v1.sig.x"
+    assert TagPolicy.parse("numerical:asc", "^[0-9]+$").latest(scanned(listing)) == "1700000500"
