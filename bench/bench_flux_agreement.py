@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stacks import semverrange, tagpolicy
+from stacks import gosyntax, semverrange, tagpolicy
 from toolchain import flux_cases
 from toolchain.flux_corpus import corpus, deliberate, flux, ours
 from toolchain.fluxref import FluxReference, build
@@ -123,7 +123,7 @@ def current_impl() -> SimpleNamespace:
         RangeError=semverrange.RangeError,
         TagPolicy=tagpolicy.TagPolicy,
         NoTagError=tagpolicy.NoTagError,
-        parse_float=tagpolicy.parse_float,
+        parse_float=gosyntax.parse_float,
     )
 
 

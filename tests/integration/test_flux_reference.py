@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from stacks import semverrange, tagpolicy
+from stacks import gosyntax, semverrange, tagpolicy
 from toolchain import flux_cases
 from toolchain.flux_corpus import Answer, corpus, deliberate, flux, ours
 from toolchain.fluxref import FluxReference, FluxReferenceError, build, go_binary
@@ -36,7 +36,7 @@ IMPL = SimpleNamespace(
     RangeError=semverrange.RangeError,
     TagPolicy=tagpolicy.TagPolicy,
     NoTagError=tagpolicy.NoTagError,
-    parse_float=tagpolicy.parse_float,
+    parse_float=gosyntax.parse_float,
 )
 
 
