@@ -20,7 +20,7 @@ from rollout.exits import EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_OK, EXIT_REFUSE
 from rollout.registry import DEFAULT_TIMEOUT_S, Registry, parse_image
 from rollout.stackfile import StackView
 from stacks.settings import PROJECT, ConfigError
-from stacks.tagpolicy import NoTagError
+from stacks.tagpolicy import NoTagError, scanned
 
 HELP = "move canaryVersion (or gaVersion) to the newest tag its policy allows"
 EXITS = (EXIT_OK, EXIT_INCONCLUSIVE, EXIT_UNAVAILABLE, EXIT_REFUSED, EXIT_INTERNAL)
@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         registry = Registry(
             ref.base_url, timeout=args.timeout, credential=credential, looked_in=credentials.sources(ref.host)
         )
-        found = registry.tags(ref.name, page_size=args.page_size)
+        listed = registry.tags(ref.name, page_size=args.page_size)
+        found = scanned(listed)  # as Flux's ImageRepository stores them: cosign's .sig tags are no candidates
         try:
             newest = policy.newest(found, current)
         except NoTagError as exc:
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             "key": key,
             "current": current,
             "policy": str(policy),
-            "tags_seen": len(found),
+            "tags_seen": len(listed),
             "credential": credential.source if credential else "anonymous",
         }
         if newest is None:

@@ -212,6 +212,20 @@ def test_alphabetical_after_semver_with_a_timestamp_filter_picks_the_newest_time
     assert value(repo, "canaryVersion") == "2025-07-03T10-00-00Z"
 
 
+def test_cosign_signature_tags_are_no_candidates_as_in_flux(capsys, repo, oci_registry):
+    # Flux's ImageRepository drops `^.*\\.sig$` before any policy: without that, alphabetical:asc would pick the
+    # signature (`sha256-...` sorts after `2025-...`) and numerical would fail on it.
+    signature = "sha256-" + "ab" * 32 + ".sig"
+    setup(repo, oci_registry, Policy("alphabetical:asc"), [*TIMESTAMPS, signature], "6.9.1", "signed")
+    result = watch(capsys, repo, oci_registry)
+    assert result.code == EXIT_OK, result.err
+    assert value(repo, "canaryVersion") == "2025-07-03T10-00-00Z"
+    setup(repo, oci_registry, Policy("numerical:asc"), ["41", "42", signature], "6.9.1", "signed-numbers")
+    result = watch(capsys, repo, oci_registry)
+    assert result.code == EXIT_OK, result.err
+    assert value(repo, "canaryVersion") == "42"
+
+
 # --- refusals: a clear message naming the tag and a filter, no commit ----------------------------------------------
 
 
