@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import ruamel.yaml
 import re2
+import ruamel.yaml
 import yaml
 
 from rollout.cli import EXIT_OK, EXIT_REFUSED
