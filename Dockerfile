@@ -10,9 +10,7 @@
 FROM python:3.11.15-slim-trixie@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS wheel
 WORKDIR /src
 COPY pyproject.toml ./
-COPY rollout ./rollout
-COPY stacks ./stacks
-COPY components ./components
+COPY istio_canary ./istio_canary
 # The base image's setuptools builds it: no unpinned build dependency is fetched.
 RUN python -m pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /dist .
 

@@ -16,8 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.names import duration_seconds  # after the sys.path set-up above
-from stacks.settings import schema
+from istio_canary.release.names import duration_seconds  # after the sys.path set-up above
+from istio_canary.release.settings import schema
 from testkit import servers
 from testkit.agentkit import bare_origin, git, start_agent, stop
 from testkit.exporter import Traffic

@@ -1,7 +1,7 @@
 """Prints how often our tag policies answer as Flux's image-reflector-controller does, now and at commit 0247532.
 
-Two measures, each for the current code (stacks/semverrange.py + stacks/tagpolicy.py) and for the code before the
-Flux port (stacks/tagpolicy.py + stacks/rules.py of commit 0247532, loaded from git into a temporary package):
+Two measures, each for the current code (istio_canary/release/semverrange.py + istio_canary/release/tagpolicy.py) and for the code before the
+Flux port (istio_canary/release/tagpolicy.py + istio_canary/release/rules.py of commit 0247532, loaded from git into a temporary package):
 - Flux's own cases: the Flux-path cases of tests/unit/data/flux_policy_cases.json (Flux's policy and controller
   tests, fluxcd/pkg/version's, Masterminds/semver v3.5.0's constraint and version tables);
 - the seeded corpus of tests/integration/test_flux_reference.py (seed 19, 4000 requests), judged by the Go
@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stacks import gosyntax, semverrange, tagpolicy
+from istio_canary.release import gosyntax, semverrange, tagpolicy
 from toolchain import flux_cases
 from toolchain.flux_corpus import corpus, deliberate, flux, ours
 from toolchain.fluxref import FluxReference, build
@@ -42,7 +42,7 @@ SEED, SIZE = 19, 4000
 
 
 def load_old(workdir: Path) -> ModuleType:
-    """stacks/rules.py and stacks/tagpolicy.py of commit OLD as the package `old_<commit>` (rules imported from it)."""
+    """istio_canary/release/rules.py and istio_canary/release/tagpolicy.py of commit OLD as the package `old_<commit>` (rules imported from it)."""
     package = workdir / f"old_{OLD}"
     package.mkdir()
     (package / "__init__.py").write_text("")
@@ -54,7 +54,9 @@ def load_old(workdir: Path) -> ModuleType:
             text=True,
             timeout=60,
         ).stdout
-        (package / f"{name}.py").write_text(text.replace("from stacks.rules import", f"from old_{OLD}.rules import"))
+        (package / f"{name}.py").write_text(
+            text.replace("from istio_canary.release.rules import", f"from old_{OLD}.rules import")
+        )
     sys.path.insert(0, str(workdir))
     return importlib.import_module(f"old_{OLD}.tagpolicy")
 

@@ -1,7 +1,7 @@
 """Image automation timings: choosing the newest tag among 10,000 with each policy kind (in-process, the pure
 part), and `canary watch-images --dry-run` against a real private registry (docker-registry behind a token
 realm; credentials from the environment) holding 300 tags: list, token flow, digest, in-process and as a
-`python -m rollout` subprocess (start-up included). Then the peak RSS of `canary watch-images` (a process of its
+`python -m istio_canary` subprocess (start-up included). Then the peak RSS of `canary watch-images` (a process of its
 own, as the agent's pod runs it) against hostile registries (testkit/hostile.py): one endless page, a hundred
 big pages, a thousand slow pages; next to the agent pod's memory limit. Prints numbers only; exits 1 when a run
 did not pick the expected tag or a hostile run ended other than by its byte budget or its deadline."""
@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from components.release_agent import RESOURCES
-from rollout.cli import main  # after the sys.path set-up above
-from rollout.exits import EXIT_UNAVAILABLE
-from stacks.tagpolicy import TagPolicy
+from istio_canary.cli import main  # after the sys.path set-up above
+from istio_canary.exits import EXIT_UNAVAILABLE
+from istio_canary.release.tagpolicy import TagPolicy
 from testkit import hostile, registries
 from testkit.stackfiles import stack_text
 
@@ -84,7 +84,7 @@ def watch(registry: registries.Registry, work: Path) -> None:
         done = subprocess.run([sys.executable, "-m", "rollout", *argv], cwd=ROOT, capture_output=True, check=False)
         times.append(time.perf_counter() - start)
         if done.returncode != 0:
-            failures.append(f"python -m rollout watch-images exited {done.returncode}: {done.stderr[-300:]!r}")
+            failures.append(f"python -m istio_canary watch-images exited {done.returncode}: {done.stderr[-300:]!r}")
     print(f"  as a subprocess (start-up included): median {statistics.median(times) * 1000:.0f} ms")
 
 
@@ -93,7 +93,7 @@ def _mib(quantity: str) -> float:
     return float(quantity[:-2]) * (1024 if quantity.endswith("Gi") else 1)
 
 
-# `python -m rollout` that tells its peak RSS on the way out: VmHWM is the high-water mark of the process's own
+# `python -m istio_canary` that tells its peak RSS on the way out: VmHWM is the high-water mark of the process's own
 # memory since its exec. (ru_maxrss from wait4 would not do: Linux carries the forking parent's RSS over exec.)
 _REPORTING_PEAK = """
 import atexit, runpy, sys
@@ -107,7 +107,7 @@ runpy.run_module("rollout", run_name="__main__")
 
 
 def _peak(argv: list[str], cwd: Path) -> tuple[int, float, float, str]:
-    """Run `python -m rollout <argv>` as its own process: (exit code, peak RSS in MiB, seconds, its last message)."""
+    """Run `python -m istio_canary <argv>` as its own process: (exit code, peak RSS in MiB, seconds, its last message)."""
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", _REPORTING_PEAK, *argv], cwd=cwd, capture_output=True, text=True, check=False
@@ -151,7 +151,7 @@ def hostile_registries(work: Path) -> None:
     ]
     print(f"peak RSS of `canary watch-images --dry-run` (own process) vs the agent pod's limit of {limit:.0f} MiB:")
     code, baseline, _, _ = _peak(["--help"], ROOT)
-    print(f"  {'python -m rollout --help (the floor: interpreter and imports)':<58} {baseline:6.0f} MiB")
+    print(f"  {'python -m istio_canary --help (the floor: interpreter and imports)':<58} {baseline:6.0f} MiB")
     for label, handler, variant, timeout, expected in cases:
         with hostile.serve(handler, variant) as served:
             argv = ["watch-images", "-C", str(work), "--registry-url", served.url, "--dry-run", "--no-notify"]

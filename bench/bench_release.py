@@ -1,5 +1,5 @@
 """Release tool timings: `canary analyze` over 30 minutes of Istio metrics in a real Prometheus (the analysis
-window is 30m, so every query covers all of it), in-process and as a `python -m rollout` subprocess (start-up
+window is 30m, so every query covers all of it), in-process and as a `python -m istio_canary` subprocess (start-up
 included), and one full `canary promote` step (analysis + stack edit + git commit) in a real repository.
 Prints numbers only; exits 1 with a failure line when any run did not exit as expected."""
 
@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rollout.cli import main  # after the sys.path set-up above
+from istio_canary.cli import main  # after the sys.path set-up above
 from testkit import servers
 from testkit.stackfiles import stack_text
 

@@ -10,8 +10,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.k8s_common import namespaced_grant
-from components.names import AGENT_NAME
 from components.release_agent import AGENT_NAMESPACE, app_role_rules
+from istio_canary.release.names import AGENT_NAME
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import shapes
-from components.app_shape import AppShape
 from components.k8s_common import (
     child_options,
     restricted_container_security_context,
     restricted_pod_security_context,
 )
-from components.names import SUBSETS, traffic_split, workload
+from istio_canary.release import traffic
+from istio_canary.release.app_shape import AppShape
+from istio_canary.release.names import SUBSETS, traffic_split, workload
 
 SUBSET_LABEL = "release"
 
@@ -35,7 +35,7 @@ class CanaryAppArgs:
     public_host: str
     tls_credential_name: str
     shape: AppShape
-    canary_shape: str  # components/shapes.py: "" (weights), "mirror" or "header"
+    canary_shape: str  # istio_canary/release/traffic.py: "" (weights), "mirror" or "header"
     mirror_percent: int
     canary_match: str
     # The labels of the mesh's ingress gateway pods, which the Gateway object selects.
@@ -110,13 +110,13 @@ class CanaryApp(pulumi.ComponentResource):
             spec={
                 "hosts": [args.name, args.public_host],
                 "gateways": ["mesh", self.gateway_name],
-                "http": shapes.http_routes(
+                "http": traffic.http_routes(
                     host,
                     shape.port,
                     self.split,
                     args.canary_shape,
                     args.mirror_percent,
-                    shapes.Match.parse(args.canary_match),
+                    traffic.Match.parse(args.canary_match),
                 ),
             },
             opts=istio_objects,

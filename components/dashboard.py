@@ -3,9 +3,9 @@ built-in and the stack's), GA next to canary, the check's threshold drawn as a l
 
 from __future__ import annotations
 
-from components import promql
-from components.checks import Check
-from components.names import AGENT_DECISIONS, AGENT_SHAPE, AGENT_VERDICT, SUBSETS, workload
+from istio_canary.metrics import istio_observer
+from istio_canary.release.checks import Check
+from istio_canary.release.names import AGENT_DECISIONS, AGENT_SHAPE, AGENT_VERDICT, SUBSETS, workload
 
 # The Grafana datasource the dashboard queries; the Monitoring component provisions it with this uid.
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
@@ -79,7 +79,7 @@ def _agent_panel(panel_id: int, app: str) -> dict:
         {"refId": "A", "expr": f"{AGENT_VERDICT} == 1", "legendFormat": "verdict {{verdict}}"},
         {
             "refId": "B",
-            "expr": f'increase({AGENT_DECISIONS}_total{{action=~"rollback|propose"}}[{promql.DEFAULT_WINDOW}]) > 0',
+            "expr": f'increase({AGENT_DECISIONS}_total{{action=~"rollback|propose"}}[{istio_observer.DEFAULT_WINDOW}]) > 0',
             "legendFormat": "{{action}}",
         },
         {"refId": "C", "expr": f"{AGENT_SHAPE} == 1", "legendFormat": "live shape {{shape}}"},
@@ -88,13 +88,15 @@ def _agent_panel(panel_id: int, app: str) -> dict:
     return _panel(panel_id, "Release agent: verdicts, decisions and live shape", targets, app, defaults)
 
 
-def canary_dashboard(namespace: str, app: str, checks: tuple[Check, ...], window: str = promql.DEFAULT_WINDOW) -> dict:
+def canary_dashboard(
+    namespace: str, app: str, checks: tuple[Check, ...], window: str = istio_observer.DEFAULT_WINDOW
+) -> dict:
     """Grafana dashboard JSON (a dict) for one app's GA and canary Deployments in `namespace`."""
     rate = {
         "refId": "A",
-        "expr": promql.request_rate(namespace, app, window),
+        "expr": istio_observer.request_rate(namespace, app, window),
         # One series per Deployment, named like it: <app>-ga, <app>-canary.
-        "legendFormat": "{{" + promql.BY_WORKLOAD + "}}",
+        "legendFormat": "{{" + istio_observer.BY_WORKLOAD + "}}",
     }
     panels = [_panel(1, "Request rate per version", [rate], app, {"unit": "reqps"})]
     judged = [check for check in checks if not check.gate]  # the gate's count is the rate panel's integral

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.k8s_common import child_options, helm_release
-from components.names import ISTIO_NAMESPACE
+from istio_canary.release.names import ISTIO_NAMESPACE
 
 ISTIO_CHART_REPO = "https://istio-release.storage.googleapis.com/charts"
 GATEWAY_RELEASE = "istio-ingressgateway"

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.checks import Check
 from components.dashboard import DATASOURCE, canary_dashboard
 from components.k8s_common import child_options, helm_release
-from components.names import MONITORING_NAMESPACE
+from istio_canary.release.checks import Check
+from istio_canary.release.names import MONITORING_NAMESPACE
 
 PROMETHEUS_CHART_REPO = "https://prometheus-community.github.io/helm-charts"
 # The grafana chart moved from grafana.github.io (frozen, deprecated) to the community repository in 2026.

@@ -25,7 +25,7 @@ from components.k8s_common import (
     restricted_container_security_context,
     restricted_pod_security_context,
 )
-from components.names import AGENT_NAME, agent_lease_name
+from istio_canary.release.names import AGENT_NAME, agent_lease_name
 
 AGENT_NAMESPACE = AGENT_NAME
 HTTP_PORT = 9102  # /healthz and /metrics
@@ -45,7 +45,7 @@ EXTERNAL_TOKEN_KEY = "token"  # the key in a Secret named by agentGitTokenSecret
 SLACK_WEBHOOK_ENV = "SLACK_WEBHOOK_URL"
 PROMETHEUS_URL_ENV = "PROMETHEUS_URL"
 # agentRegistrySecret: its `.dockerconfigjson` becomes config.json in DOCKER_CONFIG_DIR, where `canary
-# watch-images` (rollout/credentials.py) looks when $DOCKER_CONFIG points there.
+# watch-images` (istio_canary/credentials.py) looks when $DOCKER_CONFIG points there.
 DOCKER_CONFIG_ENV = "DOCKER_CONFIG"
 DOCKER_CONFIG_DIR = "/var/run/canary/docker"
 DOCKER_CONFIG_KEY = ".dockerconfigjson"

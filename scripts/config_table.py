@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stacks.settings import schema
+from istio_canary.release.settings import schema
 
 
 def table() -> str:

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from stacks.settings import PROJECT, ConfigError, parse, schema
+from istio_canary.release.settings import PROJECT, ConfigError, parse, schema
 
 GCP = {"project": "acme-canary-dev", "region": "europe-west1"}
 BASE = {"clusterMode": "gke", "clusterLocation": "europe-west1"}

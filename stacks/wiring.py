@@ -15,7 +15,7 @@ from components.mesh import Mesh, MeshArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.platform_ref import PlatformRef, PlatformRefArgs
 from components.release_agent import ReleaseAgent, ReleaseAgentArgs
-from stacks.settings import Settings
+from istio_canary.release.settings import Settings
 
 # Test-only (skipAwait): an API server without kubelets never makes a pod ready, and nothing runs the
 # namespace finalizer's garbage collection in the foreground.

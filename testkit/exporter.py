@@ -5,7 +5,7 @@ The metrics are named and labelled as an Istio sidecar exposes them: the counter
 histogram `istio_request_duration_milliseconds` (`_bucket`/`_sum`/`_count`, Istio's default buckets), with
 `reporter`, `destination_workload_namespace`, `destination_workload`, `destination_version` (the pod's `version`
 label: the image tag, as components/canary_app.py sets it), `response_code` and a few more of Istio's standard
-labels, so components/promql.py's queries run against it unchanged. They are served by the Prometheus client
+labels, so istio_canary/metrics/istio_observer.py's queries run against it unchanged. They are served by the Prometheus client
 library (a custom collector: no `_created` series, which Envoy does not expose either) from 127.0.0.1.
 
 Traffic is generated, not measured: a background thread adds, every `tick_s`, each workload's requests for the

@@ -7,7 +7,7 @@ ranges, commas, ||, whitespace variants) with some garbage, Go float syntax corn
 extract templates for the three Flux policies. The same seed gives the same corpus.
 
 `flux(ref, request)` and `ours(impl, request)` answer a request in one normal form (a tuple), so they compare with
-==. `impl` is anything with the names of stacks.semverrange and stacks.tagpolicy the port offers (parse_version,
+==. `impl` is anything with the names of istio_canary.release.semverrange and istio_canary.release.tagpolicy the port offers (parse_version,
 Constraint, RangeError, TagPolicy, NoTagError, parse_float): the current modules, or an adapter over older code.
 `deliberate(ref, request, answer)` says which of our documented differences (toolchain/flux_cases.DELIBERATE) a
 request falls under, given Flux's answer, and what our answer is then.
@@ -361,7 +361,7 @@ def flux(ref: FluxReference, request: dict[str, Any]) -> Answer:
 
 
 def ours(impl: Any, request: dict[str, Any]) -> Answer:
-    """Our answer to `request` in the normal form, from `impl` (stacks.semverrange + stacks.tagpolicy names)."""
+    """Our answer to `request` in the normal form, from `impl` (istio_canary.release.semverrange + istio_canary.release.tagpolicy names)."""
     op = request["op"]
     if op == "version":
         v = impl.parse_version(request["text"])

@@ -14,8 +14,8 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from components.names import agent_lease_name
 from components.release_agent import app_role_rules, lease_role_rules
+from istio_canary.release.names import agent_lease_name
 from testkit import servers
 from testkit.agentkit import bare_origin, deployment, git, start_agent, stop, virtual_service
 from testkit.exporter import Traffic

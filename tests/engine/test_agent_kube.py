@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from rollout.agent import live
-from rollout.agent.lease import Lease
+from istio_canary.agent import live
+from istio_canary.agent.lease import Lease
 from testkit.agentkit import deployment, virtual_service
 
 NAMESPACE = "agent-test"

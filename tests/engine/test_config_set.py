@@ -1,7 +1,7 @@
 """`pulumi config set <key> <value>` is a one-line change in every stack file the repository ships, as a new
 user types it on a fresh clone: `pulumi stack init <stack>`, then the runbook's commands (README, Canary
 runbook). Also after the `canary` tool has edited the file, and for any value: the tool's form of a value
-(rollout/pulumiform.py) is compared with what the real CLI writes for a corpus of values.
+(istio_canary/pulumiform.py) is compared with what the real CLI writes for a corpus of values.
 
 Only the pulumi CLI runs here (no program, no cluster): each call is bounded by a timeout.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from rollout import pulumiform
-from rollout.stackfile import StackFile
-from rollout.yamledit import load, off_pulumi_form
+from istio_canary import pulumiform
+from istio_canary.stackfile import StackFile
+from istio_canary.yamledit import load, off_pulumi_form
 from toolchain.controlplane import ControlPlaneError, find_binary
 
 REPO = Path(__file__).resolve().parents[2]

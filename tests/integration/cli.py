@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from rollout.cli import main
+from istio_canary.cli import main
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from rollout.cli import EXIT_OK
-from rollout.exits import EXIT_BLOCKED
+from istio_canary.cli import EXIT_OK
+from istio_canary.exits import EXIT_BLOCKED
 from tests.integration import servers
 from tests.integration.cli import canary
 from tests.integration.conftest import stack_text

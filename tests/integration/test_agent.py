@@ -150,7 +150,7 @@ def test_prometheus_down_is_no_commit_and_one_notice(tmp_path, repo, monkeypatch
 
 def test_status_shows_what_the_agent_reported_through_prometheus(tmp_path, repo, capsys):
     """Prometheus scrapes the agent's /metrics as it does in the cluster; `canary status` reads them back."""
-    from rollout.cli import main
+    from istio_canary.cli import main
     from testkit.exporter import IstioExporter
     from testkit.livemetrics import LivePrometheus
 
@@ -185,7 +185,7 @@ def _healthz(port: int) -> int:
 def test_steps_are_proposed_as_pull_requests_one_per_step(tmp_path, repo, monkeypatch):
     """canaryPromotion: pr: each step is a branch on the origin and one pull request through GitHub's API (a
     stand-in that holds every request to GitHub's published schema); merging it is the approval."""
-    from rollout.agent.pulls import owner_repo
+    from istio_canary.agent.pulls import owner_repo
     from testkit.githost import GitHost
 
     repo.write_stack(agent_stack(10).replace("canaryPromotion: auto", "canaryPromotion: pr"), "canary at 10%")

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollout.agent.pulls import DEADLINE_S, owner_repo
+from istio_canary.agent.pulls import DEADLINE_S, owner_repo
 from testkit import faults
 from testkit.agentkit import start_agent, stop
 from testkit.exporter import IstioExporter, Traffic

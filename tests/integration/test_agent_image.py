@@ -167,14 +167,20 @@ def test_the_image_runs_as_the_pods_numeric_user_and_serves_the_agents_port(imag
 
 def test_the_build_context_is_the_packaged_sources_and_the_lock_only() -> None:
     patterns = dockerignore()
-    for kept in ("pyproject.toml", LOCK, "rollout/cli.py", "stacks/settings.py", "components/release_agent.py"):
+    for kept in (
+        "pyproject.toml",
+        LOCK,
+        "istio_canary/cli.py",
+        "istio_canary/release/settings.py",
+        "components/release_agent.py",
+    ):
         assert not ignored(kept, patterns), kept
     for left_out in (
         ".git/config",
         ".venv/bin/python",
         "Pulumi.dev.yaml",
         "tests/unit/conftest.py",
-        "rollout/__pycache__/cli.cpython-311.pyc",
+        "istio_canary/__pycache__/cli.cpython-311.pyc",
     ):
         assert ignored(left_out, patterns), left_out
 
@@ -183,7 +189,7 @@ def test_the_build_context_is_the_packaged_sources_and_the_lock_only() -> None:
 
 
 def test_the_installed_canary_is_the_wheels_not_the_source_trees(installed: Path) -> None:
-    done = in_image(installed, str(installed / "python"), "-c", "import rollout; print(rollout.__file__)")
+    done = in_image(installed, str(installed / "python"), "-c", "import istio_canary; print(istio_canary.__file__)")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith(str(installed.parent)), done.stdout
     assert not str(ROOT) in done.stdout

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.agent.pulls import owner_repo
+from istio_canary.agent.pulls import owner_repo
 from testkit import registries
 from testkit.agentkit import start_agent, stop
 from testkit.githost import GitHost

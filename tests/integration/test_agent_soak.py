@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.agent.pulls import owner_repo
+from istio_canary.agent.pulls import owner_repo
 from testkit import faults
 from testkit.agentkit import REPO, deployment, git, start_agent, stop, virtual_service
 from testkit.exporter import IstioExporter, Traffic
@@ -94,7 +94,7 @@ config:
 
 def error_limit() -> int:
     """analysisErrorLimit's default once the key exists; 4 (the issue's peers) until then."""
-    from stacks.settings import schema
+    from istio_canary.release.settings import schema
 
     return int(schema().get("analysisErrorLimit", {}).get("default", 4))
 

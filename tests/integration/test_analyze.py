@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.cli import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
+from istio_canary.cli import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
 from tests.integration import servers
 from tests.integration.cli import canary
 from tests.integration.conftest import ROOT, project_dir, stack_text
@@ -169,7 +169,7 @@ def test_status_with_live_metrics(tmp_path, capsys, prom):
 
 
 def test_console_entry_point_exit_code(tmp_path, prom):
-    # The real process path: `python -m rollout` is what the `canary` script runs.
+    # The real process path: `python -m istio_canary` is what the `canary` script runs.
     done = subprocess.run(
         [
             sys.executable,
@@ -250,7 +250,7 @@ def test_unexpected_exception_is_its_own_exit_code(tmp_path, capsys, prom, monke
     def boom(*_args, **_kwargs):
         raise KeyError("surprise")
 
-    monkeypatch.setattr("rollout.analysis.analyze", boom)
+    monkeypatch.setattr("istio_canary.analysis.analyze", boom)
     result = canary(capsys, "analyze", "-C", stack_dir(tmp_path, "healthy"), "--prometheus", prom.url)
     assert result.code == EXIT_INTERNAL
     assert result.err.strip() == "internal error (a bug in canary): KeyError: 'surprise'"
@@ -275,7 +275,7 @@ def test_status_with_prometheus_down_still_prints_the_config(tmp_path, capsys):
 
 
 def test_subcommand_help_lists_its_own_exit_codes_options_and_defaults(capsys):
-    from rollout.cli import COMMANDS
+    from istio_canary.cli import COMMANDS
 
     for command, module in COMMANDS.items():
         with pytest.raises(SystemExit) as stopped:
@@ -337,7 +337,7 @@ def test_a_check_prometheus_cannot_parse_is_a_config_error(tmp_path, capsys, pro
 
 def test_the_built_in_check_queries_parse_with_promtool(tmp_path):
     # promtool's rule checker parses each expression with Prometheus' own PromQL parser, offline.
-    from components.checks import builtin_checks
+    from istio_canary.release.checks import builtin_checks
 
     checks = builtin_checks(100, 99.0, 500, 50)
     rules = {

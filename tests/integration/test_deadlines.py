@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from rollout import acceptance, notify, registry
-from rollout.exits import EXIT_BLOCKED, EXIT_OK, EXIT_UNAVAILABLE
-from rollout.prometheus import Prometheus, PrometheusError
-from rollout.registry import Registry, RegistryError
-from rollout.stackfile import StackFile
-from stacks.model import AcceptanceCheck
+from istio_canary import acceptance, notify, registry
+from istio_canary.exits import EXIT_BLOCKED, EXIT_OK, EXIT_UNAVAILABLE
+from istio_canary.metrics.prometheus import Prometheus, PrometheusError
+from istio_canary.registry import Registry, RegistryError
+from istio_canary.release.model import AcceptanceCheck
+from istio_canary.stackfile import StackFile
 from testkit import hostile
 from tests.integration.cli import canary
 from tests.integration.conftest import project_dir, stack_text

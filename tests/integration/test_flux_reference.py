@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from stacks import gosyntax, semverrange, tagpolicy
+from istio_canary.release import gosyntax, semverrange, tagpolicy
 from toolchain import flux_cases
 from toolchain.flux_corpus import Answer, corpus, deliberate, flux, ours
 from toolchain.fluxref import FluxReference, FluxReferenceError, build, go_binary

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollout import gitops
-from rollout.agent import workspace
-from rollout.agent.pulls import PullError, PullRequests
-from rollout.exits import EXIT_OK, EXIT_REFUSED
-from rollout.lock import RepoLock
+from istio_canary import gitops
+from istio_canary.agent import workspace
+from istio_canary.agent.pulls import PullError, PullRequests
+from istio_canary.exits import EXIT_OK, EXIT_REFUSED
+from istio_canary.lock import RepoLock
 from testkit.githost import HTTP_VARIANTS, GitHost
 from tests.integration.cli import canary
 from tests.integration.conftest import Repo, git, stack_text

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from rollout.cli import EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
-from rollout.lock import RepoLock
-from stacks.settings import ConfigError, parse
+from istio_canary.cli import EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
+from istio_canary.lock import RepoLock
+from istio_canary.release.settings import ConfigError, parse
 from tests.integration import servers
 from tests.integration.cli import canary
 from tests.integration.conftest import git, project_dir, stack_text
@@ -108,7 +108,7 @@ def test_parallel_promotes_never_corrupt_the_stack_or_skip_a_step(repo):
 
 
 def parse_stack(path: Path) -> None:
-    from rollout.stackfile import StackFile
+    from istio_canary.stackfile import StackFile
 
     StackFile(path).view()
 
@@ -126,7 +126,7 @@ def test_a_held_lock_refuses_with_the_holders_pid(capsys, repo):
 
 def test_a_restore_never_overwrites_a_newer_edit(capsys, repo, monkeypatch):
     """git commit fails after the edit, and meanwhile someone else changed the file: theirs stays."""
-    from rollout import gitops
+    from istio_canary import gitops
 
     newer = stack_text(weight=0, canary="6.9.9")
 
@@ -350,7 +350,7 @@ def test_a_malformed_webhook_url_is_a_refusal_and_never_echoed(capsys, repo, mon
 
 def test_a_closed_pipe_is_not_a_crash(repo):
     done = subprocess.run(
-        ["bash", "-c", f"set -o pipefail; {sys.executable} -m rollout status -C {repo.work} --json | head -c 10"],
+        ["bash", "-c", f"set -o pipefail; {sys.executable} -m istio_canary status -C {repo.work} --json | head -c 10"],
         capture_output=True,
         text=True,
         timeout=60,

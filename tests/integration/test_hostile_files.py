@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollout.agent import images
+from istio_canary.agent import images
 from testkit.agentkit import start_agent, stop
 from tests.integration import servers
 from tests.integration.conftest import ROOT, git, project_dir, stack_text

@@ -12,10 +12,10 @@ import re2
 import ruamel.yaml
 import yaml
 
-from rollout.cli import EXIT_OK, EXIT_REFUSED
+from istio_canary.cli import EXIT_OK, EXIT_REFUSED
 from tests.integration.conftest import ROOT
 
-PACKAGES = ("rollout", "stacks", "components")
+PACKAGES = ("istio_canary",)
 
 
 def _install(tmp_path: Path) -> Path:
@@ -51,8 +51,8 @@ def _install(tmp_path: Path) -> Path:
 def _run(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     code = (
         "import sys, rollout; "
-        f"assert rollout.__file__.startswith({str(site)!r}), rollout.__file__; "
-        "from rollout.cli import main; sys.exit(main(sys.argv[1:]))"
+        f"assert istio_canary.__file__.startswith({str(site)!r}), istio_canary.__file__; "
+        "from istio_canary.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     return subprocess.run(
         [sys.executable, "-S", "-c", code, *args],

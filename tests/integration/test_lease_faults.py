@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from rollout.agent.lease import Lease
+from istio_canary.agent.lease import Lease
 from testkit.servers import Recorded, stub
 
 NAMESPACE, NAME = "canary-agent", "canary-agent-dev"

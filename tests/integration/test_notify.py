@@ -8,7 +8,7 @@ import stat
 import subprocess
 import sys
 
-from rollout.cli import EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
+from istio_canary.cli import EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
 from tests.integration import servers
 from tests.integration.cli import canary
 from tests.integration.conftest import ROOT, stack_text

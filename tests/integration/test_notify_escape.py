@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rollout import notify
-from rollout.cli import EXIT_OK
+from istio_canary import notify
+from istio_canary.cli import EXIT_OK
 from tests.integration import servers
 from tests.integration.cli import canary
 from tests.integration.conftest import stack_text

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from rollout import plan, plan_markdown
-from rollout.cli import EXIT_OK, EXIT_REFUSED
-from rollout.exits import EXIT_UNEXPECTED
-from stacks.settings import parse
+from istio_canary import plan, plan_markdown
+from istio_canary.cli import EXIT_OK, EXIT_REFUSED
+from istio_canary.exits import EXIT_UNEXPECTED
+from istio_canary.release.settings import parse
 from tests.integration.cli import canary
 from tests.integration.conftest import ROOT, project_dir, stack_text
 
@@ -144,7 +144,7 @@ def test_a_shape_step_in_words():
         {"canaryPreSteps": '["mirror:20", "header"]', "canaryMatch": "header:x-canary=always", "canaryShape": "header"},
         {"project": "acme-prod", "region": "europe-west1"},
     ).app
-    from rollout import plan_markdown
+    from istio_canary import plan_markdown
 
     before = plan.Traffic("mirror", 0, "6.8.0", "6.9.0")
     reading = plan.Plan(plan.MOVE, before, replace(before, shape="header"), ())

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from rollout import gitops
-from rollout.agent import images
-from rollout.agent.run_canary import _canary
-from rollout.cli import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REFUSED
-from rollout.stackfile import StackFile
+from istio_canary import gitops
+from istio_canary.agent import images
+from istio_canary.agent.run_canary import _canary
+from istio_canary.cli import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REFUSED
+from istio_canary.stackfile import StackFile
 from testkit.stackfiles import policy_stack
 from tests.integration import servers
 from tests.integration.cli import canary

@@ -11,8 +11,8 @@ import urllib.parse
 
 import pytest
 
-from rollout.cli import EXIT_OK
-from rollout.prometheus import Prometheus
+from istio_canary.cli import EXIT_OK
+from istio_canary.metrics.prometheus import Prometheus
 from tests.integration import servers
 from tests.integration.cli import canary
 from tests.integration.conftest import project_dir, stack_text

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from components import promql
+from istio_canary.metrics import istio_observer
 from tests.integration.conftest import ROOT
 
 
 def test_release_doc_quotes_the_check_queries():
     doc = (ROOT / "docs" / "release.md").read_text()
-    for template in (promql.requests_template(), promql.success_rate_template(), promql.p99_template()):
-        assert f"`{promql.render(template, 'test', 'podinfo-canary', '5m')}`" in doc
+    for template in (
+        istio_observer.requests_template(),
+        istio_observer.success_rate_template(),
+        istio_observer.p99_template(),
+    ):
+        assert f"`{istio_observer.render(template, 'test', 'podinfo-canary', '5m')}`" in doc
 
 
 def test_release_doc_has_the_generated_exit_code_tables():
-    from rollout import exits
-    from rollout.cli import COMMANDS
+    from istio_canary import exits
+    from istio_canary.cli import COMMANDS
 
     doc = (ROOT / "docs" / "release.md").read_text()
     assert exits.markdown() in doc

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from rollout.cli import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
+from istio_canary.cli import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
 from tests.integration import servers
 from tests.integration.cli import canary
 from tests.integration.conftest import git, stack_text

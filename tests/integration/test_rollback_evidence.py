@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from rollout.cli import EXIT_OK
-from rollout.stackfile import StackFile
+from istio_canary.cli import EXIT_OK
+from istio_canary.stackfile import StackFile
 from tests.integration import servers
 from tests.integration.cli import canary
 from tests.integration.conftest import stack_text

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from rollout.cli import EXIT_FAIL, EXIT_OK
+from istio_canary.cli import EXIT_FAIL, EXIT_OK
 from tests.integration.cli import canary
 from tests.integration.conftest import git, stack_text
 

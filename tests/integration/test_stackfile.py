@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rollout.stackfile import StackFile
+from istio_canary.stackfile import StackFile
 from tests.integration.conftest import ROOT, project_dir, stack_text
 
 REPO_STACKS = sorted(ROOT.glob("Pulumi.*.yaml"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from rollout.cli import EXIT_OK, EXIT_REFUSED
+from istio_canary.cli import EXIT_OK, EXIT_REFUSED
 from tests.integration.cli import canary
 from tests.integration.conftest import ROOT, git
 

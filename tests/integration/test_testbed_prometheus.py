@@ -14,9 +14,9 @@ from contextlib import ExitStack
 
 import pytest
 
-from components.checks import Check, builtin_checks
-from rollout.cli import EXIT_FAIL, EXIT_OK, EXIT_UNAVAILABLE
-from rollout.prometheus import Prometheus, PrometheusError
+from istio_canary.cli import EXIT_FAIL, EXIT_OK, EXIT_UNAVAILABLE
+from istio_canary.metrics.prometheus import Prometheus, PrometheusError
+from istio_canary.release.checks import Check, builtin_checks
 from testkit.exporter import IstioExporter
 from testkit.livemetrics import LivePrometheus, live_istio
 from tests.integration.cli import canary

@@ -7,9 +7,9 @@ import urllib.parse
 
 import pytest
 
-from rollout.cli import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
-from rollout.registry import Registry, RegistryError, parse_challenge, parse_image
-from stacks.tagpolicy import TagPolicy
+from istio_canary.cli import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
+from istio_canary.registry import Registry, RegistryError, parse_challenge, parse_image
+from istio_canary.release.tagpolicy import TagPolicy
 from tests.integration import servers
 from tests.integration.cli import canary
 from tests.integration.conftest import REGISTRY_TAGS, git, stack_text

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from rollout.agent.decide import (
+from istio_canary.agent.decide import (
     ERROR,
     FAIL,
     INCONCLUSIVE,

@@ -1,12 +1,12 @@
-"""Which image lines the agent looks at in an interval: the pure part of rollout/agent/images.py."""
+"""Which image lines the agent looks at in an interval: the pure part of istio_canary/agent/images.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from rollout.agent.images import branch_for, lines
-from rollout.stackfile import StackView
-from stacks.settings import parse
+from istio_canary.agent.images import branch_for, lines
+from istio_canary.release.settings import parse
+from istio_canary.stackfile import StackView
 
 GCP = {"project": "acme-prod", "region": "europe-west1"}
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from components.names import duration_seconds
-from rollout.agent.metrics import MIN_STALE_S, STALE_INTERVALS, Metrics, fresh, stale_after
-from stacks.settings import MAX_ANALYSIS_INTERVAL, ConfigError, parse
+from istio_canary.agent.metrics import MIN_STALE_S, STALE_INTERVALS, Metrics, fresh, stale_after
+from istio_canary.release.names import duration_seconds
+from istio_canary.release.settings import MAX_ANALYSIS_INTERVAL, ConfigError, parse
 from testkit.manifests import stack_manifests
 
 GCP = {"project": "acme-prod", "region": "europe-west1"}
@@ -120,7 +120,7 @@ def test_the_agents_clones_and_their_siblings_live_in_its_writable_volume():
     volume, so --workdir is a directory inside the mount, not the mount itself."""
     from pathlib import PurePosixPath
 
-    from rollout import cli
+    from istio_canary import cli
 
     manifests = stack_manifests(
         releaseAgent="true", agentGitRepo="https://github.com/acme/shop", agentGitTokenSecret="tok"

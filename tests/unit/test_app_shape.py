@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacks.settings import ConfigError, parse
+from istio_canary.release.settings import ConfigError, parse
 from testkit.manifests import stack_manifests
 
 GOLDEN = Path(__file__).parent / "golden"

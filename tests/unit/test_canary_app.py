@@ -7,7 +7,7 @@ import pytest
 from components.canary_app import SUBSET_LABEL
 from components.k8s_common import NON_ROOT_UID
 from components.mesh import GATEWAY_SELECTOR
-from components.names import traffic_split
+from istio_canary.release.names import traffic_split
 
 PODINFO_PORT = 9898  # Pulumi.yaml's default appPort
 APP_KINDS = ("Namespace", "Deployment", "Service", "DestinationRule", "VirtualService", "Gateway", "PeerAuthentication")

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from stacks.semverrange import Constraint, RangeError, Version, parse_version
-from stacks.tagpolicy import NoTagError, TagPolicy
+from istio_canary.release.semverrange import Constraint, RangeError, Version, parse_version
+from istio_canary.release.tagpolicy import NoTagError, TagPolicy
 
 DATA = Path(__file__).resolve().parent / "data" / "flux_policy_cases.json"
 CONTENT = json.loads(DATA.read_text())

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from components.checks import Check
-from components.names import duration_seconds
-from rollout import analysis
-from rollout.agent import decide, history, live
-from rollout.analysis import Measurement
-from rollout.prometheus import Prometheus
-from rollout.stackfile import StackFile, StackView
+from istio_canary import analysis
+from istio_canary.agent import decide, history, live
+from istio_canary.analysis import Measurement
+from istio_canary.metrics.prometheus import Prometheus
+from istio_canary.release.checks import Check
+from istio_canary.release.names import duration_seconds
+from istio_canary.stackfile import StackFile, StackView
 from testkit import servers
 from testkit.stackfiles import stack_text
 
@@ -219,7 +219,7 @@ class Answers:
 
 
 def test_a_check_prometheus_cannot_parse_is_an_error_with_its_message(tmp_path):
-    from rollout.prometheus import PrometheusError
+    from istio_canary.metrics.prometheus import PrometheusError
 
     view = view_of(tmp_path, analysisInterval="1m")
     refusing = Answers(error=PrometheusError("parse error at char 7: unexpected <by>", "bad_data"))
@@ -314,8 +314,8 @@ def test_when_the_routing_was_applied_is_not_part_of_what_is_live():
 
 
 def test_canary_status_shows_an_errored_verdict_as_the_agent_reported_it():
-    from components.names import AGENT_LAST_ITERATION
-    from rollout.commands.status import agent_view
+    from istio_canary.commands.status import agent_view
+    from istio_canary.release.names import AGENT_LAST_ITERATION
 
     class Reported:
         def query(self, promql: str, at: float) -> float | None:

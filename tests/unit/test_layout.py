@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from components.release_agent import app_role_rules
-from stacks.settings import ConfigError, parse
+from istio_canary.release.settings import ConfigError, parse
 from testkit.mocks import PLATFORM_OUTPUTS, unsecret
 
 GCP = {"project": "acme-prod", "region": "europe-west1"}

@@ -56,7 +56,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "tls": {"tlsCredentialName": "podinfo-tls"},
     "no-load-generator": {"loadGenerator": False},
     "release-agent": {"releaseAgent": "true", "agentGitRepo": "https://github.com/acme/istio-canary.git"},
-    # The shape steps before real users (components/shapes.py), and an autoscaled app.
+    # The shape steps before real users (istio_canary/release/traffic.py), and an autoscaled app.
     "mirror": {
         "canaryPreSteps": '["mirror:50", "header"]',
         "canaryShape": "mirror",

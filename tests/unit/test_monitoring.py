@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from components import promql
-from components.checks import MAX, Check, builtin_checks
 from components.dashboard import canary_dashboard
+from istio_canary.metrics import istio_observer
+from istio_canary.release.checks import MAX, Check, builtin_checks
 from stacks import settings
 from tests.unit.conftest import GCP, Program, config
 
@@ -128,7 +128,7 @@ def test_a_stacks_own_check_gets_its_panel_through_the_program(program) -> None:
 
 
 def test_the_agent_panel_shows_its_verdicts_decisions_and_the_live_shape() -> None:
-    from components.names import AGENT_DECISIONS, AGENT_SHAPE, AGENT_VERDICT
+    from istio_canary.release.names import AGENT_DECISIONS, AGENT_SHAPE, AGENT_VERDICT
 
     panel = canary_dashboard("shop", "web", CHECKS)["panels"][-1]
     assert panel["title"] == "Release agent: verdicts, decisions and live shape"
@@ -142,15 +142,17 @@ def test_the_agent_panel_shows_its_verdicts_decisions_and_the_live_shape() -> No
 
 
 def test_the_rate_query_is_well_formed_and_server_side() -> None:
-    expr = promql.request_rate("test", "podinfo", "5m")
+    expr = istio_observer.request_rate("test", "podinfo", "5m")
     assert balanced(expr)
     assert 'reporter="destination"' in expr and "[5m]" in expr and "[1m]" not in expr
     assert expr.count("sum by (") == expr.count("destination_workload)")  # one series per version
 
 
-@pytest.mark.parametrize("template", [promql.requests_template, promql.success_rate_template, promql.p99_template])
+@pytest.mark.parametrize(
+    "template", [istio_observer.requests_template, istio_observer.success_rate_template, istio_observer.p99_template]
+)
 def test_check_templates_select_one_workload_server_side(template) -> None:
-    expr = promql.render(template(), "test", "podinfo-canary", "5m")
+    expr = istio_observer.render(template(), "test", "podinfo-canary", "5m")
     assert balanced(expr)
     assert "{namespace}" not in expr and "{workload}" not in expr and "{window}" not in expr
     selectors = re.findall(r"\{[^{}]*\}", expr)
@@ -160,7 +162,7 @@ def test_check_templates_select_one_workload_server_side(template) -> None:
 
 def test_success_rate_of_a_version_with_only_errors_is_zero_not_missing() -> None:
     # Without the `or ... * 0` branch a version answering only 5xx has no non-5xx series: no value at all.
-    expr = promql.render(promql.success_rate_template(), "test", "podinfo-canary", "1m")
+    expr = istio_observer.render(istio_observer.success_rate_template(), "test", "podinfo-canary", "1m")
     numerator = expr.split(") / sum(")[0]
     assert " or sum(rate(istio_requests_total{" in numerator
     assert numerator.endswith("* 0")
@@ -172,9 +174,9 @@ def test_success_rate_of_a_version_with_only_errors_is_zero_not_missing() -> Non
 )
 def test_values_that_would_break_out_of_the_query_are_rejected(namespace: str, app: str, window: str) -> None:
     with pytest.raises(ValueError):
-        promql.request_rate(namespace, app, window)
+        istio_observer.request_rate(namespace, app, window)
     with pytest.raises(ValueError):
-        promql.render(promql.p99_template(), namespace, f"{app}-canary", window)
+        istio_observer.render(istio_observer.p99_template(), namespace, f"{app}-canary", window)
 
 
 # --- the component under mocks ----------------------------------------------------------------------------

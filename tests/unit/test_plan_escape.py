@@ -15,8 +15,8 @@ import pytest
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from rollout import plan, plan_markdown
-from stacks.settings import parse
+from istio_canary import plan, plan_markdown
+from istio_canary.release.settings import parse
 
 ZWJ = "\u200d"
 HOSTILE_NAMES = [

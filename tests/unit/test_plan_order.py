@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from rollout import plan as plans
-from rollout import plan_markdown
-from stacks.settings import parse
+from istio_canary import plan as plans
+from istio_canary import plan_markdown
+from istio_canary.release.settings import parse
 from tests.unit.conftest import GCP, config
 
 FILTER = {"imageTagFilter": "^main-[a-f0-9]+-(?P<ts>[0-9]+)", "imageTagExtract": "$ts"}

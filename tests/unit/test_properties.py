@@ -17,13 +17,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from components.checks import MAX, Check, builtin_checks
-from rollout import pulumiform
-from rollout.analysis import ImpossibleMetrics, Measurement, Verdict, judge
-from rollout.stackfile import StackFile
-from rollout.yamledit import load, plain
+from istio_canary import pulumiform
+from istio_canary.analysis import ImpossibleMetrics, Measurement, Verdict, judge
+from istio_canary.release.checks import MAX, Check, builtin_checks
+from istio_canary.release.settings import PROJECT, ConfigError, schema
+from istio_canary.stackfile import StackFile
+from istio_canary.yamledit import load, plain
 from scripts.fuzz_config import CORPUS, classify, run
-from stacks.settings import PROJECT, ConfigError, schema
 
 # --- settings -----------------------------------------------------------------------------------------
 

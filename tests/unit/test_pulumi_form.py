@@ -1,6 +1,6 @@
 """Stack files in the form `pulumi config set` writes, so a traffic step is a one-line diff however it is made.
 
-The form's rules (rollout/pulumiform.py) are checked against the real CLI in tests/engine/test_config_set.py;
+The form's rules (istio_canary/pulumiform.py) are checked against the real CLI in tests/engine/test_config_set.py;
 here: every tracked stack file is in that form, the `canary` tool's edits keep it so, and a weight in any other
 notation than plain decimal digits is refused naming the key.
 """
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from rollout import pulumiform
-from rollout.stackfile import StackFile
-from rollout.yamledit import load, off_pulumi_form, plain
-from stacks.settings import ConfigError
+from istio_canary import pulumiform
+from istio_canary.release.settings import ConfigError
+from istio_canary.stackfile import StackFile
+from istio_canary.yamledit import load, off_pulumi_form, plain
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_FILES = sorted(REPO.glob("Pulumi.?*.yaml"))

@@ -24,8 +24,8 @@ from components.release_agent import (
     SLACK_WEBHOOK_ENV,
     ReleaseAgentArgs,
 )
-from rollout import cli, credentials, notify
-from rollout.commands import agent as agent_commands
+from istio_canary import cli, credentials, notify
+from istio_canary.commands import agent as agent_commands
 from stacks import settings
 from testkit.mocks import AGENT_SECRETS
 from tests.unit.conftest import MOCKS, config, run_program, unsecret

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollout.commands.rollback import ga_floor
-from rollout.stackfile import StackFile
-from stacks.settings import ConfigError, parse
+from istio_canary.commands.rollback import ga_floor
+from istio_canary.release.settings import ConfigError, parse
+from istio_canary.stackfile import StackFile
 from testkit.manifests import stack_manifests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,14 +163,14 @@ def plan_app(weight: int):
     ids=["the rollback raises it", "the next release's first step returns it"],
 )
 def test_the_plan_expects_gas_floor_with_a_rollback_and_the_next_start(before, after, floor):
-    from rollout import plan
+    from istio_canary import plan
 
     reading = plan.read(preview(before, after, floor), plan_app(after))
     assert reading.kind in (plan.ROLLBACK, plan.MOVE) and reading.unexpected == ()
 
 
 def test_the_plan_still_flags_gas_floor_on_a_later_step_or_another_object():
-    from rollout import plan
+    from istio_canary import plan
 
     later = plan.read(preview(10, 60, (2, 4)), plan_app(60))
     assert [change.name for change in later.unexpected] == ["podinfo-ga"]

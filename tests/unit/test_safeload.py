@@ -1,4 +1,4 @@
-"""rollout/safeload.py: files the tool did not write are read within limits (size, nesting, alias expansion), and
+"""istio_canary/safeload.py: files the tool did not write are read within limits (size, nesting, alias expansion), and
 every reader of such files (stack files, Pulumi.yaml, app stacks of a platform, preview JSON) goes through it.
 
 The property tests build documents whose limits are known by construction (nesting depth, the nodes the aliases
@@ -22,13 +22,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rollout import safeload
-from rollout.agent import fleet
-from rollout.cli import main
-from rollout.exits import EXIT_OK, EXIT_REFUSED
-from rollout.stackfile import StackFile
-from rollout.yamledit import EditError, load
-from stacks.settings import ConfigError, schema
+from istio_canary import safeload
+from istio_canary.agent import fleet
+from istio_canary.cli import main
+from istio_canary.exits import EXIT_OK, EXIT_REFUSED
+from istio_canary.release.settings import ConfigError, schema
+from istio_canary.stackfile import StackFile
+from istio_canary.yamledit import EditError, load
 from testkit.stackfiles import stack_text
 
 ROOT = Path(__file__).resolve().parents[2]

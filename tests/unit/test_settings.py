@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from stacks.settings import ConfigError, parse, parse_weight, schema
+from istio_canary.release.settings import ConfigError, parse, parse_weight, schema
 from tests.unit.conftest import GCP, config
 
 BAD_WEIGHTS = ["", "abc", "10.5", "-1", "101", "50%", "1e2", " 10", "0x10", "1_0", True]

@@ -8,9 +8,8 @@ import re
 
 import pytest
 
-from components import shapes
-from rollout import steps
-from stacks.settings import ConfigError, parse
+from istio_canary.release import steps, traffic
+from istio_canary.release.settings import ConfigError, parse
 
 GCP = {"project": "acme-prod", "region": "europe-west1"}
 SHAPED = {"canaryPreSteps": '["mirror:25", "header"]', "canaryMatch": "header:x-canary=always"}
@@ -45,9 +44,9 @@ def test_a_cookie_is_matched_inside_the_cookie_header(program):
 @pytest.mark.parametrize("shape", ["", "mirror", "header"])
 def test_the_live_shape_reads_back_as_written(program, shape):
     service = program(**SHAPED, canaryShape=shape).one("VirtualService", "podinfo").inputs
-    assert shapes.read(service) == (shape, 0)
+    assert traffic.read(service) == (shape, 0)
     weighted = program(**SHAPED, canaryWeight=60).one("VirtualService", "podinfo").inputs
-    assert shapes.read(weighted) == ("", 60)
+    assert traffic.read(weighted) == ("", 60)
 
 
 def _by_name(run) -> dict[str, dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rollout import steps
+from istio_canary.release import steps
 
 STEPS = (10, 60, 100)
 

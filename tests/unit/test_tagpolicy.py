@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stacks.gosyntax import parse_float
-from stacks.semverrange import parse_version
-from stacks.tagpolicy import NoTagError, PolicyError, TagPolicy, scanned
+from istio_canary.release.gosyntax import parse_float
+from istio_canary.release.semverrange import parse_version
+from istio_canary.release.tagpolicy import NoTagError, PolicyError, TagPolicy, scanned
 
 PARTS = st.integers(min_value=0, max_value=12)
 PRE = st.sampled_from(["", "-rc.1", "-rc.2", "-rc.10", "-beta", "-beta.2", "-alpha.1.x", "-0"])

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from rollout.stackfile import StackFile
-from stacks.settings import ConfigError, parse
+from istio_canary.release.settings import ConfigError, parse
+from istio_canary.stackfile import StackFile
 from tests.unit.conftest import GCP, config
 
 FILTER = "^main-[a-f0-9]+-(?P<ts>[0-9]+)"

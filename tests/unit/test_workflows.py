@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 import yaml
 
-from rollout import credentials, plan_markdown
-from rollout.agent import images
-from rollout.exits import EXIT_OK, EXIT_UNEXPECTED
+from istio_canary import credentials, plan_markdown
+from istio_canary.agent import images
+from istio_canary.exits import EXIT_OK, EXIT_UNEXPECTED
 from testkit.stackfiles import stack_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,10 +87,23 @@ PROGRAM_FILES = [
     "Pulumi.dev.yaml",
     "requirements.txt",
     "requirements.lock",
-    "stacks/settings.py",
+    "istio_canary/release/settings.py",
     "components/canary_app.py",
 ]
-NOT_PROGRAM_FILES = ["README.md", "tests/unit/test_settings.py", "rollout/cli.py"]
+
+
+def program_modules() -> list[str]:
+    """The files of the release package the Pulumi program imports (its closure, as Python resolves it)."""
+    code = (
+        "import sys, stacks.settings, stacks.wiring\n"
+        "for name, module in sorted(sys.modules.items()):\n"
+        "    if name.split('.')[0] == 'istio_canary': print(module.__file__)"
+    )
+    found = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
+    return sorted(str(Path(line).relative_to(ROOT)) for line in found.stdout.split())
+
+
+NOT_PROGRAM_FILES = ["README.md", "tests/unit/test_settings.py", "istio_canary/cli.py"]
 
 
 def workflow_files() -> list[Path]:
@@ -881,6 +894,17 @@ def test_up_runs_on_push_to_main(up: dict[str, Any]) -> None:
 @pytest.mark.parametrize("changed", PROGRAM_FILES)
 def test_up_runs_when_the_program_changes_on_main(up: dict[str, Any], changed: str) -> None:
     assert triggered(up["on"]["push"]["paths"], changed)
+
+
+def test_every_release_module_the_program_imports_triggers_preview_and_up(
+    preview: dict[str, Any], up: dict[str, Any]
+) -> None:
+    # The program imports the release core from the tool's package: a change there changes what `up` deploys.
+    modules = program_modules()
+    assert "istio_canary/release/settings.py" in modules
+    for changed in modules:
+        assert triggered(preview["on"]["pull_request"]["paths"], changed), changed
+        assert triggered(up["on"]["push"]["paths"], changed), changed
 
 
 def test_up_deploys_through_the_dev_environment_without_pr_rights(up: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 // Command fluxpolicy answers image-tag-policy questions the way Flux's image-reflector-controller does, by
 // calling the two libraries that controller pins (Masterminds/semver/v3 v3.5.0, fluxcd/pkg/version v0.16.0).
-// The tests compare stacks/semverrange.py and stacks/tagpolicy.py with it (tests/unit/test_flux_cases.py,
+// The tests compare istio_canary/release/semverrange.py and istio_canary/release/tagpolicy.py with it (tests/unit/test_flux_cases.py,
 // tests/integration/test_flux_reference.py, bench/bench_flux_agreement.py).
 //
 // Protocol: one JSON object per line on stdin, one JSON answer per line on stdout, in order.

@@ -1,0 +1,221 @@
+"""Phase 2 for one judged stack (the loop: istio_canary/agent/loop.py), in a thread of its own on a clone of its own
+(`<workdir>.follow-up/<stack>`): the proposal (`canary promote` on a branch plus a pull request through the Git
+host's API when `canaryPromotion: pr`, whose lookup happens only now; `canary promote --push` when `auto`), or,
+while no release has traffic, new image tags (istio_canary/agent/images.py). It acts only while its clone holds the
+stack file as judged; a slow or failing Git host, registry or acceptance check skips this stack's follow-up alone."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from istio_canary import gitops
+from istio_canary.agent import decide, images, workspace
+from istio_canary.agent.judge import Judged, _deferred, _record_metrics
+from istio_canary.agent.metrics import Metrics
+from istio_canary.agent.notices import IMAGES, PROPOSAL, Notices, _recovered, _skipped, _sync
+from istio_canary.agent.options import Memory, Options
+from istio_canary.agent.pulls import PullError, PullRequests
+from istio_canary.agent.run_canary import _canary, _exit_name
+from istio_canary.release import steps
+from istio_canary.stackfile import StackView
+
+log = logging.getLogger("canary.agent")
+FOLLOW_UPS = ".follow-up"  # `<workdir>.follow-up/<stack>`: one clone per stack for phase 2, beside the workdir's
+
+
+def branch_for(stack: str, view: StackView, step: steps.Step) -> str:
+    """The proposal branch of a step: one per stack, version and target, so a restart finds its own PR."""
+    target = "finish" if step.action == steps.FINISH else step.describe()  # 10, 60, mirror, header
+    return f"canary/{stack}-{view.app.canary_version}-{target}"
+
+
+def follow_up(
+    options: Options, metrics: Metrics, memory: Memory, notices: Notices, judged: Judged, clone: Path
+) -> None:
+    """Phase 2 for one judged stack on its own clone: the proposal, or, while no release has traffic, the image
+    watch. A proposal's pull request is looked up first, then the clone synced: it acts only while the clone
+    holds the stack file as judged, so a pull request merged meanwhile is never proposed again."""
+    stack, view, decision = judged.stack, judged.view, judged.decision
+    work = PROPOSAL if decision.action == decide.PROPOSE else IMAGES
+    pulls = None
+    if _deferred(view, decision):
+        pulls = _look_up(options, metrics, memory, notices, clone, judged)
+        if pulls is None:
+            return
+    try:
+        repo = _sync(options, metrics, notices, clone, stack)
+    except gitops.GitError as exc:
+        _skipped(metrics, memory, notices, clone, stack, work, "git", str(exc))
+        return
+    path = repo / judged.stack_file
+    if not path.is_file() or path.read_bytes() != judged.text:  # a rollback, a merge, a person: judge it again
+        log.info("stack %s changed since it was judged; its %s waits for the next pass", stack, work)
+        return
+    if decision.action == decide.PROPOSE:
+        _propose(options, metrics, memory, notices, repo, judged, pulls)
+    else:
+        _watch_images(options, metrics, memory, notices, repo, view, judged.stack_file)
+
+
+def _look_up(
+    options: Options, metrics: Metrics, memory: Memory, notices: Notices, clone: Path, judged: Judged
+) -> PullRequests | None:
+    """The Git host's client when the judged proposal is still to be made (no pull request for it is open);
+    None when it is open, or when the lookup failed: then nothing is proposed this pass (never blindly)."""
+    stack = judged.stack
+    branch = branch_for(stack, judged.view, judged.step)
+    try:
+        pulls = PullRequests(options.repo_url, options.token or "", options.api_url)
+        state = replace(judged.state, proposal_open=pulls.open_for(branch) is not None)
+    except PullError as exc:
+        _record_metrics(metrics, stack, judged.state, judged.decision)
+        _skipped(metrics, memory, notices, clone, stack, PROPOSAL, "git-host", f"pull requests of {branch}: {exc}")
+        return None
+    decision = decide.decide(state)
+    _record_metrics(metrics, stack, state, decision)
+    if decision.action != decide.PROPOSE:
+        _recovered(memory, PROPOSAL)
+        log.info("stack %s: %s", stack, decision.why)
+        return None
+    return pulls
+
+
+def _propose(
+    options: Options,
+    metrics: Metrics,
+    memory: Memory,
+    notices: Notices,
+    repo: Path,
+    judged: Judged,
+    pulls: PullRequests | None,
+) -> None:
+    stack, view, step = judged.stack, judged.view, judged.step
+    common = ["-C", str(repo), "--stack", stack]
+    if options.prometheus_url:
+        common += ["--prometheus", options.prometheus_url]
+    finish = ["--finish", "--one-commit"] if step.action == steps.FINISH else []
+    if pulls is None:  # canaryPromotion: auto
+        code, data = _canary(["promote", *common, *finish, "--push"])
+        log.info("promote exited %s: %s", code, data.get("subject") or data.get("error"))
+        if data.get("commits"):
+            metrics.last_commit.labels(stack).set(time.time())
+            _recovered(memory, PROPOSAL)
+        elif code != 0:
+            _skipped(metrics, memory, notices, repo, stack, PROPOSAL, _exit_name(code), str(data.get("error")))
+        return
+    branch = branch_for(stack, view, step)
+    workspace.start_branch(repo, branch)
+    try:
+        code, data = _canary(["promote", *common, *finish, "--no-notify"])
+        if code != 0 or not data.get("commits"):
+            log.info("no proposal: promote exited %s: %s", code, data.get("error"))
+            if code != 0:
+                _skipped(metrics, memory, notices, repo, stack, PROPOSAL, _exit_name(code), str(data.get("error")))
+            return
+        workspace.push_branch(repo, branch)
+        body = (
+            "`canary agent` proposes this step after its own analysis; merging it runs `pulumi up`.\n"
+            + (f"Dashboard: {options.dashboard_url}\n" if options.dashboard_url else "")
+            + f"\n```\n{data.get('message', '')}\n```\n"
+        )
+        url = pulls.create(branch, workspace.BRANCH, str(data.get("subject") or branch), body)
+        metrics.last_commit.labels(stack).set(time.time())
+        _recovered(memory, PROPOSAL)
+        log.info("proposed %s: %s", branch, url)
+        notices.send(repo, stack, f":arrow_up: proposed: {data.get('subject')} {url}")
+    except PullError as exc:
+        _skipped(metrics, memory, notices, repo, stack, PROPOSAL, "git-host", f"{branch}: {exc}")
+    except gitops.GitError as exc:
+        _skipped(metrics, memory, notices, repo, stack, PROPOSAL, "git", f"{branch}: {exc}")
+    finally:
+        gitops.run(repo, "checkout", "--quiet", workspace.BRANCH)
+
+
+def _watch_images(
+    options: Options,
+    metrics: Metrics,
+    memory: Memory,
+    notices: Notices,
+    repo: Path,
+    view: StackView,
+    stack_file: str,
+) -> None:
+    stack = options.stack
+    common = ["-C", str(repo), "--stack", stack]
+    if options.registry_url:
+        common += ["--registry-url", options.registry_url]
+    try:
+        pulls = (
+            PullRequests(options.repo_url, options.token or "", options.api_url)
+            if view.release.promotion == "pr"
+            else None
+        )
+    except PullError as exc:
+        _skipped(metrics, memory, notices, repo, stack, IMAGES, "git-host", str(exc))
+        return
+    outcomes = images.watch(
+        stack,
+        repo,
+        view,
+        stack_file,
+        common,
+        _canary,
+        pulls,
+        lambda text: notices.send(repo, stack, text),
+        options.dashboard_url,
+    )
+    for line, outcome in outcomes.items():
+        metrics.image_checks.labels(stack, line, outcome).inc()
+        if outcome in (images.PROPOSED, images.UPDATED, images.PUSHED):
+            metrics.last_commit.labels(stack).set(time.time())
+    if images.FAILED in outcomes.values():
+        failed = ", ".join(line for line, outcome in outcomes.items() if outcome == images.FAILED)
+        _skipped(metrics, memory, notices, repo, stack, IMAGES, "failed", f"image line(s) {failed} (see the log)")
+    else:
+        _recovered(memory, IMAGES)
+
+
+class FollowUp:
+    """Phase 2 of one stack, in a thread of its own on a clone of its own (`<workdir>.follow-up/<stack>`),
+    so a hanging Git host, registry or acceptance check holds nothing but this stack's proposals and image bumps."""
+
+    def __init__(self, options: Options, metrics: Metrics, memory: Memory, notices: Notices) -> None:
+        self.options, self.metrics, self.memory, self.notices = options, metrics, memory, notices
+        self.clone = options.workdir.with_name(options.workdir.name + FOLLOW_UPS) / options.stack
+        self.thread: threading.Thread | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self, judged: Judged) -> None:
+        self.thread = threading.Thread(
+            target=self._run, args=(judged,), name=f"canary-follow-up-{judged.stack}", daemon=True
+        )
+        self.thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def _run(self, judged: Judged) -> None:
+        try:
+            follow_up(self.options, self.metrics, self.memory, self.notices, judged, self.clone)
+        except Exception as exc:  # noqa: BLE001 - one stack's follow-up must not end the agent
+            self.metrics.errors.labels(judged.stack).inc()
+            work = PROPOSAL if judged.decision.action == decide.PROPOSE else IMAGES
+            detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            _skipped(self.metrics, self.memory, self.notices, self.clone, judged.stack, work, "error", detail)
+
+
+def _needs_follow_up(judged: Judged) -> bool:
+    """Is there phase-2 work: a proposal, or new image tags to look for?"""
+    if judged.lenient:
+        return False
+    if judged.decision.action == decide.PROPOSE:
+        return True
+    return judged.decision.action != decide.ROLLBACK and bool(images.lines(judged.view))

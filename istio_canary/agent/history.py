@@ -1,0 +1,112 @@
+"""The verdict history the agent decides on: the analysis evaluated now and at past instants one interval apart,
+each over its own slice of traffic.
+
+Prometheus keeps the data, so a restarted agent re-derives the same run of passes or failures instead of
+counting in memory. It stops reading as soon as the run the decision needs is broken or long enough.
+
+The rule that makes the window, the spacing and the threshold agree: instant k (k intervals back) judges the
+window `min(analysisWindow, analysisInterval)` ending there, so no request is judged by two instants. A bad
+stretch no longer than one interval then fails at most two analyses (never a rollback with analysisThreshold
+>= 3), and a canary failing from time T fails every analysis whose window starts after T: it is rolled back by
+the first pass after T + analysisThreshold x analysisInterval, i.e. within that plus one interval (and a scrape:
+Prometheus sees samples up to one scrape late). A longer analysisWindow still serves `canary analyze`, the
+gate of `canary promote` and the evidence in commits; the agent's analyses never overlap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from istio_canary import analysis, httpclient
+from istio_canary.agent.decide import BAD, ERROR, FAIL, INCONCLUSIVE, PASS, UNAVAILABLE
+from istio_canary.metrics.prometheus import Prometheus, PrometheusError
+from istio_canary.release.model import ReleaseSettings
+from istio_canary.release.names import duration_seconds
+from istio_canary.stackfile import StackView
+
+# Answers that mean "Prometheus cannot serve now", not "this analysis cannot be judged": rate limited, or a
+# gateway (or Prometheus itself, for its own query timeout) saying the server behind it is not there.
+NOT_SERVING = frozenset({429, 502, 503, 504})
+NOT_SERVING_TYPES = frozenset({"timeout", "canceled", "unavailable"})  # Prometheus' own errorType for those
+_STATUS = re.compile(r"answered HTTP ([0-9]{3})")  # how istio_canary/metrics/prometheus.py names a non-200 answer
+# The runs decide.py reads: passes toward a step, bad verdicts toward a rollback, silence toward a notice.
+RUNS = ((PASS,), BAD, (INCONCLUSIVE, UNAVAILABLE))
+
+
+@dataclass(frozen=True)
+class History:
+    """Verdicts newest first, one interval apart; `notes[i]` says why verdict i is an ERROR or UNAVAILABLE
+    ("" otherwise); `window` is what each analysis judged."""
+
+    verdicts: tuple[str, ...]
+    notes: tuple[str, ...]
+    window: str
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        """Why each ERROR of the newest run of bad verdicts errored, newest first (the rollback names them)."""
+        run = 0
+        while run < len(self.verdicts) and self.verdicts[run] in BAD:
+            run += 1
+        return tuple(
+            note for verdict, note in zip(self.verdicts[:run], self.notes[:run], strict=True) if verdict == ERROR
+        )
+
+
+def window(release: ReleaseSettings) -> str:
+    """The window each of the agent's analyses judges: analysisWindow, cut to one analysisInterval."""
+    if duration_seconds(release.window) <= duration_seconds(release.interval):
+        return release.window
+    return release.interval
+
+
+def unanswered(exc: PrometheusError) -> bool:
+    """Did Prometheus give no answer (unreachable, too slow, not HTTP) or say it cannot serve now? Otherwise it
+    answered, and what it answered cannot be judged: an error."""
+    if isinstance(exc.__context__, httpclient.HttpError):  # the transport failed: raised while handling it
+        return True
+    status = _STATUS.search(str(exc))
+    return bool(status and int(status.group(1)) in NOT_SERVING) or exc.error_type in NOT_SERVING_TYPES
+
+
+def verdict_at(view: StackView, prometheus: Prometheus, at: float, judged: str) -> tuple[str, str]:
+    """The verdict of the analysis over the window `judged` ending at `at`, and why when it is ERROR (a check
+    Prometheus cannot run, a garbage answer, impossible numbers) or UNAVAILABLE (no answer)."""
+    try:
+        return analysis.analyze(view, prometheus, at, judged).verdict.value, ""
+    except analysis.BadCheckQuery as exc:
+        return ERROR, str(exc)
+    except PrometheusError as exc:
+        return (UNAVAILABLE if unanswered(exc) else ERROR), str(exc)
+
+
+def history(
+    view: StackView, prometheus: Prometheus, now: float, interval_s: float, depths: Mapping[str, int]
+) -> History:
+    """Verdicts newest first, only while they continue the newest one's run (RUNS), and at most as many as the
+    decision can use for that run: `depths[newest verdict]` (1 for a verdict not named)."""
+    judged = window(view.release)
+    first = verdict_at(view, prometheus, now, judged)
+    run = next((kinds for kinds in RUNS if first[0] in kinds), (first[0],))
+    found = [first]
+    for k in range(1, depths.get(first[0], 1)):
+        found.append(verdict_at(view, prometheus, now - k * interval_s, judged))
+        if found[-1][0] not in run:
+            break
+    return History(tuple(v for v, _ in found), tuple(n for _, n in found), judged)
+
+
+def depths(release: ReleaseSettings, live_instants: int) -> dict[str, int]:
+    """How far back each run is worth reading: passes only as far as the step was live (and iterations at
+    most), bad verdicts as far as the larger limit, silence as far as before (threshold or iterations)."""
+    bad = max(release.threshold, release.error_limit)
+    quiet = max(release.threshold, release.iterations)
+    return {
+        PASS: max(1, min(release.iterations, live_instants)),
+        FAIL: bad,
+        ERROR: bad,
+        INCONCLUSIVE: quiet,
+        UNAVAILABLE: quiet,
+    }

@@ -1,0 +1,30 @@
+"""`canary analyze`: judge the canary from Istio's metrics; the exit code is the verdict."""
+
+from __future__ import annotations
+
+import argparse
+
+from istio_canary import analysis
+from istio_canary.commands import common
+from istio_canary.exits import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
+
+HELP = "judge the canary from Istio metrics"
+EXITS = (EXIT_OK, EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_UNAVAILABLE, EXIT_REFUSED, EXIT_INTERNAL)
+USES = ("metrics", "json")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No options of its own."""
+
+
+def run(args: argparse.Namespace) -> int:
+    out = common.Output(args)
+    ctx = common.load(args, write=False)
+    source = common.prometheus(args, ctx.view, required=True)
+    assert source is not None  # required=True
+    result = analysis.analyze(ctx.view, source, common.at(args))
+    if out.json:
+        out.result(result.to_json())
+    else:
+        out.say(analysis.table(result))
+    return common.VERDICT_EXIT[result.verdict]

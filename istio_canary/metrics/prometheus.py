@@ -1,0 +1,132 @@
+"""Prometheus instant queries: one value per query, and an error for anything that is not a number we can trust.
+
+Contract: `query()` returns a finite float, NaN (Prometheus' own 0/0, e.g. a quantile over no traffic; the
+caller decides what it means), or None for an empty result. Everything else (+Inf, a JSON `true` where
+Prometheus writes numbers as strings, several series, a body that is not the API's shape) is a
+PrometheusError, as are transport failures. Credentials come from the URL's user info (Basic) or a bearer
+token, and the URL is only ever shown as scheme://host[:port].
+
+The base URL may carry a path (a proxy's prefix) and a query string (a tenant or an org id, for a gateway in
+front of Prometheus): both are kept, the API's path goes after the base's path and `query`, `time` and
+`timeout` after the base's parameters. Those three are the client's own: a base's own values for them are
+dropped, never sent (Prometheus reads the first of a repeated parameter, so the base's `query` would be
+judged instead of the check's). A fragment is dropped too: it never reaches a server. Nothing about the base
+URL raises here, so no Prometheus URL can stand between a rollback and its commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import re
+import urllib.parse
+
+from istio_canary import httpclient
+
+DEFAULT_TIMEOUT_S = 10.0
+MAX_ANSWER_BYTES = 4 * 1024 * 1024  # one series of an instant query is a few hundred bytes
+TOKEN_ENV = "PROMETHEUS_TOKEN"
+# How Prometheus writes a sample value: a decimal or exponent float, or its NaN / +Inf / -Inf spellings.
+_SAMPLE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?|NaN|[+-]Inf", re.ASCII)
+OWN_PARAMETERS = ("query", "time", "timeout")  # what query() sets; a base URL may not
+
+
+class PrometheusError(RuntimeError):
+    """Prometheus is unreachable, too slow, or answered with an error or garbage. `error_type` is the API's
+    own (`bad_data` for a query it cannot parse), or empty."""
+
+    def __init__(self, message: str, error_type: str = "") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class Prometheus:
+    """An instant-query client bound to one base URL (user info allowed), with an overall deadline per query."""
+
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT_S, token: str | None = None) -> None:
+        self.endpoint = query_endpoint(url)
+        self.shown = httpclient.redact(url)
+        self.timeout = timeout  # per query, unless `within` an operation's deadline
+        self.operation: httpclient.Deadline | None = None
+        self.headers = {"Accept": "application/json"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+
+    def within(self, deadline: httpclient.Deadline) -> Prometheus:
+        """This client for one operation of several queries (an analysis): all of them end by `deadline`."""
+        bound = copy.copy(self)
+        bound.operation = deadline
+        return bound
+
+    def query(self, promql: str, at: float) -> float | None:
+        """Evaluate `promql` at `at` (unix seconds): one value, NaN, or None for an empty result."""
+        try:
+            with contextlib.ExitStack() as stack:
+                deadline = self.operation or stack.enter_context(httpclient.Deadline(self.timeout))
+                # Prometheus gives up by the time we do. Plain seconds: it reads `0.5` but not `0.5s`.
+                left = max(deadline.left(self.shown), 0.001)
+                params = urllib.parse.urlencode({"query": promql, "time": f"{at:.3f}", "timeout": f"{left:.3f}"})
+                answer = httpclient.request(
+                    self.endpoint + params, max_bytes=MAX_ANSWER_BYTES, headers=self.headers, deadline=deadline
+                )
+        except httpclient.HttpError as exc:
+            raise PrometheusError(f"Prometheus at {exc}") from None
+        try:
+            data = json.loads(answer.body)
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        error = str(data.get("error", ""))[:300] if isinstance(data, dict) else ""
+        error_type = str(data.get("errorType", ""))[:40] if isinstance(data, dict) else ""
+        if answer.status != 200:
+            message = f"Prometheus at {self.shown} answered HTTP {answer.status}: {error}".rstrip(": ")
+            raise PrometheusError(message, error_type)
+        if not isinstance(data, dict):
+            raise PrometheusError(f"Prometheus at {self.shown} sent a malformed answer (not a JSON object)")
+        if data.get("status") != "success":
+            raise PrometheusError(f"Prometheus at {self.shown} refused the query: {error}", error_type)
+        return self._value(data.get("data"), promql)
+
+    def _value(self, result: object, promql: str) -> float | None:
+        malformed = PrometheusError(f"Prometheus at {self.shown} sent a malformed answer")
+        if not isinstance(result, dict):
+            raise malformed
+        kind = result.get("resultType")
+        if kind == "scalar":
+            samples = [result.get("result")]
+        elif kind == "vector":
+            items = result.get("result")
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise malformed
+            samples = [item.get("value") for item in items]
+        else:
+            raise PrometheusError(f"Prometheus returned a {str(kind)[:20]!r} result for an instant query")
+        if len(samples) > 1:
+            raise PrometheusError(f"query returned {len(samples)} series, expected one: {promql}")
+        if not samples:
+            return None
+        sample = samples[0]
+        # [<unix time>, "<value>"]: the value is always a string; a bare JSON number or `true` is not Prometheus.
+        if not (isinstance(sample, list) and len(sample) == 2 and isinstance(sample[1], str)):
+            raise malformed
+        if not _SAMPLE.fullmatch(sample[1]):
+            raise PrometheusError(f"Prometheus at {self.shown} sent a sample that is not a number: {sample[1][:40]!r}")
+        value = float(sample[1])
+        if math.isinf(value):
+            raise PrometheusError(f"Prometheus at {self.shown} sent an infinite value for: {promql}")
+        return value
+
+
+def query_endpoint(url: str) -> str:
+    """The instant-query URL of a base URL, up to where query()'s own parameters follow: the base's path + the
+    API's, then the base's parameters as written (without any of query()'s own) and `&`, or `?`."""
+    parts = urllib.parse.urlsplit(url)
+    kept = [
+        pair
+        for pair in parts.query.split("&")
+        if pair and urllib.parse.unquote_plus(pair.split("=", 1)[0]) not in OWN_PARAMETERS
+    ]
+    path = parts.path.rstrip("/") + "/api/v1/query"
+    base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "&".join(kept), ""))
+    return base + ("&" if kept else "?")
