@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from istio_canary.jsonshape import WrongShape, optional_object, optional_objects, optional_string, what
+from istio_canary.release.jsonshape import WrongShape, optional_object, optional_objects, optional_string, what
 from istio_canary.release.model import AppSettings
 from istio_canary.release.names import workload
 from istio_canary.routers import router
@@ -94,7 +94,7 @@ class Plan:
     unexpected: tuple[Change, ...] = field(default=())
 
 
-# --- the shape of a preview: every value the reading uses is checked where it is read (istio_canary/jsonshape.py)
+# --- the shape of a preview: each value the reading uses is checked where it is read (release/jsonshape.py)
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ class Router(Protocol):
         ...
 
     def check(self, route: dict[str, Any], where: str) -> None:
-        """Raise istio_canary.jsonshape.WrongShape, naming the path under `where` (never the value), if a route
+        """Raise istio_canary.release.jsonshape.WrongShape, naming the path under `where` (never the value), if a route
         object from a preview has a value read() uses of the wrong type or range. Nothing else."""
         ...
 

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from istio_canary.jsonshape import optional_object, optional_objects, route_weight
+from istio_canary.release.jsonshape import optional_object, optional_objects, route_weight
 from istio_canary.release.traffic import HEADER, MIRROR, WEIGHTS, Match
 from istio_canary.routers.base import CANARY_SUBSET, RoutedService, RouteKind, read_rules
 
