@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from istio_canary.jsonshape import optional_object, optional_string, route_weight
+from istio_canary.release.jsonshape import optional_object, optional_string, route_weight
 from istio_canary.release.traffic import HEADER, MIRROR, WEIGHTS, Match
 from istio_canary.routers.base import CANARY_SUBSET, RoutedService, RouteKind, read_rules
 

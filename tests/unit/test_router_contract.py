@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from istio_canary import routers
-from istio_canary.jsonshape import WrongShape
+from istio_canary.release.jsonshape import WrongShape
 from istio_canary.release.names import SUBSETS, traffic_split
 from istio_canary.release.traffic import HEADER, MIRROR, WEIGHTS, Match
 from istio_canary.routers.base import READ_VERBS, RoutedService, Router, route_of
