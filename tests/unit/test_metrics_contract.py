@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +26,7 @@ from istio_canary.deadline import Deadline
 from istio_canary.metrics import BadQuery, MetricsProvider, MetricsUnavailable
 from testkit import memory_metrics, servers
 
+ROOT = Path(__file__).resolve().parents[2]
 AT = 1_700_000_000.0
 VALUE = 'sum(rate(istio_requests_total{reporter="destination"}[1m]))'
 EMPTY = 'sum(rate(istio_requests_total{destination_workload="nobody"}[1m]))'
@@ -200,3 +204,12 @@ def test_a_name_is_never_taken_over_by_another_factory():
     with pytest.raises(ValueError, match="already registered"):
         metrics.register(metrics.PROMETHEUS, memory_metrics.MemoryProvider)
     metrics.register(memory_metrics.NAME, memory_metrics.MemoryProvider)  # the same registration again is harmless
+
+
+def test_the_observer_loads_no_provider():
+    """The Pulumi program imports the observer (its dashboard): no provider, no HTTP client comes with it."""
+    code = "import sys, istio_canary.metrics.istio_observer; print(' '.join(sorted(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
+    modules = set(loaded.stdout.split())
+    assert "istio_canary.metrics.istio_observer" in modules
+    assert not modules & {"istio_canary.metrics.prometheus", "istio_canary.httpclient", "istio_canary.deadline"}
