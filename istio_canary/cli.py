@@ -26,7 +26,8 @@ from istio_canary.exits import (  # noqa: F401 - re-exported: the tests and scri
     EXIT_REFUSED,
     EXIT_UNAVAILABLE,
 )
-from istio_canary.metrics.prometheus import DEFAULT_TIMEOUT_S, TOKEN_ENV, PrometheusError
+from istio_canary.metrics import BadQuery, MetricsUnavailable
+from istio_canary.metrics.prometheus import DEFAULT_TIMEOUT_S, TOKEN_ENV
 from istio_canary.registry import RegistryError
 from istio_canary.release.settings import ConfigError
 
@@ -136,9 +137,9 @@ def _outcome(exc: Exception) -> tuple[int, str]:
     """The exit code and message for an exception a command raised."""
     if isinstance(exc, common.Refused):
         return exc.code, str(exc)
-    if isinstance(exc, ConfigError | gitops.GitError | BadCheckQuery):
+    if isinstance(exc, ConfigError | gitops.GitError | BadCheckQuery | BadQuery):
         return EXIT_REFUSED, str(exc)
-    if isinstance(exc, PrometheusError | RegistryError):
+    if isinstance(exc, MetricsUnavailable | RegistryError):
         return EXIT_UNAVAILABLE, str(exc)
     # Never exit 1 for a bug: it would read as "analysis failed" and trigger a rollback.
     return EXIT_INTERNAL, f"internal error (a bug in canary): {type(exc).__name__}: {exc}".splitlines()[0]

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from istio_canary import analysis, gitops, httpclient, notify
+from istio_canary import analysis, gitops, httpclient, metrics, notify
 from istio_canary.analysis import Analysis, Verdict
 from istio_canary.exits import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REFUSED
 from istio_canary.lock import LockError, RepoLock
-from istio_canary.metrics.prometheus import TOKEN_ENV, Prometheus, PrometheusError
+from istio_canary.metrics import MetricsProvider, MetricsUnavailable
+from istio_canary.metrics.prometheus import TOKEN_ENV
 from istio_canary.release.settings import PROJECT
 from istio_canary.stackfile import StackFile, StackView
 
@@ -123,7 +124,7 @@ def load(args: argparse.Namespace, *, write: bool, for_rollback: bool = False) -
     return Context(repo, args.stack, stack, view, invalid, for_rollback, lock)
 
 
-def prometheus(args: argparse.Namespace, view: StackView, *, required: bool) -> Prometheus | None:
+def prometheus(args: argparse.Namespace, view: StackView, *, required: bool) -> MetricsProvider | None:
     """The Prometheus to ask: --prometheus, else $PROMETHEUS_URL (both may carry user:password@ for Basic auth,
     with $PROMETHEUS_TOKEN for Bearer), else prometheusUrl from the stack file (never a credential)."""
     source, url = next(
@@ -148,7 +149,7 @@ def prometheus(args: argparse.Namespace, view: StackView, *, required: bool) -> 
     token = os.environ.get(TOKEN_ENV, "").strip() or None
     if (target.username is not None or token) and target.scheme != "https" and not httpclient.is_loopback(target.host):
         raise Refused(f"{source}: refusing to send credentials over plain http to {httpclient.redact(url)}; use https")
-    return Prometheus(url, timeout=args.timeout, token=token)
+    return metrics.provider(metrics.PROMETHEUS, url, args.timeout, token)
 
 
 def seconds(value: str) -> float:
@@ -170,7 +171,7 @@ def at(args: argparse.Namespace) -> float:
         raise Refused(str(exc)) from None
 
 
-def evidence(result: Analysis | None, source: Prometheus | None, unavailable: str = "") -> str:
+def evidence(result: Analysis | None, source: MetricsProvider | None, unavailable: str = "") -> str:
     """The commit body's account of the analysis a decision was taken on."""
     if unavailable:
         return f"Analysis unavailable: {unavailable}"
@@ -185,8 +186,8 @@ class Gate:
     """What the analysis before a traffic step said: a result, or why there is none."""
 
     result: Analysis | None = None
-    source: Prometheus | None = None
-    unavailable: str = ""  # the Prometheus error when --force went ahead without an analysis
+    source: MetricsProvider | None = None
+    unavailable: str = ""  # the metrics error when --force went ahead without an analysis
 
     def evidence(self) -> str:
         return evidence(self.result, self.source, self.unavailable)
@@ -204,7 +205,7 @@ def gate(args: argparse.Namespace, ctx: Context, out: Output) -> Gate:
         return Gate()
     try:
         result = analysis.analyze(ctx.view, source, at(args))
-    except PrometheusError as exc:
+    except MetricsUnavailable as exc:
         if not args.force:
             raise
         print(f"warning: --force: no analysis ({exc})", file=sys.stderr)

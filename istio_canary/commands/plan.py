@@ -16,7 +16,7 @@ from typing import Any
 from istio_canary import analysis, plan, plan_markdown, safeload
 from istio_canary.commands import common
 from istio_canary.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNEXPECTED
-from istio_canary.metrics.prometheus import PrometheusError
+from istio_canary.metrics import MetricsUnavailable
 
 HELP = "Markdown for the pull request: what merging does to traffic"
 EXITS = (EXIT_OK, EXIT_REFUSED, EXIT_INTERNAL, EXIT_UNEXPECTED)
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             try:
                 result = analysis.analyze(ctx.view, source, common.at(args))
-            except PrometheusError as exc:
+            except MetricsUnavailable as exc:
                 note = f"unavailable ({exc})"
         policy = ctx.view.release.canary_tags  # a new canary tag is ordered by the stack's own policy
         text = plan_markdown.markdown(reading, app, ctx.stack_name, result, note, args.dashboard_url, policy)
