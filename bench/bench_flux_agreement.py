@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from istio_canary.release import gosyntax, semverrange, tagpolicy
+from istio_canary.release import gosyntax, semver, semverrange, tagpolicy
 from toolchain import flux_cases
 from toolchain.flux_corpus import corpus, deliberate, flux, ours
 from toolchain.fluxref import FluxReference, build
@@ -120,7 +120,7 @@ def old_impl(old: ModuleType) -> SimpleNamespace:
 
 def current_impl() -> SimpleNamespace:
     return SimpleNamespace(
-        parse_version=semverrange.parse_version,
+        parse_version=semver.parse_version,
         Constraint=semverrange.Constraint,
         RangeError=semverrange.RangeError,
         TagPolicy=tagpolicy.TagPolicy,

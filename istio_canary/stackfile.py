@@ -23,17 +23,9 @@ from ruamel.yaml.comments import CommentedMap
 
 from istio_canary import safeload
 from istio_canary.release.layout import app_stacks_on
-from istio_canary.release.model import LayoutSettings
+from istio_canary.release.model import AppSettings, LayoutSettings, ReleaseSettings
 from istio_canary.release.names import workload
-from istio_canary.release.settings import (
-    PROJECT,
-    AppSettings,
-    ConfigError,
-    ReleaseSettings,
-    parse,
-    parse_weight,
-    schema,
-)
+from istio_canary.release.settings import PROJECT, ConfigError, parse, parse_weight, schema
 from istio_canary.yamledit import BOM, ODD_BREAKS, EditError, load, plain, read_text, with_value, write_atomically
 
 # What `canary rollback` validates: the app's identity, versions, weight and every `analysis*` key (the checks

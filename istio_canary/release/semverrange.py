@@ -17,16 +17,15 @@ seeded corpus against the Go libraries themselves.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import re2
 
-MAX_VERSION_LENGTH = 256  # bytes; Masterminds' MaxVersionLen
+from istio_canary.release.semver import Version, loose_version
+
 MAX_RANGE_LENGTH = 512  # bytes; Masterminds' MaxConstraintLen
 MAX_ALTERNATIVES = 32  # `||` groups; Masterminds' MaxConstraintGroups
-_UINT64 = 1 << 64
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # a bad pattern is our PolicyError, not a line on stderr
@@ -36,12 +35,6 @@ def _re(pattern: str) -> re2._Regexp:
     return re2.compile(pattern, _OPTIONS)
 
 
-# Every tag goes through this one, so it runs on Python's engine (several times faster per call than the RE2
-# wrapper's group access): it is unambiguous (dot-separated runs), so no input backtracks, and it reads at most
-# MAX_VERSION_LENGTH bytes. fullmatch is Go's `^...$`, which never matches before a final newline.
-_LOOSE = re.compile(
-    r"v?([0-9]+)(\.[0-9]+)?(\.[0-9]+)?(-([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?(\+([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?"
-)
 # A version inside a range: parts may be wildcards (and the class also admits `|`, as Masterminds' does; such a
 # part then fails as a version, so `1|2` is an error, not a number).
 _CV = (
@@ -53,108 +46,10 @@ _ONE = _re(rf"^\s*({_OPS})\s*({_CV})\s*$")
 _HYPHEN = _re(rf"\s*({_CV})\s+-\s+({_CV})\s*")
 _FIND = _re(rf"({_OPS})\s*({_CV})")
 _VALID = _re(rf"^(\s*({_OPS})\s*({_CV})\s*)((?:\s+|,\s*)({_OPS})\s*({_CV})\s*)*$")
-_NUM = frozenset("0123456789")
-_ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789")
 
 
 class RangeError(ValueError):
     """A range Flux (Masterminds) refuses; the message says which part."""
-
-
-def _uint(text: str) -> int | None:
-    """Go's strconv.ParseUint(text, 10, 64): ASCII digits only, below 2**64."""
-    if not text or not set(text) <= _NUM:
-        return None
-    value = int(text)
-    return value if value < _UINT64 else None
-
-
-def _valid_identifiers(text: str, *, numeric_rule: bool) -> bool:
-    for part in text.split("."):
-        if not part:
-            return False
-        if set(part) <= _NUM:
-            if numeric_rule and len(part) > 1 and part[0] == "0":
-                return False
-        elif not set(part) <= _ALLOWED:
-            return False
-    return True
-
-
-def _compare_identifier(s: str, o: str) -> int:
-    if s == o:
-        return 0
-    if not s:
-        return -1
-    if not o:
-        return 1
-    si, oi = _uint(s), _uint(o)
-    if si is None and oi is None:
-        return 1 if s > o else -1
-    if oi is None:  # a number orders before a word
-        return -1
-    if si is None:
-        return 1
-    return 1 if si > oi else -1
-
-
-@dataclass(frozen=True)
-class Version:
-    """A parsed version; `original` is the text it came from (the tag Flux returns)."""
-
-    major: int
-    minor: int
-    patch: int
-    prerelease: str = ""
-    metadata: str = ""
-    original: str = ""
-
-    def compare(self, other: Version) -> int:
-        """Semantic-version precedence, -1/0/1; build metadata does not count."""
-        for mine, theirs in ((self.major, other.major), (self.minor, other.minor), (self.patch, other.patch)):
-            if mine != theirs:
-                return 1 if mine > theirs else -1
-        if self.prerelease == other.prerelease == "":
-            return 0
-        if not self.prerelease:
-            return 1
-        if not other.prerelease:
-            return -1
-        mine_parts, their_parts = self.prerelease.split("."), other.prerelease.split(".")
-        for i in range(max(len(mine_parts), len(their_parts))):
-            found = _compare_identifier(
-                mine_parts[i] if i < len(mine_parts) else "", their_parts[i] if i < len(their_parts) else ""
-            )
-            if found:
-                return found
-        return 0
-
-
-def loose_version(text: str) -> Version | None:
-    """Masterminds' NewVersion: `1`, `1.2`, `v1.2.3-rc.1+b5`, leading zeros allowed; None when it refuses."""
-    if len(text.encode()) > MAX_VERSION_LENGTH:
-        return None
-    match = _LOOSE.fullmatch(text)
-    if match is None:
-        return None
-    major = _uint(match.group(1))
-    minor = _uint(match.group(2)[1:]) if match.group(2) else 0
-    patch = _uint(match.group(3)[1:]) if match.group(3) else 0
-    pre, metadata = match.group(5) or "", match.group(8) or ""
-    if major is None or minor is None or patch is None:
-        return None
-    if pre and not _valid_identifiers(pre, numeric_rule=True):
-        return None
-    if metadata and not _valid_identifiers(metadata, numeric_rule=False):
-        return None
-    return Version(major, minor, patch, pre, metadata, text)
-
-
-def parse_version(text: str) -> Version | None:
-    """A tag as Flux's semver policy reads it (fluxcd/pkg/version.ParseVersion): three dot-separated parts."""
-    if len(text.split(".", 2)) != 3:
-        return None
-    return loose_version(text)
 
 
 def _is_x(part: str) -> bool:

@@ -35,7 +35,8 @@ import re2
 
 from istio_canary.release.gosyntax import expand, group_number, parse_float, template_groups
 from istio_canary.release.rules import MAX_TAG_LENGTH
-from istio_canary.release.semverrange import Constraint, RangeError, Version, parse_version
+from istio_canary.release.semver import Version, parse_version
+from istio_canary.release.semverrange import Constraint, RangeError
 
 KINDS = ("semver", "glob", "numerical", "alphabetical")
 ORDERS = ("asc", "desc")

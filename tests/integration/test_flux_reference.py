@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from istio_canary.release import gosyntax, semverrange, tagpolicy
+from istio_canary.release import gosyntax, semver, semverrange, tagpolicy
 from toolchain import flux_cases
 from toolchain.flux_corpus import Answer, corpus, deliberate, flux, ours
 from toolchain.fluxref import FluxReference, FluxReferenceError, build, go_binary
@@ -31,7 +31,7 @@ SIZE = int(os.environ.get("FLUX_CORPUS_SIZE", "4000"))
 SHOWN = 20
 
 IMPL = SimpleNamespace(
-    parse_version=semverrange.parse_version,
+    parse_version=semver.parse_version,
     Constraint=semverrange.Constraint,
     RangeError=semverrange.RangeError,
     TagPolicy=tagpolicy.TagPolicy,

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from istio_canary.release.semverrange import Constraint, RangeError, Version, parse_version
+from istio_canary.release.semver import Version, parse_version
+from istio_canary.release.semverrange import Constraint, RangeError
 from istio_canary.release.tagpolicy import NoTagError, TagPolicy
 
 DATA = Path(__file__).resolve().parent / "data" / "flux_policy_cases.json"

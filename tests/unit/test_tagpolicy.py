@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from istio_canary.release.gosyntax import parse_float
-from istio_canary.release.semverrange import parse_version
+from istio_canary.release.semver import parse_version
 from istio_canary.release.tagpolicy import NoTagError, PolicyError, TagPolicy, scanned
 
 PARTS = st.integers(min_value=0, max_value=12)
