@@ -189,6 +189,20 @@ def test_the_build_context_is_the_packaged_sources_and_the_lock_only() -> None:
 # --- the image's command, from a non-editable install in a fresh venv ------------------------------------------
 
 
+def test_the_wheel_installs_one_top_level_package_and_nothing_of_pulumi(installed: Path) -> None:
+    # A generic `components` or `stacks` in site-packages would collide with any other project using those names,
+    # and modules importing pulumi_gcp would ship without the dependency.
+    (site,) = (installed.parent / "lib").glob("python3*/site-packages")
+    (dist_info,) = site.glob("istio_canary-*.dist-info")
+    assert (dist_info / "top_level.txt").read_text().split() == ["istio_canary"]
+    record = [line.split(",")[0] for line in (dist_info / "RECORD").read_text().splitlines()]
+    tops = {entry.split("/")[0] for entry in record if not entry.startswith(("../", dist_info.name))}
+    assert tops == {"istio_canary"}, tops
+    for module in (site / "istio_canary").rglob("*.py"):
+        text = module.read_text()
+        assert not re.search(r"^\s*(import|from) pulumi", text, re.MULTILINE), module
+
+
 def test_the_installed_canary_is_the_wheels_not_the_source_trees(installed: Path) -> None:
     done = in_image(installed, str(installed / "python"), "-c", "import istio_canary; print(istio_canary.__file__)")
     assert done.returncode == 0, done.stderr
