@@ -14,17 +14,13 @@ belongs, a missing or mistyped field), is a PullError naming the call; the messa
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
-import time
 import urllib.parse
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from istio_canary.agent.pull_transport import Capped, Operation, PullError
 from istio_canary.httpclient import scrub
 
 GITHUB_API = "https://api.github.com"
@@ -32,11 +28,6 @@ CONNECT_S = 5.0  # a TCP (+TLS) handshake with GitHub takes well under a second
 READ_S = 10.0  # the longest silence between two reads
 DEADLINE_S = 20.0  # one whole operation (redirects included): a third of the shortest sensible interval
 MAX_BYTES = 4 << 20  # a page of 30 pull requests is ~0.5 MB; the agent's pod has 512 Mi
-
-
-class PullError(RuntimeError):
-    """The Git host refused, could not be reached in time, or answered something that is not what was asked;
-    the message names no credential."""
 
 
 def owner_repo(repo_url: str) -> tuple[str, str]:
@@ -54,71 +45,6 @@ class Pull:
 
     number: int
     url: str
-
-
-class _Operation:
-    """One call's overall deadline: the sockets it opened are shut down when it passes, which wakes a read
-    that is blocked (a hang) and ends one that keeps getting a byte (a drip)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.deadline = time.monotonic() + seconds
-        self.expired = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def trace(self, event: str, info: dict[str, Any]) -> None:
-        """httpcore's trace hook: remember each connection's socket (plain and TLS) as it is made."""
-        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
-            stream = info.get("return_value")
-            sock = stream.get_extra_info("socket") if stream is not None else None
-            if isinstance(sock, socket.socket):
-                with self._lock:
-                    self._sockets.append(sock)
-                if self.expired.is_set():  # connected just as the deadline passed
-                    self._shutdown()
-
-    def _expire(self) -> None:
-        self.expired.set()
-        self._shutdown()
-
-    def _shutdown(self) -> None:
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            with contextlib.suppress(OSError):  # already closed: the call ended on its own
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def end(self) -> None:
-        self._timer.cancel()
-
-
-class _Capped(httpx.SyncByteStream):
-    """A response body read within the operation's deadline and byte cap."""
-
-    def __init__(self, inner: httpx.SyncByteStream, operation: _Operation, max_bytes: int) -> None:
-        self.inner, self.operation, self.max_bytes = inner, operation, max_bytes
-
-    def __iter__(self) -> Iterator[bytes]:
-        seen = 0
-        for chunk in self.inner:
-            seen += len(chunk)
-            if seen > self.max_bytes:
-                raise PullError(f"answer is larger than {self.max_bytes} bytes")
-            if self.operation.remaining() <= 0:
-                raise PullError(f"no complete answer within {self.operation.seconds:g}s")
-            yield chunk
-        if self.operation.expired.is_set():  # read until close, and the watchdog closed it: cut short, not whole
-            raise PullError(f"no complete answer within {self.operation.seconds:g}s")
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class PullRequests:
@@ -139,7 +65,7 @@ class PullRequests:
 
         self.owner, self.repo = owner_repo(repo_url)
         self.deadline_s, self.max_bytes = deadline_s, max_bytes
-        self._operation: _Operation | None = None
+        self._operation: Operation | None = None
         # auto_retry=False: githubkit would sleep 1+4+9 s on a 5xx (or until a rate-limit reset) inside one
         # iteration; the loop retries at the next interval instead. http_cache=False: every answer is fresh
         # (the agent asks a few times an interval; a cache is one more thing a hostile answer could poison).
@@ -179,7 +105,7 @@ class PullRequests:
         if length.isdigit() and int(length) > self.max_bytes:
             raise PullError(f"answer is larger than {self.max_bytes} bytes ({length})")
         assert isinstance(response.stream, httpx.SyncByteStream)
-        response.stream = _Capped(response.stream, operation, self.max_bytes)
+        response.stream = Capped(response.stream, operation, self.max_bytes)
 
     # --- one operation --------------------------------------------------------------------------------------
 
@@ -187,7 +113,7 @@ class PullRequests:
         """`call` within one overall deadline; its JSON, or PullError for anything else."""
         from githubkit.exception import GitHubException, RequestFailed
 
-        operation = self._operation = _Operation(self.deadline_s)
+        operation = self._operation = Operation(self.deadline_s)
         try:
             response = call(*args, **kwargs)
         except RequestFailed as exc:
