@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from istio_canary import analysis, plan, plan_markdown, safeload
+from istio_canary.actions.errors import Refused
 from istio_canary.commands import common
 from istio_canary.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNEXPECTED
 from istio_canary.metrics.prometheus import PrometheusError
@@ -41,13 +42,13 @@ def _preview(source: str) -> dict[str, Any]:
             data = safeload.read_bytes(Path(source), MAX_PREVIEW_BYTES)
         value = safeload.json_value(data, MAX_PREVIEW_BYTES)
     except OSError as exc:
-        raise common.Refused(f"--preview {source}: {exc.strerror}") from None
+        raise Refused(f"--preview {source}: {exc.strerror}") from None
     except safeload.LimitError as exc:
-        raise common.Refused(f"--preview {source}: {exc}") from None
+        raise Refused(f"--preview {source}: {exc}") from None
     except ValueError:  # not JSON, or not UTF-8
-        raise common.Refused(f"--preview {source}: not JSON (run `pulumi preview --json`)") from None
+        raise Refused(f"--preview {source}: not JSON (run `pulumi preview --json`)") from None
     if not isinstance(value, dict) or not isinstance(value.get("steps", []), list):
-        raise common.Refused(f"--preview {source}: not the output of `pulumi preview --json` (no steps list)")
+        raise Refused(f"--preview {source}: not the output of `pulumi preview --json` (no steps list)")
     return value
 
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             reading = plan.read(preview, app)
         except plan.MalformedPreview as exc:  # JSON of the wrong shape: bad input (exit 4), never a bug (exit 5)
-            raise common.Refused(f"--preview {args.preview}: {exc}") from None
+            raise Refused(f"--preview {args.preview}: {exc}") from None
         result, note = None, ""
         source = common.prometheus(args, ctx.view, required=False)
         if source is None:
