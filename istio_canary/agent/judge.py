@@ -17,7 +17,7 @@ from istio_canary.actions.context import Context, Recorded
 from istio_canary.actions.errors import Refused
 from istio_canary.actions.metrics_source import MetricsOptions
 from istio_canary.actions.metrics_source import prometheus as choose_prometheus
-from istio_canary.actions.next_step import rolled_back as rolled_back_subject  # promote's own reading of Git
+from istio_canary.actions.next_step import rolled_back as rolled_back_subject  # the reading promote and status take
 from istio_canary.actions.publish import PublishOptions
 from istio_canary.actions.rollback import RollbackRequest, rollback
 from istio_canary.agent import decide, history, live, workspace
