@@ -81,7 +81,7 @@ def watch(registry: registries.Registry, work: Path) -> None:
     times = []
     for _ in range(CLI_RUNS):
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "rollout", *argv], cwd=ROOT, capture_output=True, check=False)
+        done = subprocess.run([sys.executable, "-m", "istio_canary", *argv], cwd=ROOT, capture_output=True, check=False)
         times.append(time.perf_counter() - start)
         if done.returncode != 0:
             failures.append(f"python -m istio_canary watch-images exited {done.returncode}: {done.stderr[-300:]!r}")
@@ -102,7 +102,7 @@ def peak():
         sys.stderr.write("peak-rss-kib " + next(l for l in status if l.startswith("VmHWM:")).split()[1] + "\\n")
 atexit.register(peak)
 sys.argv = ["canary", *sys.argv[1:]]
-runpy.run_module("rollout", run_name="__main__")
+runpy.run_module("istio_canary", run_name="__main__")
 """
 
 

@@ -90,7 +90,11 @@ def main_bench() -> None:
             for _ in range(CLI_RUNS):
                 t0 = time.perf_counter()
                 done = subprocess.run(
-                    [sys.executable, "-m", "rollout", *argv], cwd=ROOT, capture_output=True, timeout=120, check=False
+                    [sys.executable, "-m", "istio_canary", *argv],
+                    cwd=ROOT,
+                    capture_output=True,
+                    timeout=120,
+                    check=False,
                 )
                 samples.append(time.perf_counter() - t0)
                 check("analyze (subprocess)", done.returncode)

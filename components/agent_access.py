@@ -1,6 +1,6 @@
 """What an app stack (clusterMode stack) grants the platform's release agent in the app's namespace: reading the
-VirtualService and the GA/canary Deployments (the agent's live state), nothing else. Harmless where the platform
-runs no agent: it names a ServiceAccount that then does not exist."""
+route (the router's object a traffic step changes) and the GA/canary Deployments (the agent's live state), nothing
+else. Harmless where the platform runs no agent: it names a ServiceAccount that then does not exist."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The released service's GA + canary behind one Service, split by an Istio VirtualService; its Gateway and strict
-mTLS; autoscalers when the shape asks for them. The container's shape (port, probes, user...) is AppShape."""
+"""The released service's GA + canary behind one Service, split by the router's objects (istio_canary/routers/:
+Istio's DestinationRule and VirtualService); its Gateway and strict mTLS; autoscalers when the shape asks for them.
+The container's shape (port, probes, user...) is AppShape."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from components.k8s_common import (
     restricted_container_security_context,
     restricted_pod_security_context,
 )
-from istio_canary.release import traffic
 from istio_canary.release.app_shape import AppShape
 from istio_canary.release.names import SUBSETS, traffic_split, workload
+from istio_canary.release.traffic import Match
+from istio_canary.routers import router
+from istio_canary.routers.base import RoutedService, pulumi_name, route_of
 
 SUBSET_LABEL = "release"
 
@@ -35,7 +38,7 @@ class CanaryAppArgs:
     public_host: str
     tls_credential_name: str
     shape: AppShape
-    canary_shape: str  # istio_canary/release/traffic.py: "" (weights), "mirror" or "header"
+    canary_shape: str  # a traffic shape (istio_canary/release/traffic.py): "" (weights), "mirror" or "header"
     mirror_percent: int
     canary_match: str
     # The labels of the mesh's ingress gateway pods, which the Gateway object selects.
@@ -46,7 +49,7 @@ class CanaryAppArgs:
 
 
 class CanaryApp(pulumi.ComponentResource):
-    """Namespace with injection, <app>-ga/<app>-canary, Service, DestinationRule, VirtualService, Gateway."""
+    """Namespace with injection, <app>-ga/<app>-canary, Service, the router's objects, Gateway."""
 
     namespace: str
     service_name: str
@@ -54,7 +57,7 @@ class CanaryApp(pulumi.ComponentResource):
     deployment_names: dict[str, str]
     split: dict[str, int]
     port: int
-    virtual_service: k8s.apiextensions.CustomResource
+    route: k8s.apiextensions.CustomResource  # the routing object a traffic step changes
 
     def __init__(self, name: str, args: CanaryAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("istio-canary:app:CanaryApp", name, None, opts)
@@ -90,37 +93,30 @@ class CanaryApp(pulumi.ComponentResource):
             },
             opts=in_namespace,
         )
-        host = f"{args.name}.{args.namespace}.svc.cluster.local"
-        k8s.apiextensions.CustomResource(
-            f"{args.name}-destinationrule",
-            api_version="networking.istio.io/v1",
-            kind="DestinationRule",
-            metadata=self._meta(args.name, args),
-            spec={
-                "host": host,
-                "subsets": [{"name": subset, "labels": {SUBSET_LABEL: subset}} for subset in self.deployment_names],
-            },
-            opts=istio_objects,
+        service = RoutedService(
+            name=args.name,
+            namespace=args.namespace,
+            port=shape.port,
+            public_host=args.public_host,
+            gateway=self.gateway_name,
+            subset_label=SUBSET_LABEL,
+            subsets=tuple(self.deployment_names),
         )
-        self.virtual_service = k8s.apiextensions.CustomResource(
-            f"{args.name}-virtualservice",
-            api_version="networking.istio.io/v1",
-            kind="VirtualService",
-            metadata=self._meta(args.name, args),
-            spec={
-                "hosts": [args.name, args.public_host],
-                "gateways": ["mesh", self.gateway_name],
-                "http": traffic.http_routes(
-                    host,
-                    shape.port,
-                    self.split,
-                    args.canary_shape,
-                    args.mirror_percent,
-                    traffic.Match.parse(args.canary_match),
-                ),
-            },
-            opts=istio_objects,
+        traffic_router = router()
+        declared = traffic_router.objects(
+            service, self.split, args.canary_shape, args.mirror_percent, Match.parse(args.canary_match)
         )
+        for routing in declared:
+            resource = k8s.apiextensions.CustomResource(
+                pulumi_name(args.name, routing["kind"]),
+                api_version=routing["apiVersion"],
+                kind=routing["kind"],
+                metadata=self._meta(routing["metadata"]["name"], args),
+                spec=routing["spec"],
+                opts=istio_objects,
+            )
+            if routing is route_of(traffic_router, declared):
+                self.route = resource
         k8s.apiextensions.CustomResource(
             f"{args.name}-gateway",
             api_version="networking.istio.io/v1",

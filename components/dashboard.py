@@ -74,7 +74,7 @@ def _check_panel(panel_id: int, check: Check, namespace: str, app: str, window: 
 
 def _agent_panel(panel_id: int, app: str) -> dict:
     """The release agent: its latest verdict (1 = the current one), each rollback or proposal it made, and the
-    shape the live VirtualService has (weights, mirror, header)."""
+    shape the live route has (weights, mirror, header)."""
     targets = [
         {"refId": "A", "expr": f"{AGENT_VERDICT} == 1", "legendFormat": "verdict {{verdict}}"},
         {

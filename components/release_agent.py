@@ -1,5 +1,5 @@
 """The release agent: `canary agent` as a one-replica Deployment in a namespace of its own, with its
-ServiceAccount, the namespaced Roles it needs (read the app's VirtualService and Deployments, hold one Lease),
+ServiceAccount, the namespaced Roles it needs (read the app's route and Deployments, hold one Lease),
 and a Secret holding its Git token and Slack webhook. Registry credentials for its image watch come from outside
 Pulumi: a dockerconfigjson Secret mounted as Docker's config.json, or Google's through GKE Workload Identity.
 
@@ -26,6 +26,8 @@ from components.k8s_common import (
     restricted_pod_security_context,
 )
 from istio_canary.release.names import AGENT_NAME, agent_lease_name
+from istio_canary.routers import router
+from istio_canary.routers.base import READ_VERBS
 
 AGENT_NAMESPACE = AGENT_NAME
 HTTP_PORT = 9102  # /healthz and /metrics
@@ -74,12 +76,9 @@ def agent_command(stack: str, repo_url: str, lease_namespace: str) -> list[str]:
 
 
 def app_role_rules() -> list[dict[str, Any]]:
-    """In the app namespace: read the live VirtualService weights and the GA/canary Deployments, nothing else."""
-    read = ["get", "list", "watch"]
-    return [
-        {"apiGroups": ["networking.istio.io"], "resources": ["virtualservices"], "verbs": read},
-        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": read},
-    ]
+    """In the app namespace: read the live route's weights (the router's rules) and the GA/canary Deployments,
+    nothing else."""
+    return [*router().rbac_rules(), {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": list(READ_VERBS)}]
 
 
 def lease_role_rules(lease: str) -> list[dict[str, Any]]:
@@ -268,7 +267,7 @@ class ReleaseAgent(pulumi.ComponentResource):
             pod_volumes.append(registry_volume(args.registry_secret))
         return {
             "serviceAccountName": self.service_account_name,
-            # It reads the VirtualService and Deployments and holds a Lease: it needs its API token.
+            # It reads the route and Deployments and holds a Lease: it needs its API token.
             "automountServiceAccountToken": True,
             "securityContext": restricted_pod_security_context(fs_group=NON_ROOT_UID),
             "containers": [

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from istio_canary.metrics.prometheus import Prometheus, PrometheusError
+from istio_canary.metrics import BadQuery, MetricsProvider, MetricsUnavailable
 from istio_canary.release.checks import Check
 from istio_canary.release.names import workload
 from istio_canary.stackfile import StackView
@@ -22,13 +22,18 @@ MAX_TIME_S = 253402300799.0
 PERCENT_SLACK = 1e-9  # float noise above 100 % is not an impossible success rate
 
 
-class ImpossibleMetrics(PrometheusError):
-    """Prometheus answered numbers no real traffic produces (negative, infinite, a success rate over 100 %, NaN
-    while there was traffic): the answer is garbage, neither a pass nor a fail (a fail would roll back on it)."""
+class ImpossibleMetrics(MetricsUnavailable):
+    """The metrics backend answered numbers no real traffic produces (negative, infinite, a success rate over
+    100 %, NaN while there was traffic): the answer is garbage, neither a pass nor a fail (a fail would roll back
+    on it)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, answered=True)
 
 
 class BadCheckQuery(RuntimeError):
-    """Prometheus could not parse a check's query: the stack's config is wrong, not Prometheus."""
+    """The metrics backend could not parse a check's query (the port's BadQuery): the stack's config is wrong,
+    not the backend. The message keeps today's wording, which commit evidence and notices carry."""
 
 
 class Verdict(StrEnum):
@@ -130,18 +135,16 @@ def _count(value: float | None) -> str:
 
 
 def measure(
-    prometheus: Prometheus, checks: tuple[Check, ...], namespace: str, app: str, version: str, window: str, at: float
+    source: MetricsProvider, checks: tuple[Check, ...], namespace: str, app: str, version: str, window: str, at: float
 ) -> Measurement:
     """Run every check's query for one version (`ga` or `canary`) of the app."""
     name = workload(app, version)
     values: dict[str, float | None] = {}
     for check in checks:
         try:
-            values[check.name] = prometheus.query(check.promql(namespace, name, window), at)
-        except PrometheusError as exc:
-            if exc.error_type == "bad_data":
-                raise BadCheckQuery(f"check {check.name}: Prometheus could not parse its query: {exc}") from None
-            raise
+            values[check.name] = source.query(check.promql(namespace, name, window), at)
+        except BadQuery as exc:
+            raise BadCheckQuery(f"check {check.name}: Prometheus could not parse its query: {exc}") from None
     for check in checks:
         if check.gate and values[check.name] is None:
             values[check.name] = 0.0  # a count with no series counted nothing: zero, not "no value"
@@ -205,12 +208,12 @@ def judge(checks: tuple[Check, ...], canary: Measurement, ga: Measurement) -> tu
     return verdict, tuple(outcomes)
 
 
-def analyze(view: StackView, prometheus: Prometheus, at: float, window: str | None = None) -> Analysis:
+def analyze(view: StackView, source: MetricsProvider, at: float, window: str | None = None) -> Analysis:
     """Measure canary and GA over the window ending at `at` (analysisWindow unless given) and judge the canary."""
     rel, app = view.release, view.app
     window = window or rel.window
-    canary = measure(prometheus, rel.checks, app.namespace, app.name, "canary", window, at)
-    ga = measure(prometheus, rel.checks, app.namespace, app.name, "ga", window, at)
+    canary = measure(source, rel.checks, app.namespace, app.name, "canary", window, at)
+    ga = measure(source, rel.checks, app.namespace, app.name, "ga", window, at)
     verdict, outcomes = judge(rel.checks, canary, ga)
     results = {o.result for o in outcomes}
     # The reasons that decided it: too little traffic explains any missing value, so it alone is given then.

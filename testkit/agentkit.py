@@ -53,7 +53,7 @@ def start_agent(
     keep_env: tuple[str, ...] = (),
 ) -> subprocess.Popen:
     """`canary agent --stack dev` on `origin` as its own process (stop it with stop())."""
-    argv = [sys.executable, "-m", "rollout", "agent", "--stack", "dev", "--repo-url", str(origin)]
+    argv = [sys.executable, "-m", "istio_canary", "agent", "--stack", "dev", "--repo-url", str(origin)]
     argv += ["--workdir", str(workdir), "--listen", f"127.0.0.1:{port}", "--prometheus", prometheus_url, *extra]
     env = {k: v for k, v in os.environ.items() if k not in set(ISOLATED) - set(keep_env)}
     if log is None:

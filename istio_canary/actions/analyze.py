@@ -11,7 +11,7 @@ from istio_canary.actions.errors import typed
 from istio_canary.actions.gate import VERDICT_EXIT
 from istio_canary.actions.metrics_source import MetricsOptions
 from istio_canary.analysis import Analysis
-from istio_canary.metrics.prometheus import Prometheus
+from istio_canary.metrics import MetricsProvider
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class AnalyzeRequest:
 @dataclass(frozen=True)
 class AnalyzeResult:
     analysis: Analysis
-    source: Prometheus
+    source: MetricsProvider
 
     @property
     def exit_code(self) -> int:

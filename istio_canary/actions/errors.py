@@ -10,7 +10,7 @@ from typing import ParamSpec, TypeVar
 from istio_canary import gitops
 from istio_canary.analysis import BadCheckQuery
 from istio_canary.exits import EXIT_BLOCKED, EXIT_INTERNAL, EXIT_REFUSED, EXIT_UNAVAILABLE
-from istio_canary.metrics.prometheus import PrometheusError
+from istio_canary.metrics import BadQuery, MetricsUnavailable
 from istio_canary.registry import RegistryError
 from istio_canary.release.settings import ConfigError
 
@@ -51,16 +51,16 @@ def outcome(exc: Exception) -> tuple[int, str]:
     """The exit code and message for an exception a command raised."""
     if isinstance(exc, ActionError):
         return exc.code, str(exc)
-    if isinstance(exc, ConfigError | gitops.GitError | BadCheckQuery):
+    if isinstance(exc, ConfigError | gitops.GitError | BadCheckQuery | BadQuery):
         return EXIT_REFUSED, str(exc)
-    if isinstance(exc, PrometheusError | RegistryError):
+    if isinstance(exc, MetricsUnavailable | RegistryError):
         return EXIT_UNAVAILABLE, str(exc)
     # Never exit 1 for a bug: it would read as "analysis failed" and trigger a rollback.
     return EXIT_INTERNAL, f"internal error (a bug in canary): {type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def typed(action: Callable[P, R]) -> Callable[P, R]:
-    """An action's public entry: the lower layers' own errors (a config, Git, query, Prometheus or registry
+    """An action's public entry: the lower layers' own errors (a config, Git, query, metrics or registry
     error) leave it as the ActionError their exit code means, the original chained; a bug leaves as it is."""
 
     @functools.wraps(action)

@@ -13,12 +13,12 @@ from istio_canary.actions.metrics_source import MetricsOptions
 from istio_canary.actions.progress import Progress
 from istio_canary.analysis import Analysis, Verdict
 from istio_canary.exits import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_OK
-from istio_canary.metrics.prometheus import Prometheus, PrometheusError
+from istio_canary.metrics import MetricsProvider, MetricsUnavailable
 
 VERDICT_EXIT = {Verdict.PASS: EXIT_OK, Verdict.FAIL: EXIT_FAIL, Verdict.INCONCLUSIVE: EXIT_INCONCLUSIVE}
 
 
-def evidence(result: Analysis | None, source: Prometheus | None, unavailable: str = "") -> str:
+def evidence(result: Analysis | None, source: MetricsProvider | None, unavailable: str = "") -> str:
     """The commit body's account of the analysis a decision was taken on."""
     if unavailable:
         return f"Analysis unavailable: {unavailable}"
@@ -33,8 +33,8 @@ class Gate:
     """What the analysis before a traffic step said: a result, or why there is none."""
 
     result: Analysis | None = None
-    source: Prometheus | None = None
-    unavailable: str = ""  # the Prometheus error when --force went ahead without an analysis
+    source: MetricsProvider | None = None
+    unavailable: str = ""  # the metrics error when --force went ahead without an analysis
 
     def evidence(self) -> str:
         return evidence(self.result, self.source, self.unavailable)
@@ -60,7 +60,7 @@ def gate(options: MetricsOptions, force: bool, ctx: Context, progress: Progress)
         return Gate()
     try:
         result = analysis.analyze(ctx.view, source, metrics_source.at(options))
-    except PrometheusError as exc:
+    except MetricsUnavailable as exc:
         if not force:
             raise
         progress.warn(f"warning: --force: no analysis ({exc})")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from istio_canary import analysis, httpclient
+from istio_canary import analysis, httpclient, metrics
 from istio_canary.actions.errors import Refused
-from istio_canary.metrics.prometheus import DEFAULT_TIMEOUT_S, TOKEN_ENV, Prometheus
+from istio_canary.metrics import MetricsProvider
+from istio_canary.metrics.prometheus import DEFAULT_TIMEOUT_S, TOKEN_ENV
 from istio_canary.release.settings import PROJECT
 from istio_canary.stackfile import StackView
 
@@ -21,7 +22,7 @@ class MetricsOptions:
     timeout: float = DEFAULT_TIMEOUT_S  # seconds per whole request
 
 
-def prometheus(options: MetricsOptions, view: StackView, *, required: bool) -> Prometheus | None:
+def prometheus(options: MetricsOptions, view: StackView, *, required: bool) -> MetricsProvider | None:
     """The Prometheus to ask: --prometheus, else $PROMETHEUS_URL (both may carry user:password@ for Basic auth,
     with $PROMETHEUS_TOKEN for Bearer), else prometheusUrl from the stack file (never a credential)."""
     source, url = next(
@@ -46,7 +47,7 @@ def prometheus(options: MetricsOptions, view: StackView, *, required: bool) -> P
     token = os.environ.get(TOKEN_ENV, "").strip() or None
     if (target.username is not None or token) and target.scheme != "https" and not httpclient.is_loopback(target.host):
         raise Refused(f"{source}: refusing to send credentials over plain http to {httpclient.redact(url)}; use https")
-    return Prometheus(url, timeout=options.timeout, token=token)
+    return metrics.provider(metrics.PROMETHEUS, url, options.timeout, token)
 
 
 def at(options: MetricsOptions) -> float:

@@ -13,7 +13,7 @@ from istio_canary.actions import context, metrics_source
 from istio_canary.actions.errors import Refused, typed
 from istio_canary.actions.metrics_source import MetricsOptions
 from istio_canary.exits import EXIT_OK, EXIT_UNEXPECTED
-from istio_canary.metrics.prometheus import PrometheusError
+from istio_canary.metrics import MetricsUnavailable
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def plan_merge(request: PlanRequest) -> PlanResult:
         else:
             try:
                 result = analysis.analyze(ctx.view, source, metrics_source.at(request.metrics))
-            except PrometheusError as exc:
+            except MetricsUnavailable as exc:
                 note = f"unavailable ({exc})"
         policy = ctx.view.release.canary_tags  # a new canary tag is ordered by the stack's own policy
         text = plan_markdown.markdown(reading, app, ctx.stack_name, result, note, request.dashboard_url, policy)

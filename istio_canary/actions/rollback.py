@@ -19,7 +19,7 @@ from istio_canary.actions.progress import TO_STDERR, Progress
 from istio_canary.actions.publish import PublishOptions, publish
 from istio_canary.analysis import Analysis
 from istio_canary.exits import EXIT_OK
-from istio_canary.metrics.prometheus import Prometheus, PrometheusError
+from istio_canary.metrics import BadQuery, MetricsProvider, MetricsUnavailable
 from istio_canary.release.rules import shown
 from istio_canary.release.settings import ConfigError, parse, schema
 from istio_canary.stackfile import StackFile, is_release_key
@@ -104,7 +104,7 @@ def ga_floor(stack: StackFile, serving: int | None) -> tuple[int | None, str]:
     return floor, note
 
 
-def gather(options: MetricsOptions, ctx: Context) -> tuple[Analysis | None, Prometheus | None, str]:
+def gather(options: MetricsOptions, ctx: Context) -> tuple[Analysis | None, MetricsProvider | None, str]:
     """The analysis to record and where it came from, or why there is none ("" when no Prometheus is set).
     Never raises: a rollback does not depend on its evidence."""
     try:
@@ -118,7 +118,7 @@ def gather(options: MetricsOptions, ctx: Context) -> tuple[Analysis | None, Prom
             return analysis.analyze(ctx.view, source.within(deadline), metrics_source.at(options)), source, ""
     except Exception as exc:  # noqa: BLE001 - any failure (bad_data, garbage, a bad --at, a bug) only loses evidence
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if not isinstance(exc, PrometheusError | analysis.BadCheckQuery | Refused):
+        if not isinstance(exc, MetricsUnavailable | BadQuery | analysis.BadCheckQuery | Refused):
             why = f"{type(exc).__name__}: {why}"
         return None, source, why
 

@@ -15,22 +15,16 @@ gate of `canary promote` and the evidence in commits; the agent's analyses never
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from istio_canary import analysis, httpclient
+from istio_canary import analysis
 from istio_canary.agent.decide import BAD, ERROR, FAIL, INCONCLUSIVE, PASS, UNAVAILABLE
-from istio_canary.metrics.prometheus import Prometheus, PrometheusError
+from istio_canary.metrics import MetricsProvider, MetricsUnavailable
 from istio_canary.release.model import ReleaseSettings
 from istio_canary.release.names import duration_seconds
 from istio_canary.stackfile import StackView
 
-# Answers that mean "Prometheus cannot serve now", not "this analysis cannot be judged": rate limited, or a
-# gateway (or Prometheus itself, for its own query timeout) saying the server behind it is not there.
-NOT_SERVING = frozenset({429, 502, 503, 504})
-NOT_SERVING_TYPES = frozenset({"timeout", "canceled", "unavailable"})  # Prometheus' own errorType for those
-_STATUS = re.compile(r"answered HTTP ([0-9]{3})")  # how istio_canary/metrics/prometheus.py names a non-200 answer
 # The runs decide.py reads: passes toward a step, bad verdicts toward a rollback, silence toward a notice.
 RUNS = ((PASS,), BAD, (INCONCLUSIVE, UNAVAILABLE))
 
@@ -62,37 +56,29 @@ def window(release: ReleaseSettings) -> str:
     return release.interval
 
 
-def unanswered(exc: PrometheusError) -> bool:
-    """Did Prometheus give no answer (unreachable, too slow, not HTTP) or say it cannot serve now? Otherwise it
-    answered, and what it answered cannot be judged: an error."""
-    if isinstance(exc.__context__, httpclient.HttpError):  # the transport failed: raised while handling it
-        return True
-    status = _STATUS.search(str(exc))
-    return bool(status and int(status.group(1)) in NOT_SERVING) or exc.error_type in NOT_SERVING_TYPES
-
-
-def verdict_at(view: StackView, prometheus: Prometheus, at: float, judged: str) -> tuple[str, str]:
+def verdict_at(view: StackView, source: MetricsProvider, at: float, judged: str) -> tuple[str, str]:
     """The verdict of the analysis over the window `judged` ending at `at`, and why when it is ERROR (a check
-    Prometheus cannot run, a garbage answer, impossible numbers) or UNAVAILABLE (no answer)."""
+    the backend cannot run, a garbage answer, impossible numbers) or UNAVAILABLE (no answer, or the backend
+    saying it cannot serve now)."""
     try:
-        return analysis.analyze(view, prometheus, at, judged).verdict.value, ""
+        return analysis.analyze(view, source, at, judged).verdict.value, ""
     except analysis.BadCheckQuery as exc:
         return ERROR, str(exc)
-    except PrometheusError as exc:
-        return (UNAVAILABLE if unanswered(exc) else ERROR), str(exc)
+    except MetricsUnavailable as exc:
+        return (ERROR if exc.answered else UNAVAILABLE), str(exc)
 
 
 def history(
-    view: StackView, prometheus: Prometheus, now: float, interval_s: float, depths: Mapping[str, int]
+    view: StackView, source: MetricsProvider, now: float, interval_s: float, depths: Mapping[str, int]
 ) -> History:
     """Verdicts newest first, only while they continue the newest one's run (RUNS), and at most as many as the
     decision can use for that run: `depths[newest verdict]` (1 for a verdict not named)."""
     judged = window(view.release)
-    first = verdict_at(view, prometheus, now, judged)
+    first = verdict_at(view, source, now, judged)
     run = next((kinds for kinds in RUNS if first[0] in kinds), (first[0],))
     found = [first]
     for k in range(1, depths.get(first[0], 1)):
-        found.append(verdict_at(view, prometheus, now - k * interval_s, judged))
+        found.append(verdict_at(view, source, now - k * interval_s, judged))
         if found[-1][0] not in run:
             break
     return History(tuple(v for v, _ in found), tuple(n for _, n in found), judged)

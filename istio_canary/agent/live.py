@@ -1,10 +1,10 @@
-"""What the cluster runs, read-only: the VirtualService's shape and canary weight (read as istio_canary/release/traffic.py
-writes them) and the GA/canary Deployments.
+"""What the cluster runs, read-only: the route's shape and canary weight (the router's object a traffic step
+changes, read as its router writes it: istio_canary/routers/) and the GA/canary Deployments.
 
-Needs get on `virtualservices.networking.istio.io` and `deployments.apps` in the app namespace; nothing else.
+Needs get on the route (the router's rbac_rules) and `deployments.apps` in the app namespace; nothing else.
 Any error reading an object (gone, forbidden, unreachable) reads as None/False: the agent then waits.
 
-When the routing went live is the VirtualService's last write as the API server stamped it (the newest
+When the routing went live is the route's last write as the API server stamped it (the newest
 metadata.managedFields[].time of its spec, whoever wrote it: `pulumi up` or a person), not the commit's time:
 an `up` that lands minutes after the merge must not let passes that judged the previous step count.
 """
@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from istio_canary.agent.decide import Live
-from istio_canary.release import traffic
 from istio_canary.release.names import workload
+from istio_canary.routers import router
 
 REQUEST_TIMEOUT_S = (5.0, 10.0)  # connect, read: each read of the live state (the kubernetes client has none)
 
@@ -80,19 +80,19 @@ def read(api_client: Any, namespace: str, app: str) -> Live:
             return None  # an API server that is down or slow only makes the agent wait; it never stops a rollback
 
     custom, apps = client.CustomObjectsApi(api_client), client.AppsV1Api(api_client)
-    service = guarded(
-        custom.get_namespaced_custom_object, "networking.istio.io", "v1", namespace, "virtualservices", app
-    )
+    traffic_router = router()
+    kind = traffic_router.route_kind  # named after the app, like every routing object
+    route = guarded(custom.get_namespaced_custom_object, kind.group, kind.version, namespace, kind.plural, app)
     ga = guarded(apps.read_namespaced_deployment, workload(app, "ga"), namespace)
     canary = guarded(apps.read_namespaced_deployment, workload(app, "canary"), namespace)
-    shape, weight = traffic.read(service) if service else ("", None)
+    shape, weight = traffic_router.read(route) if route else ("", None)
     return Live(
         canary_weight=weight,
         ga_version=_tag(ga) if ga else None,
         ga_rolled_out=_rolled_out(ga) if ga else False,
         canary_version=_tag(canary) if canary else None,
         shape=shape,
-        since=applied_at(service) if service else None,
+        since=applied_at(route) if route else None,
     )
 
 

@@ -13,7 +13,7 @@ from istio_canary.actions import context, metrics_source
 from istio_canary.actions.context import Context
 from istio_canary.actions.metrics_source import MetricsOptions
 from istio_canary.actions.publish import PublishOptions
-from istio_canary.metrics.prometheus import Prometheus
+from istio_canary.metrics import MetricsProvider
 from istio_canary.stackfile import StackView
 
 
@@ -66,7 +66,7 @@ def load(args: argparse.Namespace, *, write: bool, for_rollback: bool = False) -
     return context.load(Path(args.repo), args.stack, write=write, for_rollback=for_rollback)
 
 
-def prometheus(args: argparse.Namespace, view: StackView, *, required: bool) -> Prometheus | None:
+def prometheus(args: argparse.Namespace, view: StackView, *, required: bool) -> MetricsProvider | None:
     """The Prometheus to ask (istio_canary/actions/metrics_source.py)."""
     return metrics_source.prometheus(metrics_options(args), view, required=required)
 

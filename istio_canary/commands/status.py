@@ -12,7 +12,7 @@ from istio_canary.actions.next_step import next_step
 from istio_canary.agent.decide import ERROR, FAIL, INCONCLUSIVE, PASS, UNAVAILABLE
 from istio_canary.commands import common
 from istio_canary.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
-from istio_canary.metrics.prometheus import Prometheus, PrometheusError
+from istio_canary.metrics import BadQuery, MetricsProvider, MetricsUnavailable
 from istio_canary.release import traffic
 from istio_canary.release.model import AppSettings
 from istio_canary.release.names import AGENT_DRIFT, AGENT_LAST_ITERATION, AGENT_VERDICT, AGENT_WEIGHT, duration_seconds
@@ -36,7 +36,7 @@ def shape_words(app: AppSettings) -> str:
     return f"weights: {app.canary_weight}% to the canary"
 
 
-def agent_view(source: Prometheus, stack: str, at: float, interval: str) -> dict[str, object] | None:
+def agent_view(source: MetricsProvider, stack: str, at: float, interval: str) -> dict[str, object] | None:
     """What the release agent reported last (Prometheus scrapes its /metrics): its verdict, the live weight it
     read, drift, and when it runs next. None when no agent reports for this stack."""
     selector = f'stack="{stack}"'
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = analysis.analyze(ctx.view, source, when)
             agent = agent_view(source, ctx.stack_name, when, rel.interval)
-        except PrometheusError as exc:  # the config part is still worth printing; the exit code says 3
+        except (MetricsUnavailable, BadQuery) as exc:  # the config part is still worth printing; the exit code says 3
             error = str(exc)
     code = EXIT_UNAVAILABLE if error else EXIT_OK
     if out.json:

@@ -4,6 +4,10 @@ The dashboard's request-rate panel (`sum by (destination_workload)`: one series 
 built-in check templates, which the analysis and the dashboard both render once per Deployment. Every query
 reads the server side (`reporter="destination"`) as Flagger does: the client side would also count requests
 that never reached a pod.
+
+This is "which mesh's metrics", apart from "which backend runs the query" (a provider behind the metrics port,
+istio_canary/metrics/base.py): it builds text and imports nothing that talks to a backend. The Pulumi program
+imports it too (the dashboard), which is why the package's providers are loaded only when chosen.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
-"""Prometheus instant queries: one value per query, and an error for anything that is not a number we can trust.
+"""The Prometheus provider of the metrics port (istio_canary/metrics/base.py): instant queries, one value per
+query, and one of the port's two errors for anything that is not a number we can trust.
 
 Contract: `query()` returns a finite float, NaN (Prometheus' own 0/0, e.g. a quantile over no traffic; the
-caller decides what it means), or None for an empty result. Everything else (+Inf, a JSON `true` where
-Prometheus writes numbers as strings, several series, a body that is not the API's shape) is a
-PrometheusError, as are transport failures. Credentials come from the URL's user info (Basic) or a bearer
+caller decides what it means), or None for an empty result. A query Prometheus cannot parse (errorType
+`bad_data`) is BadQuery. Everything else (+Inf, a JSON `true` where Prometheus writes numbers as strings,
+several series, a body that is not the API's shape, any other error answer, a transport failure) is
+MetricsUnavailable: `answered=False` for no answer or one saying it cannot serve now (429, 502-504, its own
+timeout), `answered=True` for the rest. Credentials come from the URL's user info (Basic) or a bearer
 token, and the URL is only ever shown as scheme://host[:port].
 
 The base URL may carry a path (a proxy's prefix) and a query string (a tenant or an org id, for a gateway in
@@ -24,6 +27,7 @@ import re
 import urllib.parse
 
 from istio_canary import httpclient
+from istio_canary.metrics.base import BadQuery, MetricsUnavailable
 
 DEFAULT_TIMEOUT_S = 10.0
 MAX_ANSWER_BYTES = 4 * 1024 * 1024  # one series of an instant query is a few hundred bytes
@@ -31,19 +35,16 @@ TOKEN_ENV = "PROMETHEUS_TOKEN"
 # How Prometheus writes a sample value: a decimal or exponent float, or its NaN / +Inf / -Inf spellings.
 _SAMPLE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?|NaN|[+-]Inf", re.ASCII)
 OWN_PARAMETERS = ("query", "time", "timeout")  # what query() sets; a base URL may not
-
-
-class PrometheusError(RuntimeError):
-    """Prometheus is unreachable, too slow, or answered with an error or garbage. `error_type` is the API's
-    own (`bad_data` for a query it cannot parse), or empty."""
-
-    def __init__(self, message: str, error_type: str = "") -> None:
-        super().__init__(message)
-        self.error_type = error_type
+BAD_DATA = "bad_data"  # the API's errorType for a query it cannot parse
+# Answers that mean "Prometheus cannot serve now", not "this answer cannot be judged": rate limited, or a
+# gateway (or Prometheus itself, for its own query timeout) saying the server behind it is not there.
+NOT_SERVING = frozenset({429, 502, 503, 504})
+NOT_SERVING_TYPES = frozenset({"timeout", "canceled", "unavailable"})  # Prometheus' own errorType for those
 
 
 class Prometheus:
-    """An instant-query client bound to one base URL (user info allowed), with an overall deadline per query."""
+    """An instant-query client bound to one base URL (user info allowed), with an overall deadline per query:
+    the metrics port's Prometheus provider."""
 
     def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT_S, token: str | None = None) -> None:
         self.endpoint = query_endpoint(url)
@@ -60,19 +61,21 @@ class Prometheus:
         bound.operation = deadline
         return bound
 
-    def query(self, promql: str, at: float) -> float | None:
-        """Evaluate `promql` at `at` (unix seconds): one value, NaN, or None for an empty result."""
+    def query(self, text: str, at: float | None) -> float | None:
+        """Evaluate the PromQL `text` at `at` (unix seconds; None: Prometheus' now): one value, NaN, or None for
+        an empty result."""
         try:
             with contextlib.ExitStack() as stack:
                 deadline = self.operation or stack.enter_context(httpclient.Deadline(self.timeout))
                 # Prometheus gives up by the time we do. Plain seconds: it reads `0.5` but not `0.5s`.
                 left = max(deadline.left(self.shown), 0.001)
-                params = urllib.parse.urlencode({"query": promql, "time": f"{at:.3f}", "timeout": f"{left:.3f}"})
+                instant = {} if at is None else {"time": f"{at:.3f}"}
+                params = urllib.parse.urlencode({"query": text, **instant, "timeout": f"{left:.3f}"})
                 answer = httpclient.request(
                     self.endpoint + params, max_bytes=MAX_ANSWER_BYTES, headers=self.headers, deadline=deadline
                 )
         except httpclient.HttpError as exc:
-            raise PrometheusError(f"Prometheus at {exc}") from None
+            raise MetricsUnavailable(f"Prometheus at {exc}") from None
         try:
             data = json.loads(answer.body)
         except (ValueError, UnicodeDecodeError):
@@ -81,15 +84,15 @@ class Prometheus:
         error_type = str(data.get("errorType", ""))[:40] if isinstance(data, dict) else ""
         if answer.status != 200:
             message = f"Prometheus at {self.shown} answered HTTP {answer.status}: {error}".rstrip(": ")
-            raise PrometheusError(message, error_type)
+            raise _refusal(message, error_type, answer.status in NOT_SERVING)
         if not isinstance(data, dict):
-            raise PrometheusError(f"Prometheus at {self.shown} sent a malformed answer (not a JSON object)")
+            raise _garbage(f"Prometheus at {self.shown} sent a malformed answer (not a JSON object)")
         if data.get("status") != "success":
-            raise PrometheusError(f"Prometheus at {self.shown} refused the query: {error}", error_type)
-        return self._value(data.get("data"), promql)
+            raise _refusal(f"Prometheus at {self.shown} refused the query: {error}", error_type, False)
+        return self._value(data.get("data"), text)
 
     def _value(self, result: object, promql: str) -> float | None:
-        malformed = PrometheusError(f"Prometheus at {self.shown} sent a malformed answer")
+        malformed = _garbage(f"Prometheus at {self.shown} sent a malformed answer")
         if not isinstance(result, dict):
             raise malformed
         kind = result.get("resultType")
@@ -101,9 +104,9 @@ class Prometheus:
                 raise malformed
             samples = [item.get("value") for item in items]
         else:
-            raise PrometheusError(f"Prometheus returned a {str(kind)[:20]!r} result for an instant query")
+            raise _garbage(f"Prometheus returned a {str(kind)[:20]!r} result for an instant query")
         if len(samples) > 1:
-            raise PrometheusError(f"query returned {len(samples)} series, expected one: {promql}")
+            raise _garbage(f"query returned {len(samples)} series, expected one: {promql}")
         if not samples:
             return None
         sample = samples[0]
@@ -111,11 +114,24 @@ class Prometheus:
         if not (isinstance(sample, list) and len(sample) == 2 and isinstance(sample[1], str)):
             raise malformed
         if not _SAMPLE.fullmatch(sample[1]):
-            raise PrometheusError(f"Prometheus at {self.shown} sent a sample that is not a number: {sample[1][:40]!r}")
+            raise _garbage(f"Prometheus at {self.shown} sent a sample that is not a number: {sample[1][:40]!r}")
         value = float(sample[1])
         if math.isinf(value):
-            raise PrometheusError(f"Prometheus at {self.shown} sent an infinite value for: {promql}")
+            raise _garbage(f"Prometheus at {self.shown} sent an infinite value for: {promql}")
         return value
+
+
+def _garbage(message: str) -> MetricsUnavailable:
+    """An answer that is not one sample of the API's shape: answered, and no wait will make it judgeable."""
+    return MetricsUnavailable(message, answered=True)
+
+
+def _refusal(message: str, error_type: str, not_serving: bool) -> BadQuery | MetricsUnavailable:
+    """An error answer in the port's terms: a query Prometheus cannot parse is the check's fault (BadQuery);
+    one saying it cannot serve now (`not_serving`: the HTTP status, or its own errorType) is no answer yet."""
+    if error_type == BAD_DATA:
+        return BadQuery(message)
+    return MetricsUnavailable(message, answered=not (not_serving or error_type in NOT_SERVING_TYPES))
 
 
 def query_endpoint(url: str) -> str:

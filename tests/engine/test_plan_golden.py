@@ -24,7 +24,18 @@ def plan(project: Project, preview: dict, case: str) -> str:
     path = project.root.parent / f"{case}.preview.json"
     path.write_text(json.dumps(preview, indent=1, sort_keys=True))
     done = subprocess.run(
-        [sys.executable, "-m", "rollout", "plan", "-C", str(project.root), "--stack", "local", "--preview", str(path)],
+        [
+            sys.executable,
+            "-m",
+            "istio_canary",
+            "plan",
+            "-C",
+            str(project.root),
+            "--stack",
+            "local",
+            "--preview",
+            str(path),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from istio_canary.release import traffic
+from istio_canary.routers import router
 from testkit.engine import Kube, Project, changes
 
 NAMESPACE = "shapes"
@@ -46,7 +46,7 @@ def test_the_shape_walk_is_one_virtualservice_update_per_step_and_every_revert_i
     project.git("commit", "-qam", "shape steps before real users")
     try:
         project.up()
-        assert traffic.read(kube.get(VS_PATH) or {}) == ("", 0)
+        assert router().read(kube.get(VS_PATH) or {}) == ("", 0)
         for settings, (shape, weight) in WALK:
             for key, value in settings.items():
                 project.config_set(key, value)
@@ -55,7 +55,7 @@ def test_the_shape_walk_is_one_virtualservice_update_per_step_and_every_revert_i
             assert [(s.op, s.type, s.name) for s in changes(forward)] == [("update", VS_TYPE, "podinfo")], settings
             project.up()
             service = kube.get(VS_PATH) or {}
-            assert traffic.read(service) == (shape, weight), settings
+            assert router().read(service) == (shape, weight), settings
             if shape == "mirror":
                 assert service["spec"]["http"][-1]["mirrorPercentage"] == {"value": 50}
             project.git("revert", "--no-edit", "HEAD")

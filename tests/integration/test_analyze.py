@@ -174,7 +174,7 @@ def test_console_entry_point_exit_code(tmp_path, prom):
         [
             sys.executable,
             "-m",
-            "rollout",
+            "istio_canary",
             "analyze",
             "-C",
             str(stack_dir(tmp_path, "errors")),

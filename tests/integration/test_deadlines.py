@@ -21,7 +21,8 @@ import pytest
 
 from istio_canary import acceptance, notify, registry
 from istio_canary.exits import EXIT_BLOCKED, EXIT_OK, EXIT_UNAVAILABLE
-from istio_canary.metrics.prometheus import Prometheus, PrometheusError
+from istio_canary.metrics import MetricsUnavailable
+from istio_canary.metrics.prometheus import Prometheus
 from istio_canary.registry import Registry, RegistryError
 from istio_canary.release.model import AcceptanceCheck
 from istio_canary.stackfile import StackFile
@@ -42,7 +43,7 @@ TAGS_ANSWER = hostile.tags_page(["6.9.0", "6.9.1"]) + PAD
 def call_prometheus(url: str) -> str:
     try:
         Prometheus(url, timeout=DEADLINE_S).query("sum(up)", 1_700_000_000)
-    except PrometheusError as exc:
+    except MetricsUnavailable as exc:
         return str(exc)
     return "answered"
 

@@ -30,7 +30,7 @@ TOKEN = "s3cr3t-T0KEN"
 def run_cli(*args: object, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     """`canary <args>` as its own process (what CI and a person run)."""
     return subprocess.run(
-        [sys.executable, "-m", "rollout", *[str(a) for a in args]],
+        [sys.executable, "-m", "istio_canary", *[str(a) for a in args]],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -81,7 +81,7 @@ def test_parallel_promotes_never_corrupt_the_stack_or_skip_a_step(repo):
         start = repo.count()
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "rollout", "promote", "-C", str(repo.work), "--force", "--no-notify"],
+                [sys.executable, "-m", "istio_canary", "promote", "-C", str(repo.work), "--force", "--no-notify"],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,

@@ -63,7 +63,7 @@ def run_cli(*args: object, stdin: str | None = None) -> subprocess.CompletedProc
     """`canary <args>` as its own process, stopped as a hang after HANG seconds."""
     env = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_URL", "SLACK_WEBHOOK_URL")}
     return subprocess.run(
-        [sys.executable, "-m", "rollout", *[str(a) for a in args]],
+        [sys.executable, "-m", "istio_canary", *[str(a) for a in args]],
         capture_output=True,
         text=True,
         input=stdin,

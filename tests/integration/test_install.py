@@ -50,7 +50,7 @@ def _install(tmp_path: Path) -> Path:
 
 def _run(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     code = (
-        "import sys, rollout; "
+        "import sys, istio_canary; "
         f"assert istio_canary.__file__.startswith({str(site)!r}), istio_canary.__file__; "
         "from istio_canary.cli import main; sys.exit(main(sys.argv[1:]))"
     )

@@ -100,7 +100,7 @@ def test_pulumi_config_get_never_reads_our_stdin(repo, tmp_path):
         env = {k: v for k, v in os.environ.items() if k != "SLACK_WEBHOOK_URL"}
         env["PATH"] = f"{fake.parent}{os.pathsep}{env['PATH']}"
         with subprocess.Popen(
-            [sys.executable, "-m", "rollout", "notify", "-C", str(repo.work), "--text", "hi"],
+            [sys.executable, "-m", "istio_canary", "notify", "-C", str(repo.work), "--text", "hi"],
             cwd=ROOT,
             env=env,
             stdin=subprocess.PIPE,  # open and never written: what a terminal looks like to a child

@@ -15,7 +15,8 @@ from contextlib import ExitStack
 import pytest
 
 from istio_canary.cli import EXIT_FAIL, EXIT_OK, EXIT_UNAVAILABLE
-from istio_canary.metrics.prometheus import Prometheus, PrometheusError
+from istio_canary.metrics import MetricsUnavailable
+from istio_canary.metrics.prometheus import Prometheus
 from istio_canary.release.checks import Check, builtin_checks
 from testkit.exporter import IstioExporter
 from testkit.livemetrics import LivePrometheus, live_istio
@@ -155,7 +156,7 @@ def test_prometheus_down_and_back_with_its_data(tmp_path, capsys):
         assert client.query(query, before) == pytest.approx(100)
         assert exporter.serving and prom.running
         prom.stop()
-        with pytest.raises(PrometheusError, match=r"unreachable|refused"):
+        with pytest.raises(MetricsUnavailable, match=r"unreachable|refused"):
             client.query(query, time.time())
         directory = project_dir(tmp_path / "project", stack_text(namespace="restart", weight=10, window="10s"))
         result = canary(capsys, "analyze", "-C", directory, "--prometheus", prom.url, "--timeout", 2)

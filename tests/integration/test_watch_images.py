@@ -210,7 +210,7 @@ def test_image_references():
     ],
 )
 def test_tag_policy(policy, tag, ok):
-    assert (TagPolicy.parse(policy).key(tag) is not None) is ok
+    assert (TagPolicy.parse(policy).latest([tag]) == tag) is ok
 
 
 def test_newest_orders_by_version_not_text():

@@ -219,10 +219,10 @@ class Answers:
 
 
 def test_a_check_prometheus_cannot_parse_is_an_error_with_its_message(tmp_path):
-    from istio_canary.metrics.prometheus import PrometheusError
+    from istio_canary.metrics import BadQuery
 
     view = view_of(tmp_path, analysisInterval="1m")
-    refusing = Answers(error=PrometheusError("parse error at char 7: unexpected <by>", "bad_data"))
+    refusing = Answers(error=BadQuery("parse error at char 7: unexpected <by>"))
     found = history.history(view, refusing, START, 60, every(4))
     assert found.verdicts == (decide.ERROR,) * 4
     assert len(found.errors) == 4 and all("could not parse its query" in e for e in found.errors)

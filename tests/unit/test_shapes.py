@@ -8,8 +8,9 @@ import re
 
 import pytest
 
-from istio_canary.release import steps, traffic
+from istio_canary.release import steps
 from istio_canary.release.settings import ConfigError, parse
+from istio_canary.routers import router
 
 GCP = {"project": "acme-prod", "region": "europe-west1"}
 SHAPED = {"canaryPreSteps": '["mirror:25", "header"]', "canaryMatch": "header:x-canary=always"}
@@ -44,9 +45,9 @@ def test_a_cookie_is_matched_inside_the_cookie_header(program):
 @pytest.mark.parametrize("shape", ["", "mirror", "header"])
 def test_the_live_shape_reads_back_as_written(program, shape):
     service = program(**SHAPED, canaryShape=shape).one("VirtualService", "podinfo").inputs
-    assert traffic.read(service) == (shape, 0)
+    assert router().read(service) == (shape, 0)
     weighted = program(**SHAPED, canaryWeight=60).one("VirtualService", "podinfo").inputs
-    assert traffic.read(weighted) == ("", 60)
+    assert router().read(weighted) == ("", 60)
 
 
 def _by_name(run) -> dict[str, dict]:

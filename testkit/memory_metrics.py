@@ -1,0 +1,88 @@
+"""An in-memory metrics backend and its provider: a real implementation of the metrics port
+(istio_canary/metrics/base.py), registered through the same seam as Prometheus (`metrics.register`), so the
+contract test (tests/unit/test_metrics_contract.py) runs it like any other provider.
+
+A backend lives at an address (`memory://<name>`) while `serving()` holds it, as a server would: the provider
+is made from that address alone, like every provider, and finds no backend there once it is gone.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from istio_canary import metrics
+from istio_canary.deadline import Deadline
+from istio_canary.metrics import BadQuery, MetricsUnavailable
+
+NAME = "memory"
+SCHEME = "memory://"
+
+
+@dataclass
+class MemoryBackend:
+    """What the backend answers: `answers` maps a query's text to its value (None, or a query not there: no
+    sample). A value that is not a finite number or NaN (a string, +Inf, True) is what this backend calls
+    garbage. `refused` queries are ones it cannot parse; while `unavailable` it answers nothing."""
+
+    answers: dict[str, object] = field(default_factory=dict)
+    refused: set[str] = field(default_factory=set)
+    unavailable: bool = False
+    asked: list[tuple[str, float | None]] = field(default_factory=list)
+
+
+_SERVING: dict[str, MemoryBackend] = {}
+
+
+@contextmanager
+def serving(backend: MemoryBackend, name: str = "default") -> Iterator[str]:
+    """Put `backend` at memory://<name> until the block ends; yields that address."""
+    url = SCHEME + name
+    if url in _SERVING:
+        raise ValueError(f"{url} is already serving")
+    _SERVING[url] = backend
+    try:
+        yield url
+    finally:
+        del _SERVING[url]
+
+
+class MemoryProvider:
+    """The provider for the in-memory backend at `url`. `timeout` and `token` are accepted as every factory's
+    are; an operation's deadline (`within`) is honoured: a query after it is MetricsUnavailable."""
+
+    def __init__(self, url: str, timeout: float = 10.0, token: str | None = None) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.operation: Deadline | None = None
+
+    @property
+    def shown(self) -> str:
+        return self.url
+
+    def within(self, deadline: Deadline) -> MemoryProvider:
+        bound = copy.copy(self)
+        bound.operation = deadline
+        return bound
+
+    def query(self, text: str, at: float | None) -> float | None:
+        if self.operation is not None and self.operation.expired:
+            raise MetricsUnavailable(f"{self.url} did not answer within {self.operation.seconds:g}s")
+        backend = _SERVING.get(self.url)
+        if backend is None or backend.unavailable:
+            raise MetricsUnavailable(f"{self.url} is unreachable")
+        backend.asked.append((text, at))
+        if text in backend.refused:
+            raise BadQuery(f"{self.url} cannot parse the query: {text}")
+        value = backend.answers.get(text)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isinf(value):
+            raise MetricsUnavailable(f"{self.url} answered {value!r}, not a number, for: {text}", answered=True)
+        return float(value)
+
+
+metrics.register(NAME, MemoryProvider)
