@@ -15,8 +15,8 @@ from importlib import metadata
 from types import ModuleType
 from typing import TextIO
 
-from istio_canary import exits, gitops
-from istio_canary.analysis import BadCheckQuery
+from istio_canary import exits
+from istio_canary.actions.errors import outcome
 from istio_canary.commands import agent, analyze, common, notify, plan, promote, rollback, stacks, status, watch_images
 from istio_canary.exits import (  # noqa: F401 - re-exported: the tests and scripts import the codes from here
     EXIT_FAIL,
@@ -26,10 +26,7 @@ from istio_canary.exits import (  # noqa: F401 - re-exported: the tests and scri
     EXIT_REFUSED,
     EXIT_UNAVAILABLE,
 )
-from istio_canary.metrics import BadQuery, MetricsUnavailable
 from istio_canary.metrics.prometheus import DEFAULT_TIMEOUT_S, TOKEN_ENV
-from istio_canary.registry import RegistryError
-from istio_canary.release.settings import ConfigError
 
 COMMANDS: dict[str, ModuleType] = {
     "status": status,
@@ -133,18 +130,6 @@ class _PipeSafeStdout:
         return getattr(self.stream, name)
 
 
-def _outcome(exc: Exception) -> tuple[int, str]:
-    """The exit code and message for an exception a command raised."""
-    if isinstance(exc, common.Refused):
-        return exc.code, str(exc)
-    if isinstance(exc, ConfigError | gitops.GitError | BadCheckQuery | BadQuery):
-        return EXIT_REFUSED, str(exc)
-    if isinstance(exc, MetricsUnavailable | RegistryError):
-        return EXIT_UNAVAILABLE, str(exc)
-    # Never exit 1 for a bug: it would read as "analysis failed" and trigger a rollback.
-    return EXIT_INTERNAL, f"internal error (a bug in canary): {type(exc).__name__}: {exc}".splitlines()[0]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `canary` console script; returns the exit code."""
     if not isinstance(sys.stdout, _PipeSafeStdout):
@@ -157,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an exit code and one message
-        code, message = _outcome(exc)
+        code, message = outcome(exc)
         if code == EXIT_INTERNAL:
             print(message, file=sys.stderr)
         else:

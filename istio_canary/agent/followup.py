@@ -13,13 +13,18 @@ from dataclasses import replace
 from pathlib import Path
 
 from istio_canary import gitops
+from istio_canary.actions.context import Recorded
+from istio_canary.actions.metrics_source import MetricsOptions
+from istio_canary.actions.promote import PromoteRequest, promote
+from istio_canary.actions.publish import PublishOptions
+from istio_canary.actions.watch_images import WatchImagesRequest
 from istio_canary.agent import decide, images, workspace
+from istio_canary.agent.attempt import attempt
 from istio_canary.agent.judge import Judged, _deferred, _record_metrics
 from istio_canary.agent.metrics import Metrics
 from istio_canary.agent.notices import IMAGES, PROPOSAL, Notices, _recovered, _skipped, _sync
 from istio_canary.agent.options import Memory, Options
 from istio_canary.agent.pulls import PullError, PullRequests
-from istio_canary.agent.run_canary import _canary, _exit_name
 from istio_canary.release import steps
 from istio_canary.stackfile import StackView
 
@@ -94,39 +99,41 @@ def _propose(
     pulls: PullRequests | None,
 ) -> None:
     stack, view, step = judged.stack, judged.view, judged.step
-    common = ["-C", str(repo), "--stack", stack]
-    if options.prometheus_url:
-        common += ["--prometheus", options.prometheus_url]
-    finish = ["--finish", "--one-commit"] if step.action == steps.FINISH else []
+    finish = step.action == steps.FINISH
+    request = PromoteRequest(
+        repo, stack, finish=finish, one_commit=finish, metrics=MetricsOptions(prometheus=options.prometheus_url)
+    )
     if pulls is None:  # canaryPromotion: auto
-        code, data = _canary(["promote", *common, *finish, "--push"])
-        log.info("promote exited %s: %s", code, data.get("subject") or data.get("error"))
-        if data.get("commits"):
+        done = attempt(promote, replace(request, publish=PublishOptions(push=True)))
+        recorded = done.result.recorded if done.result else Recorded()
+        log.info("promote exited %s: %s", done.code, recorded.subject or done.error)
+        if recorded.commits:
             metrics.last_commit.labels(stack).set(time.time())
             _recovered(memory, PROPOSAL)
-        elif code != 0:
-            _skipped(metrics, memory, notices, repo, stack, PROPOSAL, _exit_name(code), str(data.get("error")))
+        elif done.code != 0:
+            _skipped(metrics, memory, notices, repo, stack, PROPOSAL, done.exit_name, str(done.error))
         return
     branch = branch_for(stack, view, step)
     workspace.start_branch(repo, branch)
     try:
-        code, data = _canary(["promote", *common, *finish, "--no-notify"])
-        if code != 0 or not data.get("commits"):
-            log.info("no proposal: promote exited %s: %s", code, data.get("error"))
-            if code != 0:
-                _skipped(metrics, memory, notices, repo, stack, PROPOSAL, _exit_name(code), str(data.get("error")))
+        done = attempt(promote, replace(request, publish=PublishOptions(notify=False)))
+        if done.result is None or not done.result.recorded.commits:
+            log.info("no proposal: promote exited %s: %s", done.code, done.error)
+            if done.code != 0:
+                _skipped(metrics, memory, notices, repo, stack, PROPOSAL, done.exit_name, str(done.error))
             return
+        recorded = done.result.recorded
         workspace.push_branch(repo, branch)
         body = (
             "`canary agent` proposes this step after its own analysis; merging it runs `pulumi up`.\n"
             + (f"Dashboard: {options.dashboard_url}\n" if options.dashboard_url else "")
-            + f"\n```\n{data.get('message', '')}\n```\n"
+            + f"\n```\n{recorded.message}\n```\n"
         )
-        url = pulls.create(branch, workspace.BRANCH, str(data.get("subject") or branch), body)
+        url = pulls.create(branch, workspace.BRANCH, str(recorded.subject or branch), body)
         metrics.last_commit.labels(stack).set(time.time())
         _recovered(memory, PROPOSAL)
         log.info("proposed %s: %s", branch, url)
-        notices.send(repo, stack, f":arrow_up: proposed: {data.get('subject')} {url}")
+        notices.send(repo, stack, f":arrow_up: proposed: {recorded.subject} {url}")
     except PullError as exc:
         _skipped(metrics, memory, notices, repo, stack, PROPOSAL, "git-host", f"{branch}: {exc}")
     except gitops.GitError as exc:
@@ -145,9 +152,7 @@ def _watch_images(
     stack_file: str,
 ) -> None:
     stack = options.stack
-    common = ["-C", str(repo), "--stack", stack]
-    if options.registry_url:
-        common += ["--registry-url", options.registry_url]
+    request = WatchImagesRequest(repo, stack, registry_url=options.registry_url)
     try:
         pulls = (
             PullRequests(options.repo_url, options.token or "", options.api_url)
@@ -162,8 +167,7 @@ def _watch_images(
         repo,
         view,
         stack_file,
-        common,
-        _canary,
+        request,
         pulls,
         lambda text: notices.send(repo, stack, text),
         options.dashboard_url,

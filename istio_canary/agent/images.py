@@ -1,5 +1,6 @@
 """The agent's image automation: every interval, while no release runs, each watched line (the canary; GA too
-when gaTagPolicy is set) runs `canary watch-images`, the command a person or the watch-images workflow runs.
+when gaTagPolicy is set) takes the watch-images action (istio_canary/actions/watch_images.py), the one `canary
+watch-images` takes for a person or the watch-images workflow.
 
 One proposal per line, not per tag: the branch is `canary/<stack>-image-<line>`. A newer tag that arrives
 before the pull request merges is force-pushed onto that branch and the same pull request is retitled, so a
@@ -7,18 +8,22 @@ reviewer never finds two competing bumps. A tag already proposed on the branch (
 reviewer) is not proposed again. With `canaryPromotion: auto` the bump is pushed to main instead.
 
 Contract: `lines(view)` is the pure part (which lines to look at now); `watch(...)` does the Git and Git-host
-work through the callables it is given and returns one outcome word per line, for logs and metrics.
+work through the Git host's client and the notice callable it is given and returns one outcome word per line, for
+logs and metrics.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from istio_canary import gitops, safeload
+from istio_canary.actions.publish import PublishOptions
+from istio_canary.actions.watch_images import WatchImagesRequest, WatchImagesResult, watch_images
 from istio_canary.agent import workspace
+from istio_canary.agent.attempt import Attempt, attempt
 from istio_canary.agent.pulls import PullError, PullRequests
 from istio_canary.exits import EXIT_INCONCLUSIVE, EXIT_OK
 from istio_canary.release.settings import PROJECT
@@ -26,7 +31,6 @@ from istio_canary.stackfile import StackView
 from istio_canary.yamledit import EditError, load
 
 log = logging.getLogger("canary.agent")
-RunCanary = Callable[[list[str]], tuple[int, dict[str, Any]]]
 # What happened to a line this interval.
 PROPOSED, UPDATED, ALREADY_PROPOSED, PUSHED, NOTHING_NEW, FAILED = (
     "proposed",
@@ -76,16 +80,16 @@ def proposed_value(repo: Path, branch: str, stack_file: str, key: str) -> str | 
     return None if value is None or isinstance(value, dict | list) else str(value)
 
 
-def _body(data: dict[str, Any], dashboard_url: str) -> str:
+def _body(found: WatchImagesResult, dashboard_url: str) -> str:
     return (
         "`canary agent` found a new image tag. Merging this runs `pulumi up`; "
         + (
             "the canary gets no traffic until the first step is merged.\n"
-            if data.get("line") == "canary"
+            if found.line == "canary"
             else "GA moves to the patch (no release runs).\n"
         )
         + (f"Dashboard: {dashboard_url}\n" if dashboard_url else "")
-        + f"\n```\n{data.get('message', '')}\n```\n"
+        + f"\n```\n{found.recorded.message}\n```\n"
     )
 
 
@@ -94,16 +98,16 @@ def watch(
     repo: Path,
     view: StackView,
     stack_file: str,
-    common: list[str],
-    run_canary: RunCanary,
+    request: WatchImagesRequest,
     pulls: PullRequests | None,
     notice: Callable[[str], None],
     dashboard_url: str = "",
 ) -> dict[str, str]:
-    """Look at every line `lines(view)` names; the outcome of each."""
+    """Look at every line `lines(view)` names, each with `request` (its line and publishing set here); the
+    outcome of each."""
     outcomes: dict[str, str] = {}
     for line in lines(view):
-        outcomes[line] = _line(stack, repo, view, stack_file, common, line, run_canary, pulls, notice, dashboard_url)
+        outcomes[line] = _line(stack, repo, view, stack_file, replace(request, line=line), pulls, notice, dashboard_url)
     return outcomes
 
 
@@ -112,39 +116,37 @@ def _line(
     repo: Path,
     view: StackView,
     stack_file: str,
-    common: list[str],
-    line: str,
-    run_canary: RunCanary,
+    request: WatchImagesRequest,
     pulls: PullRequests | None,
     notice: Callable[[str], None],
     dashboard_url: str,
 ) -> str:
-    args = ["watch-images", *common, "--line", line]
+    line = request.line
     if view.release.promotion == "auto" or pulls is None:
-        code, data = run_canary([*args, "--push"])
-        return _outcome(line, code, data, PUSHED)
+        return _outcome(line, attempt(watch_images, replace(request, publish=PublishOptions(push=True))), PUSHED)
     branch = branch_for(stack, line)
     key = "canaryVersion" if line == "canary" else "gaVersion"
     already = proposed_value(repo, branch, stack_file, key)
     workspace.start_branch(repo, branch)
     try:
-        code, data = run_canary([*args, "--no-notify"])
-        if code != EXIT_OK or not data.get("commits"):
-            return _outcome(line, code, data, PROPOSED)
-        newest = str(data.get("newest"))
+        done = attempt(watch_images, replace(request, publish=PublishOptions(notify=False)))
+        found = done.result
+        if done.code != EXIT_OK or found is None or not found.recorded.commits:
+            return _outcome(line, done, PROPOSED)
+        newest = str(found.newest)
         if already == newest:
             log.info("image %s: %s is already proposed on %s", line, newest, branch)
             return ALREADY_PROPOSED
         workspace.push_branch(repo, branch)
-        title, body = str(data.get("subject") or branch), _body(data, dashboard_url)
+        title, body = str(found.recorded.subject or branch), _body(found, dashboard_url)
         existing = pulls.open_for(branch)
         if existing is not None:
             pulls.update(existing.number, title, body)
             url, outcome = existing.url, UPDATED
         else:
             url, outcome = pulls.create(branch, workspace.BRANCH, title, body), PROPOSED
-        log.info("image %s: %s %s (%s)", line, outcome, url, data.get("digest"))
-        notice(f":package: {title}\n{view.app.image}@{data.get('digest')}\n{url}")
+        log.info("image %s: %s %s (%s)", line, outcome, url, found.digest)
+        notice(f":package: {title}\n{view.app.image}@{found.digest}\n{url}")
         return outcome
     except (PullError, gitops.GitError) as exc:
         log.error("image %s: proposal on %s failed: %s", line, branch, exc)
@@ -153,11 +155,12 @@ def _line(
         gitops.run(repo, "checkout", "--quiet", workspace.BRANCH)
 
 
-def _outcome(line: str, code: int, data: dict[str, Any], done: str) -> str:
-    if code == EXIT_OK and data.get("commits"):
-        log.info("image %s: %s %s (%s)", line, done, data.get("subject"), data.get("digest"))
-        return done
-    if code == EXIT_INCONCLUSIVE:
+def _outcome(line: str, done: Attempt[WatchImagesResult], word: str) -> str:
+    found = done.result
+    if done.code == EXIT_OK and found is not None and found.recorded.commits:
+        log.info("image %s: %s %s (%s)", line, word, found.recorded.subject, found.digest)
+        return word
+    if done.code == EXIT_INCONCLUSIVE:
         return NOTHING_NEW
-    log.warning("image %s: watch-images exited %s: %s", line, code, data.get("error"))
+    log.warning("image %s: watch-images exited %s: %s", line, done.code, done.error)
     return FAILED

@@ -5,7 +5,6 @@ read is handed to phase 2 as a Judged."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import threading
@@ -14,11 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from istio_canary.actions.context import Context, Recorded
+from istio_canary.actions.errors import Refused
+from istio_canary.actions.metrics_source import MetricsOptions
+from istio_canary.actions.metrics_source import prometheus as choose_prometheus
+from istio_canary.actions.next_step import rolled_back as rolled_back_subject  # the reading promote and status take
+from istio_canary.actions.publish import PublishOptions
+from istio_canary.actions.rollback import RollbackRequest, rollback
 from istio_canary.agent import decide, history, live, workspace
+from istio_canary.agent.attempt import attempt
 from istio_canary.agent.metrics import Metrics
 from istio_canary.agent.notices import JUDGE, ROLLBACK_WORK, Notices, _notices, _recovered, _skipped
 from istio_canary.agent.options import Memory, Options
-from istio_canary.agent.run_canary import _canary, _exit_name
 from istio_canary.release import steps
 from istio_canary.release.names import duration_seconds
 from istio_canary.release.settings import PROJECT, ConfigError
@@ -46,9 +52,6 @@ class Judged:
 def _state(
     options: Options, repo: Path, view: StackView, stack: StackFile, now: float, prometheus: Any
 ) -> decide.State:
-    from istio_canary.commands.common import Context
-    from istio_canary.commands.status import rolled_back as rolled_back_subject  # the CLI's own reading of Git
-
     app, rel = view.app, view.release
     interval_s = duration_seconds(rel.interval)
     live_state = (
@@ -122,9 +125,6 @@ def judge(
     """Phase 1 for `options.stack` on the synced clone `repo`: read it, judge it, and when the verdict is a
     rollback, commit and push it now (under `clone_lock`: the judgments of other stacks only read the clone,
     a rollback writes it). None when the stack cannot be judged (counted and noticed once)."""
-    from istio_canary.commands.common import Refused
-    from istio_canary.commands.common import prometheus as choose_prometheus
-
     stack_name = options.stack
     try:
         stack = StackFile.for_stack(repo, stack_name)
@@ -138,7 +138,7 @@ def judge(
     memory.lease_s = max(15, int(3 * memory.interval_s))
     now = now if now is not None else time.time()
     # The same choice (and credential rules) as --prometheus / $PROMETHEUS_URL / prometheusUrl in every command.
-    chosen = argparse.Namespace(prometheus=options.prometheus_url, timeout=PROMETHEUS_TIMEOUT_S)
+    chosen = MetricsOptions(prometheus=options.prometheus_url, timeout=PROMETHEUS_TIMEOUT_S)
     try:
         prometheus = choose_prometheus(chosen, view, required=True)
     except Refused as exc:
@@ -183,23 +183,27 @@ def _roll_back(
     view: StackView,
     decision: decide.Decision,
 ) -> None:
-    """`canary rollback --push` to main, now. Its evidence is best-effort and bounded; its Slack notice is queued."""
+    """The rollback `canary rollback --push` makes, to main, now. Its evidence is best-effort and bounded; its Slack
+    notice is queued."""
     stack = options.stack
     reason = f"canary agent: {decision.why}"
-    args = ["rollback", "-C", str(repo), "--stack", stack, "--push", "--no-notify", "--reason", reason]
-    if options.prometheus_url:
-        args += ["--prometheus", options.prometheus_url]
-    serving = _serving_replicas(options, view)
-    if serving is not None:
-        args += ["--ga-min-replicas", str(serving)]
-    code, data = _canary(args)
-    log.info("rollback exited %s: %s", code, data.get("subject") or data.get("error"))
-    if data.get("commits"):
+    request = RollbackRequest(
+        repo,
+        stack,
+        reason=reason,
+        ga_min_replicas=_serving_replicas(options, view),
+        metrics=MetricsOptions(prometheus=options.prometheus_url),
+        publish=PublishOptions(push=True, notify=False),
+    )
+    done = attempt(rollback, request)
+    recorded = done.result.recorded if done.result else Recorded()
+    log.info("rollback exited %s: %s", done.code, recorded.subject or done.error)
+    if recorded.commits:
         metrics.last_commit.labels(stack).set(time.time())
         _recovered(memory, ROLLBACK_WORK)
-        notices.send(repo, stack, f":rewind: {data.get('subject')} Reason: {reason}")
-    elif code != 0:
-        _skipped(metrics, memory, notices, repo, stack, ROLLBACK_WORK, _exit_name(code), str(data.get("error")))
+        notices.send(repo, stack, f":rewind: {recorded.subject} Reason: {reason}")
+    elif done.code != 0:
+        _skipped(metrics, memory, notices, repo, stack, ROLLBACK_WORK, done.exit_name, str(done.error))
 
 
 def _serving_replicas(options: Options, view: StackView) -> int | None:

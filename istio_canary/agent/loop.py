@@ -1,6 +1,6 @@
 """The agent's loop: every interval, as the leader, sync Git, and serve each stack in two phases, acting through
-the same `canary` commands a person runs (so every decision is the same commit, with the same evidence, under the
-same lock and validation).
+the actions the `canary` commands a person runs take (istio_canary/actions/: so every decision is the same commit,
+with the same evidence, under the same lock and validation).
 
 Phase 1, the rollback path (istio_canary/agent/judge.py), on the agent's own clone (synced once a pass): each stack is judged in a thread of
 its own (read it, read the live state, derive the verdict history, decide) and, when the verdict is a rollback,
@@ -42,7 +42,6 @@ from istio_canary.agent.lease import Lease
 from istio_canary.agent.metrics import Metrics
 from istio_canary.agent.notices import IMAGES, JUDGE, PROPOSAL, Notices, _skipped, _sync
 from istio_canary.agent.options import Memory, Options
-from istio_canary.agent.run_canary import _thread_stdout
 from istio_canary.release.names import agent_lease_name
 
 log = logging.getLogger("canary.agent")
@@ -196,7 +195,6 @@ def run(options: Options, metrics: Metrics, iterations: int | None = None) -> in
     notices = Notices(metrics)
     clone_lock = threading.Lock()
     workspace.use_token(options.repo_url, options.token)
-    _thread_stdout()
     done = 0
     try:
         while iterations is None or done < iterations:

@@ -52,10 +52,10 @@ def _kube(kubeconfig: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    from istio_canary.actions.errors import Refused
     from istio_canary.agent import loop
     from istio_canary.agent.metrics import Metrics, fresh, serve
     from istio_canary.agent.options import Options
-    from istio_canary.commands.common import Refused
     from istio_canary.stackfile import StackFile
 
     logging.basicConfig(

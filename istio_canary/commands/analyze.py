@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from istio_canary import analysis
+from istio_canary.actions.analyze import AnalyzeRequest, analyze
 from istio_canary.commands import common
 from istio_canary.exits import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
 
@@ -19,12 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = common.Output(args)
-    ctx = common.load(args, write=False)
-    source = common.prometheus(args, ctx.view, required=True)
-    assert source is not None  # required=True
-    result = analysis.analyze(ctx.view, source, common.at(args))
+    result = analyze(AnalyzeRequest(Path(args.repo), args.stack, common.metrics_options(args)))
     if out.json:
-        out.result(result.to_json())
+        out.result(result.analysis.to_json())
     else:
-        out.say(analysis.table(result))
-    return common.VERDICT_EXIT[result.verdict]
+        out.say(analysis.table(result.analysis))
+    return result.exit_code

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from istio_canary import notify
+from istio_canary.actions.errors import Refused
 from istio_canary.commands import common
 from istio_canary.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
 
@@ -38,13 +39,13 @@ def run(args: argparse.Namespace) -> int:
         if url:
             notify.check_url(url)
     except notify.NotifyError as exc:
-        raise common.Refused(str(exc)) from None
+        raise Refused(str(exc)) from None
     if not url:
-        raise common.Refused(f"no webhook: set ${notify.ENV_VAR} or the secret {notify.SECRET_KEY}")
+        raise Refused(f"no webhook: set ${notify.ENV_VAR} or the secret {notify.SECRET_KEY}")
     try:
         notify.post(url, body)
     except notify.NotifyError as exc:
-        raise common.Refused(str(exc), EXIT_UNAVAILABLE) from None
+        raise Refused(str(exc), EXIT_UNAVAILABLE) from None
     out.say("sent")
     out.result({"action": "sent", "payload": body})
     return EXIT_OK

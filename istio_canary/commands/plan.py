@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from istio_canary import analysis, plan, plan_markdown, safeload
+from istio_canary import safeload
+from istio_canary.actions.errors import Refused
+from istio_canary.actions.plan import PlanRequest, plan_merge
 from istio_canary.commands import common
 from istio_canary.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNEXPECTED
-from istio_canary.metrics import MetricsUnavailable
 
 HELP = "Markdown for the pull request: what merging does to traffic"
 EXITS = (EXIT_OK, EXIT_REFUSED, EXIT_INTERNAL, EXIT_UNEXPECTED)
@@ -41,52 +42,33 @@ def _preview(source: str) -> dict[str, Any]:
             data = safeload.read_bytes(Path(source), MAX_PREVIEW_BYTES)
         value = safeload.json_value(data, MAX_PREVIEW_BYTES)
     except OSError as exc:
-        raise common.Refused(f"--preview {source}: {exc.strerror}") from None
+        raise Refused(f"--preview {source}: {exc.strerror}") from None
     except safeload.LimitError as exc:
-        raise common.Refused(f"--preview {source}: {exc}") from None
+        raise Refused(f"--preview {source}: {exc}") from None
     except ValueError:  # not JSON, or not UTF-8
-        raise common.Refused(f"--preview {source}: not JSON (run `pulumi preview --json`)") from None
+        raise Refused(f"--preview {source}: not JSON (run `pulumi preview --json`)") from None
     if not isinstance(value, dict) or not isinstance(value.get("steps", []), list):
-        raise common.Refused(f"--preview {source}: not the output of `pulumi preview --json` (no steps list)")
+        raise Refused(f"--preview {source}: not the output of `pulumi preview --json` (no steps list)")
     return value
 
 
 def run(args: argparse.Namespace) -> int:
     out = common.Output(args)
     preview = _preview(args.preview)
-    with common.load(args, write=False) as ctx:
-        app = ctx.view.app
-        try:
-            reading = plan.read(preview, app)
-        except plan.MalformedPreview as exc:  # JSON of the wrong shape: bad input (exit 4), never a bug (exit 5)
-            raise common.Refused(f"--preview {args.preview}: {exc}") from None
-        result, note = None, ""
-        source = common.prometheus(args, ctx.view, required=False)
-        if source is None:
-            note = "no Prometheus URL given (--prometheus, $PROMETHEUS_URL or prometheusUrl)"
-        else:
-            try:
-                result = analysis.analyze(ctx.view, source, common.at(args))
-            except MetricsUnavailable as exc:
-                note = f"unavailable ({exc})"
-        policy = ctx.view.release.canary_tags  # a new canary tag is ordered by the stack's own policy
-        text = plan_markdown.markdown(reading, app, ctx.stack_name, result, note, args.dashboard_url, policy)
-        if out.json:
-            out.result(
-                {
-                    "stack": ctx.stack_name,
-                    "kind": reading.kind,
-                    "headline": plan_markdown.headline(reading, app, policy),
-                    "before": reading.before.__dict__,
-                    "after": reading.after.__dict__,
-                    "unexpected": [change.words() for change in reading.unexpected],
-                    "markdown": text,
-                }
-            )
-        else:
-            print(text)
-    if reading.unexpected:
-        print(f"warning: {len(reading.unexpected)} unexpected change(s) in the preview", file=sys.stderr)
-        if args.strict:
-            return EXIT_UNEXPECTED
-    return EXIT_OK
+    request = PlanRequest(
+        Path(args.repo),
+        args.stack,
+        preview,
+        args.preview,
+        strict=args.strict,
+        dashboard_url=args.dashboard_url,
+        metrics=common.metrics_options(args),
+    )
+    result = plan_merge(request)
+    if out.json:
+        out.result(result.to_json())
+    else:
+        print(result.markdown)
+    if result.reading.unexpected:
+        print(f"warning: {len(result.reading.unexpected)} unexpected change(s) in the preview", file=sys.stderr)
+    return result.exit_code

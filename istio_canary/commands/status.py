@@ -7,15 +7,15 @@ import argparse
 import math
 from datetime import UTC, datetime
 
-from istio_canary import analysis, gitops
+from istio_canary import analysis
+from istio_canary.actions.next_step import next_step
 from istio_canary.agent.decide import ERROR, FAIL, INCONCLUSIVE, PASS, UNAVAILABLE
 from istio_canary.commands import common
 from istio_canary.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
 from istio_canary.metrics import BadQuery, MetricsProvider, MetricsUnavailable
-from istio_canary.release import steps, traffic
+from istio_canary.release import traffic
 from istio_canary.release.model import AppSettings
 from istio_canary.release.names import AGENT_DRIFT, AGENT_LAST_ITERATION, AGENT_VERDICT, AGENT_WEIGHT, duration_seconds
-from istio_canary.release.settings import PROJECT
 
 HELP = "weights and versions (+ live metrics)"
 EXITS = (EXIT_OK, EXIT_UNAVAILABLE, EXIT_REFUSED, EXIT_INTERNAL)
@@ -27,21 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """No options of its own."""
 
 
-def rolled_back(ctx: common.Context, *, required: bool) -> str | None:
-    """The rollback commit subject when the current canaryVersion was rolled back at weight 0, else None."""
-    app = ctx.view.app
-    if app.canary_weight != 0 or app.canary_version == app.ga_version:
-        return None
-    try:
-        return gitops.rolled_back(
-            ctx.repo, ctx.stack.path, ctx.view.canary_workload, app.canary_version, f"{PROJECT}:canaryVersion:"
-        )
-    except gitops.GitError:
-        if required:
-            raise
-        return None  # `status` outside a git repository: no history to read
-
-
 def shape_words(app: AppSettings) -> str:
     """The live shape step in words, for status and commit messages."""
     if app.canary_shape == traffic.MIRROR:
@@ -49,22 +34,6 @@ def shape_words(app: AppSettings) -> str:
     if app.canary_shape == traffic.HEADER:
         return f"header: requests with {app.canary_match} go to the canary, all others to GA"
     return f"weights: {app.canary_weight}% to the canary"
-
-
-def next_step(ctx: common.Context, *, required: bool) -> tuple[steps.Step, str | None]:
-    """The planner's next step for this stack, and the rollback subject that blocks it (if any)."""
-    app = ctx.view.app
-    subject = rolled_back(ctx, required=required)
-    step = steps.next_step(
-        app.canary_weight,
-        ctx.view.release.steps,
-        app.ga_version,
-        app.canary_version,
-        rolled_back=bool(subject),
-        shapes=ctx.view.release.shapes,
-        shape=app.canary_shape,
-    )
-    return step, subject
 
 
 def agent_view(source: MetricsProvider, stack: str, at: float, interval: str) -> dict[str, object] | None:

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from istio_canary import gitops
+from istio_canary.actions.watch_images import WatchImagesRequest
 from istio_canary.agent import images
-from istio_canary.agent.run_canary import _canary
 from istio_canary.cli import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_REFUSED
 from istio_canary.stackfile import StackFile
 from testkit.stackfiles import policy_stack
@@ -263,14 +263,14 @@ def test_the_picked_tag_is_committed_in_pulumi_form(capsys, repo, oci_registry):
 
 
 def test_the_agents_image_watch_reports_the_refusal_and_pushes_nothing(caplog, repo, oci_registry):
-    # The agent runs the same command in-process (canaryPromotion auto: straight to main): the line fails, its log
+    # The agent takes the same action in-process (canaryPromotion auto: straight to main): the line fails, its log
     # line names the tag and the filter to set, and the origin does not move.
     setup(repo, oci_registry, Policy("numerical:asc"), ["41", "42", "latest"], "6.9.1", "agent-numbers")
     origin, notices = repo.origin_head(), []
     view = StackFile(repo.stack).view()
-    common = ["-C", str(repo.work), "--stack", "dev", "--registry-url", oci_registry]
+    request = WatchImagesRequest(repo.work, "dev", registry_url=oci_registry)
     with caplog.at_level(logging.WARNING, logger="canary.agent"):
-        outcomes = images.watch("dev", repo.work, view, repo.stack.name, common, _canary, None, notices.append)
+        outcomes = images.watch("dev", repo.work, view, repo.stack.name, request, None, notices.append)
     assert outcomes == {"canary": images.FAILED}
     assert "watch-images exited 4" in caplog.text
     assert "'latest'" in caplog.text and "imageTagFilter" in caplog.text

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from istio_canary.commands.rollback import ga_floor
+from istio_canary.actions.rollback import ga_floor
 from istio_canary.release.settings import ConfigError, parse
 from istio_canary.stackfile import StackFile
 from testkit.manifests import stack_manifests
