@@ -37,7 +37,7 @@ class CanaryAppArgs:
     replicas: int
     public_host: str
     tls_credential_name: str
-    shape: AppShape
+    app_shape: AppShape
     canary_shape: str  # a traffic shape (istio_canary/release/traffic.py): "" (weights), "mirror" or "header"
     mirror_percent: int
     canary_match: str
@@ -66,8 +66,8 @@ class CanaryApp(pulumi.ComponentResource):
         self.gateway_name = f"{args.name}-gateway"
         self.deployment_names = {subset: workload(args.name, subset) for subset in SUBSETS}
         self.split = traffic_split(args.canary_weight)
-        self.port = args.shape.port
-        shape = args.shape
+        self.port = args.app_shape.port
+        shape = args.app_shape
         namespace = k8s.core.v1.Namespace(
             f"{args.namespace}-namespace",
             metadata={"name": args.namespace, "labels": {"istio-injection": "enabled"}},
@@ -156,7 +156,7 @@ class CanaryApp(pulumi.ComponentResource):
         self, name: str, subset: str, version: str, args: CanaryAppArgs, opts: pulumi.ResourceOptions
     ) -> k8s.apps.v1.Deployment:
         selector = {"app": args.name, SUBSET_LABEL: subset}
-        shape = args.shape
+        shape = args.app_shape
         # `version` feeds Istio's destination_version metric label; it is not in the selector, so a tag
         # bump stays an in-place rolling update of this one Deployment.
         pod_labels = {**selector, "version": version}
@@ -215,20 +215,20 @@ class CanaryApp(pulumi.ComponentResource):
         stabilisation window it applies to CPU-driven changes."""
         minimum = args.replicas
         if subset == "ga" and args.ga_rollback_replicas:
-            minimum = min(max(args.replicas, args.ga_rollback_replicas), args.shape.max_replicas)
+            minimum = min(max(args.replicas, args.ga_rollback_replicas), args.app_shape.max_replicas)
         return k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-autoscaler",
             metadata=self._meta(name, args, {SUBSET_LABEL: subset}),
             spec={
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
                 "minReplicas": minimum,
-                "maxReplicas": args.shape.max_replicas,
+                "maxReplicas": args.app_shape.max_replicas,
                 "metrics": [
                     {
                         "type": "Resource",
                         "resource": {
                             "name": "cpu",
-                            "target": {"type": "Utilization", "averageUtilization": args.shape.target_cpu_percent},
+                            "target": {"type": "Utilization", "averageUtilization": args.app_shape.target_cpu_percent},
                         },
                     }
                 ],

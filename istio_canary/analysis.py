@@ -10,11 +10,11 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from istio_canary.metrics import BadQuery, MetricsProvider, MetricsUnavailable
 from istio_canary.release.checks import Check
 from istio_canary.release.names import workload
+from istio_canary.release.verdict import Verdict
 from istio_canary.stackfile import StackView
 
 # The latest time `--at` accepts (9999-12-31T23:59:59Z): datetime cannot show a later one.
@@ -34,14 +34,6 @@ class ImpossibleMetrics(MetricsUnavailable):
 class BadCheckQuery(RuntimeError):
     """The metrics backend could not parse a check's query (the port's BadQuery): the stack's config is wrong,
     not the backend. The message keeps today's wording, which commit evidence and notices carry."""
-
-
-class Verdict(StrEnum):
-    """Outcome of an analysis; no data is never a pass."""
-
-    PASS = "pass"
-    FAIL = "fail"
-    INCONCLUSIVE = "inconclusive"
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ def build(settings: Settings) -> BuiltStack:
                 provider=cluster.provider,
                 gateway_selector=mesh.gateway_selector,
                 depends_on=tuple(mesh.ready),
-                # Shallow: the shape stays an AppShape (asdict would turn it into a dict).
+                # Shallow: the app shape stays an AppShape (asdict would turn it into a dict).
                 **{field.name: getattr(a, field.name) for field in fields(a)},
             ),
             opts,
@@ -93,7 +93,7 @@ def build(settings: Settings) -> BuiltStack:
             LoadGeneratorArgs(
                 provider=cluster.provider,
                 namespace=a.namespace,
-                target_url=f"http://{a.name}.{a.namespace}:{a.shape.port}{settings.load.path}",
+                target_url=f"http://{a.name}.{a.namespace}:{a.app_shape.port}{settings.load.path}",
                 rate=settings.load.rate,
                 concurrency=settings.load.concurrency,
                 depends_on=(app,),

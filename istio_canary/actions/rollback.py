@@ -90,11 +90,11 @@ def ga_floor(stack: StackFile, serving: int | None) -> tuple[int | None, str]:
         app = parse(values, {}, check_environment=False, project_file=stack.project_file).app
     except ConfigError as exc:
         return None, f"GA's autoscaler minimum is left as it is: {str(exc).splitlines()[-1].strip()}\n\n"
-    if not app.shape.max_replicas:
+    if not app.app_shape.max_replicas:
         return None, ""
     wanted = serving if serving is not None else 2 * app.replicas
     source = "ran" if serving is not None else "run at least (from the config)"
-    floor = min(max(wanted, app.replicas), app.shape.max_replicas)
+    floor = min(max(wanted, app.replicas), app.app_shape.max_replicas)
     if floor <= max(app.replicas, app.ga_rollback_replicas):
         return None, ""
     note = (

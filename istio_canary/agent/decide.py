@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from istio_canary.release import steps
+from istio_canary.release.verdict import Verdict
 
 ROLLBACK = "rollback"
 PROPOSE = "propose"
@@ -32,8 +33,9 @@ WAIT = "wait"
 NOTICE = "notice"
 NOTHING = "nothing"
 
-PASS, FAIL, INCONCLUSIVE, UNAVAILABLE = "pass", "fail", "inconclusive", "unavailable"
-ERROR = "error"  # Prometheus answered, but nothing it said can be judged (rule 1: it has a limit)
+# The history's verdicts, by their short names (istio_canary/release/verdict.py is their one home).
+PASS, FAIL, INCONCLUSIVE = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE
+UNAVAILABLE, ERROR = Verdict.UNAVAILABLE, Verdict.ERROR
 BAD = (FAIL, ERROR)
 MAX_ERRORS_SHOWN = 2  # distinct error messages a rollback names
 MAX_ERROR_CHARS = 300

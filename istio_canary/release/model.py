@@ -59,7 +59,7 @@ class AppSettings:
     replicas: int
     public_host: str
     tls_credential_name: str
-    shape: AppShape
+    app_shape: AppShape  # the container: port, probes, user, resources (not the traffic shape: canary_shape)
     canary_shape: str  # "" (weights), "mirror" or "header": istio_canary/release/traffic.py
     mirror_percent: int  # of GA's requests copied to the canary in the mirror step
     canary_match: str  # which requests the header step sends to the canary: header:<name>=<value> or cookie:...

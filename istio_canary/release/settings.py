@@ -128,7 +128,7 @@ def _app(reader: Reader, shapes: tuple[str, ...], mirror_percent: int) -> AppSet
         replicas=replicas,
         public_host=public_host,
         tls_credential_name=credential,
-        shape=app_shape_config.read(reader, replicas),
+        app_shape=app_shape_config.read(reader, replicas),
         canary_shape=canary_shape,
         mirror_percent=mirror_percent,
         canary_match=match,
