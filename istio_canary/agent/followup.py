@@ -18,14 +18,14 @@ from istio_canary.actions.metrics_source import MetricsOptions
 from istio_canary.actions.promote import PromoteRequest, promote
 from istio_canary.actions.publish import PublishOptions
 from istio_canary.actions.watch_images import WatchImagesRequest
-from istio_canary.agent import decide, images, workspace
+from istio_canary.agent import images, workspace
 from istio_canary.agent.attempt import attempt
 from istio_canary.agent.judge import Judged, _deferred, _record_metrics
 from istio_canary.agent.metrics import Metrics
 from istio_canary.agent.notices import IMAGES, PROPOSAL, Notices, _recovered, _skipped, _sync
 from istio_canary.agent.options import Memory, Options
 from istio_canary.agent.pulls import PullError, PullRequests
-from istio_canary.release import steps
+from istio_canary.release import decide, steps
 from istio_canary.stackfile import StackView
 
 log = logging.getLogger("canary.agent")

@@ -19,10 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from istio_canary import analysis
-from istio_canary.agent.decide import BAD, ERROR, FAIL, INCONCLUSIVE, PASS, UNAVAILABLE
 from istio_canary.metrics import MetricsProvider, MetricsUnavailable
+from istio_canary.release.decide import BAD, ERROR, FAIL, INCONCLUSIVE, PASS, UNAVAILABLE
 from istio_canary.release.model import ReleaseSettings
-from istio_canary.release.names import duration_seconds
 from istio_canary.stackfile import StackView
 
 # The runs decide.py reads: passes toward a step, bad verdicts toward a rollback, silence toward a notice.
@@ -51,7 +50,7 @@ class History:
 
 def window(release: ReleaseSettings) -> str:
     """The window each of the agent's analyses judges: analysisWindow, cut to one analysisInterval."""
-    if duration_seconds(release.window) <= duration_seconds(release.interval):
+    if release.window_s <= release.interval_s:
         return release.window
     return release.interval
 

@@ -20,12 +20,12 @@ from istio_canary.actions.metrics_source import prometheus as choose_prometheus
 from istio_canary.actions.next_step import rolled_back as rolled_back_subject  # the reading promote and status take
 from istio_canary.actions.publish import PublishOptions
 from istio_canary.actions.rollback import RollbackRequest, rollback
-from istio_canary.agent import decide, history, live, workspace
+from istio_canary.agent import history, live, workspace
 from istio_canary.agent.attempt import attempt
 from istio_canary.agent.metrics import Metrics
 from istio_canary.agent.notices import JUDGE, ROLLBACK_WORK, Notices, _notices, _recovered, _skipped
 from istio_canary.agent.options import Memory, Options
-from istio_canary.release import steps
+from istio_canary.release import decide, steps
 from istio_canary.release.names import duration_seconds
 from istio_canary.release.settings import PROJECT, ConfigError
 from istio_canary.release.traffic import SHAPES
@@ -53,7 +53,7 @@ def _state(
     options: Options, repo: Path, view: StackView, stack: StackFile, now: float, prometheus: Any
 ) -> decide.State:
     app, rel = view.app, view.release
-    interval_s = duration_seconds(rel.interval)
+    interval_s = rel.interval_s
     live_state = (
         live.read(options.kube, app.namespace, app.name)
         if options.kube is not None
@@ -85,8 +85,8 @@ def _state(
         interval_s=interval_s,
         threshold=rel.threshold,
         iterations=rel.iterations,
-        notice_after_s=duration_seconds(rel.notice_after),
-        drift_grace_s=duration_seconds(rel.drift_grace),
+        notice_after_s=rel.notice_after_s,
+        drift_grace_s=rel.drift_grace_s,
         proposal_open=False,
         error_limit=rel.error_limit,
         errors=found.errors,
@@ -134,7 +134,7 @@ def judge(
         log.error("stack %s cannot be read: %s", stack_name, exc)
         _skipped(metrics, memory, notices, repo, stack_name, JUDGE, "config", str(exc))
         return None
-    memory.interval_s = duration_seconds(view.release.interval)
+    memory.interval_s = view.release.interval_s
     memory.lease_s = max(15, int(3 * memory.interval_s))
     now = now if now is not None else time.time()
     # The same choice (and credential rules) as --prometheus / $PROMETHEUS_URL / prometheusUrl in every command.

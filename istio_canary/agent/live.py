@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from istio_canary.agent.decide import Live
+from istio_canary.release.decide import Live
 from istio_canary.release.names import workload
 from istio_canary.routers import router
 

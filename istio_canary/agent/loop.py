@@ -35,13 +35,14 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from istio_canary.agent import decide, fleet, workspace
+from istio_canary.agent import fleet, workspace
 from istio_canary.agent.followup import FollowUp, _needs_follow_up
 from istio_canary.agent.judge import Judged, _deferred, _record_metrics, judge
 from istio_canary.agent.lease import Lease
 from istio_canary.agent.metrics import Metrics
 from istio_canary.agent.notices import IMAGES, JUDGE, PROPOSAL, Notices, _skipped, _sync
 from istio_canary.agent.options import Memory, Options
+from istio_canary.release import decide
 from istio_canary.release.names import agent_lease_name
 
 log = logging.getLogger("canary.agent")

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 from istio_canary import notify
-from istio_canary.agent import decide, workspace
+from istio_canary.agent import workspace
 from istio_canary.agent.metrics import Metrics
 from istio_canary.agent.options import Memory, Options
+from istio_canary.release import decide
 from istio_canary.stackfile import StackView
 
 log = logging.getLogger("canary.agent")

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 from istio_canary import analysis
 from istio_canary.actions.next_step import next_step
-from istio_canary.agent.decide import ERROR, FAIL, INCONCLUSIVE, PASS, UNAVAILABLE
 from istio_canary.commands import common
 from istio_canary.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
 from istio_canary.metrics import BadQuery, MetricsProvider, MetricsUnavailable
 from istio_canary.release import traffic
+from istio_canary.release.decide import ERROR, FAIL, INCONCLUSIVE, PASS, UNAVAILABLE
 from istio_canary.release.model import AppSettings
 from istio_canary.release.names import AGENT_DRIFT, AGENT_LAST_ITERATION, AGENT_VERDICT, AGENT_WEIGHT, duration_seconds
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from istio_canary.release.app_shape import AppShape
 from istio_canary.release.checks import Check
-from istio_canary.release.names import traffic_split
+from istio_canary.release.names import duration_seconds, traffic_split
 from istio_canary.release.tagpolicy import TagPolicy
 
 
@@ -124,6 +124,23 @@ class ReleaseSettings:
     promotion: str  # "pr": a pull request per step; "auto": the agent pushes the step to main itself
     notice_after: str  # inconclusive/unavailable this long: one Slack notice
     drift_grace: str  # Git and the cluster may disagree this long (an `up` in flight) before it is drift
+
+    # The durations in seconds: each converted here, in one place, for every reader (the agent, its history).
+    @property
+    def interval_s(self) -> int:
+        return duration_seconds(self.interval)
+
+    @property
+    def window_s(self) -> int:
+        return duration_seconds(self.window)
+
+    @property
+    def notice_after_s(self) -> int:
+        return duration_seconds(self.notice_after)
+
+    @property
+    def drift_grace_s(self) -> int:
+        return duration_seconds(self.drift_grace)
 
 
 @dataclass(frozen=True)

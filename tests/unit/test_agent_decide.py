@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from istio_canary.agent.decide import (
+from istio_canary.release.decide import (
     ERROR,
     FAIL,
     INCONCLUSIVE,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from istio_canary.agent.decide import decide
 from istio_canary.agent.judge import _record_metrics
 from istio_canary.agent.metrics import Metrics
+from istio_canary.release.decide import decide
 from istio_canary.release.names import AGENT_SHAPE
 from tests.unit.test_agent_decide import SHAPED
 

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from istio_canary import analysis
-from istio_canary.agent import decide, history, live
+from istio_canary.agent import history, live
 from istio_canary.analysis import Measurement
 from istio_canary.metrics.prometheus import Prometheus
+from istio_canary.release import decide
 from istio_canary.release.checks import Check
 from istio_canary.release.names import duration_seconds
 from istio_canary.stackfile import StackFile, StackView
