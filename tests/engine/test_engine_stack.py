@@ -204,9 +204,9 @@ def test_invalid_weight_fails_naming_the_key_and_changes_nothing(project: Projec
         project.config_set("canaryWeight", "101")
         run, preview = project.preview(check=False)
         assert run.returncode != 0
-        # The program's ConfigError from istio_canary/release/settings.py, verbatim, as the engine's error diagnostic.
+        # The program's ConfigError from istio_canary/release/config_reader.py, verbatim, as the engine's error diagnostic.
         assert any(
-            "istio_canary.release.settings.ConfigError: invalid stack config:\n"
+            "istio_canary.release.config_reader.ConfigError: invalid stack config:\n"
             "  istio-canary:canaryWeight: '101' is not allowed; expected a whole number from 0 to 100" in message
             for message in errors(preview)
         ), errors(preview)
