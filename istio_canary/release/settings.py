@@ -108,11 +108,7 @@ def _app(reader: Reader, shapes: tuple[str, ...], mirror_percent: int) -> AppSet
     if not dns_name(public_host, wildcard=True):
         reader.fail("publicHost", public_host, "a DNS name such as podinfo.example.com")
     credential = reader.text("tlsCredentialName")
-    # A Secret's name is an RFC 1123 subdomain: labels of at most 63, at most 253 in all.
-    labels = credential.split(".")
-    if credential and not (
-        len(credential) <= 253 and all(len(label) <= 63 and DNS_LABEL.fullmatch(label) for label in labels)
-    ):
+    if credential and not _secret_name(credential):
         reader.fail("tlsCredentialName", credential, "a Kubernetes secret name, or empty for HTTP only")
     return AppSettings(
         namespace=namespace,
