@@ -164,7 +164,7 @@ class TagPolicy:
     def latest(self, tags: Iterable[str]) -> str | None:
         """The tag Flux's ImagePolicy would pick from `tags`; None when it finds none."""
         if self.filter is None:  # Flux hands the listing itself to the policy: among equals, the order decides
-            pairs = [(tag, tag) for tag in tags if len(tag) <= MAX_TAG_LENGTH]
+            pairs = [(tag, tag) for tag in tags if self.value(tag) is not None]
         else:  # Flux's filter keeps one tag per value (the later one), in a map: each value once
             found: dict[str, str] = {}
             for tag in tags:
