@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -22,11 +22,25 @@ NAME = "memory"
 SCHEME = "memory://"
 
 
+@dataclass(frozen=True)
+class Vector:
+    """An answer of several samples, as Prometheus' vector result: each sample's labels and value, in the order
+    answered. query() takes its one sample (none: no sample; several: garbage); series() keys them by a label."""
+
+    samples: tuple[tuple[Mapping[str, str], object], ...] = ()
+
+    @classmethod
+    def keyed(cls, label: str, values: Mapping[str, object]) -> Vector:
+        """One sample per entry of `values`, labelled `label`=its key: Vector.keyed("le", {"100": 12.0, ...})."""
+        return cls(tuple(({label: key}, value) for key, value in values.items()))
+
+
 @dataclass
 class MemoryBackend:
-    """What the backend answers: `answers` maps a query's text to its value (None, or a query not there: no
-    sample). A value that is not a finite number or NaN (a string, +Inf, True) is what this backend calls
-    garbage. `refused` queries are ones it cannot parse; while `unavailable` it answers nothing."""
+    """What the backend answers: `answers` maps a query's text to its value, a number or a Vector (None, or a
+    query not there: no sample). A value that is not a finite number or NaN (a string, +Inf, True), in a Vector
+    or not, is what this backend calls garbage; a number is one sample without labels. `refused` queries are
+    ones it cannot parse; while `unavailable` it answers nothing."""
 
     answers: dict[str, object] = field(default_factory=dict)
     refused: set[str] = field(default_factory=set)
