@@ -1,13 +1,10 @@
-"""The statistics of the statistical canary judge: binomial tails and Clopper-Pearson bounds for error counts, a
+"""The statistical canary judge's statistics: binomial tails and Clopper-Pearson bounds for error counts, a
 sequential test and alpha spending for the agent's repeated looks, Mann-Whitney and Hodges-Lehmann on latency
-histograms.
-
-Pure Python on purpose (math and statistics.NormalDist only): the agent image stays small, and each look works on
-a few dozen histogram buckets and a handful of counts, where numpy/scipy would add megabytes and no speed that
-matters. tests/unit/test_stats.py checks every function against scipy/numpy on generated samples. Counts are
-floats: Prometheus' increase() extrapolates, so 3.7 errors in 1021.4 requests is a normal input, and the binomial
-functions go through the incomplete beta function, which is defined for real counts.
-"""
+histograms. Pure Python on purpose (math and statistics.NormalDist only): the agent image stays small, and a look
+works on a few dozen buckets and counts, where numpy/scipy would add megabytes and no speed that matters;
+tests/unit/test_stats.py checks every function against them. Counts are floats: Prometheus' increase()
+extrapolates (3.7 errors in 1021.4 requests), and the binomial functions go through the incomplete beta function,
+which is defined for real counts."""
 
 from __future__ import annotations
 
@@ -132,13 +129,17 @@ def beta_ppf(q: float, a: float, b: float) -> float:
     for _ in range(100):
         y = 1.0 - x
         below, above = _beta_tails(a, b, x, y)
-        if below == q:
+        # compared on q's own side: 1 - 1e-9 and 1 - 0.99999993e-9 are one float, their upper tails are not
+        gap = below - q if q <= 0.5 else (1.0 - q) - above
+        if gap == 0:
             return x
-        low, high = (x, high) if below < q else (low, x)
+        low, high = (x, high) if gap < 0 else (low, x)
+        if high <= _TINY:  # below 1e-300 (1e-4 extrapolated errors put a bound near 1e-3000): 0 as a float
+            return 0.0
         front = _beta_front(a, b, x, y)  # x y times the density
         if x <= mean:
             step = (math.log(q) - math.log(below)) * below * y / front if min(below, front) > 0 else math.nan
-            new = x * math.exp(min(step, 700.0))
+            new = max(x * math.exp(min(step, 700.0)), _TINY)
         else:
             step = (math.log1p(-q) - math.log(above)) * above * x / front if min(above, front) > 0 else math.nan
             new = x - y * math.expm1(min(step, 700.0))
