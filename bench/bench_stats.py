@@ -41,7 +41,7 @@ CASES: list[tuple[str, Callable[[], object]]] = [
     ("binomial_upper_2e6", lambda: stats.binomial_upper(5_000.0, 2e6, 0.999)),
     ("normal_sf", lambda: stats.normal_sf(2.7)),
     ("normal_isf", lambda: stats.normal_isf(1e-4)),
-    ("spent_alpha", lambda: stats.spent_alpha(0.01, 37)),
+    ("spent_alpha", lambda: stats.spent_alpha(0.01, 37, 20)),
     ("sprt_bounds", lambda: stats.sprt_bounds(0.01, 0.05)),
     ("conditional_llr", lambda: stats.conditional_llr(ERRORS, 310.2, 0.1, 2.0)),
     ("mann_whitney_20_buckets", lambda: stats.mann_whitney(CANARY, OTHER)),

@@ -89,13 +89,13 @@ def _agent_panel(panel_id: int, app: str) -> dict:
 
 
 def _evidence_panel(panel_id: int, app: str) -> dict:
-    """The statistical judge's newest look, as the agent exports it: the error test's log-likelihood ratio between
-    its pass and fail boundaries, the share of request pairs in which the canary is slower, and the share of
-    requests the data plane sent the canary against its weight."""
+    """The statistical judge's newest look, as the agent exports it: the canary's error rate over GA's and the
+    pass test's log-likelihood ratio against its boundary, the share of request pairs in which the canary is
+    slower, and the share of requests the data plane sent the canary against its weight."""
     series = (
-        ("errors", "llr_or_more", "error test: log-likelihood ratio"),
-        ("errors", "fail_at", "error test: fail boundary"),
-        ("errors", "pass_at", "error test: pass boundary"),
+        ("errors", "ratio", "errors: canary's rate / GA's"),
+        ("errors", "llr", "errors: log-likelihood ratio (pass at or under the boundary)"),
+        ("errors", "pass_at", "errors: pass boundary"),
         ("latency", "slower_pairs", "latency: share of pairs slower"),
         ("traffic_share", "observed_share", "traffic share: observed"),
         ("traffic_share", "weight", "traffic share: weight"),

@@ -261,7 +261,10 @@ def _analyze_statistical(
         for version in ("canary", "ga")
     }
     weight = None if app.canary_shape else app.canary_weight
-    result = statistical.judge(counted["canary"], counted["ga"], rel.statistical, judged.look, weight)
+    before = None
+    if counted["ga"].requests <= 0:  # the canary at 100 %: GA's own traffic just before the step instead
+        before = statistical_analysis.count(source, app.namespace, app.name, "ga", span, at - judged.seconds)
+    result = statistical.judge(counted["canary"], counted["ga"], rel.statistical, judged.look, weight, before)
     canary = measure(source, own, app.namespace, app.name, "canary", span, at)
     ga = measure(source, own, app.namespace, app.name, "ga", span, at)
     for version, measured in (("canary", canary), ("ga", ga)):

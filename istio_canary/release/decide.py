@@ -10,6 +10,8 @@ decision as the one that died: nothing is counted in memory. Rules, in order:
    no longer than one interval fails at most two analyses, so with threshold >= 3 it is never a rollback; a
    canary failing from time T is rolled back by the first pass after T + threshold x interval (one interval
    later at most). UNAVAILABLE (no answer: unreachable, too slow, a gateway's 502/503/504) is never a rollback.
+   The statistical judge's looks each judge the whole step so far, and its tests pay for noise and repeated
+   looks themselves: the agent sets `threshold` 1 for it (ReleaseSettings.fails_to_roll_back).
 2. Drift (Git and the live VirtualService disagree longer than the grace period) -> report it; a step is
    never proposed on top of drift, but a rollback still is (weight 0 is the safe direction).
 3. The step in Git is not live yet (weights differ, or finish 2/2 waits for GA to run the new version)
@@ -80,6 +82,7 @@ class State:
     errors: tuple[str, ...] = ()  # why each of the newest run of ERRORs errored, newest first
     seconds_live: float | None = None  # since the step went live in the cluster; None: Git is taken as live
     window_s: float | None = None  # how much traffic each analysis judged; None: one interval
+    judge: str = "threshold"  # analysisJudge: only how a rollback's reason reads
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,8 @@ def _rollback(state: State) -> Decision | None:
     run = state.history[: _run(state.history, BAD)]
     failures, errors = run.count(FAIL), run.count(ERROR)
     if failures >= state.threshold:
+        if state.judge == "statistical":
+            return Decision(ROLLBACK, 0, "a failed analysis: the statistical judge's test decided")
         return Decision(ROLLBACK, 0, f"{failures} failed analyses in a row (threshold {state.threshold})")
     shown = tuple(dict.fromkeys(error[:MAX_ERROR_CHARS] for error in state.errors))[:MAX_ERRORS_SHOWN]
     named = ": " + "; ".join(shown) if shown else ""

@@ -26,8 +26,11 @@ def _decimal(reader: Reader, key: str, low: float, high: float, allowed: str, *,
     return number
 
 
+PLANNED_LOOKS_PER_ITERATION = 4  # a step's tests spend most of their budget over 4 x analysisIterations looks
+
+
 def read_judge(
-    reader: Reader, checks: tuple[Check, ...], weights: tuple[int, ...], shapes: tuple[str, ...]
+    reader: Reader, checks: tuple[Check, ...], weights: tuple[int, ...], shapes: tuple[str, ...], iterations: int
 ) -> tuple[str, StatisticalRules]:
     """`analysisJudge` and the StatisticalRules (read and checked whichever judge is chosen, so switching judges
     is one line that was already valid). The guardrails are the built-in checks' thresholds."""
@@ -55,8 +58,9 @@ def read_judge(
         share_tolerance_pct=_decimal(
             reader, "analysisShareTolerancePct", 0, 100, "percentage points above 0 and below 100, e.g. 5"
         ),
-        # Steps where GA serves traffic to compare with: the shapes and every weight below 100.
-        analysed_steps=max(1, len(shapes) + sum(1 for weight in weights if weight < 100)),
+        # Every step the canary serves in is judged against GA (at 100 %, GA's traffic before the step).
+        analysed_steps=max(1, len(shapes) + len(weights)),
+        planned_looks=PLANNED_LOOKS_PER_ITERATION * iterations,
         min_requests=int(by_name["requests"].threshold),
         min_success_rate=by_name["success_rate"].threshold,
         max_p99_ms=by_name["p99_ms"].threshold,

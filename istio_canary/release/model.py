@@ -120,7 +120,8 @@ class StatisticalRules:
     error_tolerance_pct: float = 0.5  # a canary shown under this error rate passes the comparison whatever GA's
     slower_pairs_pct: float = 56.0  # "worse" latency: a canary request slower than GA's in this share of pairs
     share_tolerance_pct: float = 5.0  # the data plane may send this many points more or less than the weight
-    analysed_steps: int = 2  # the steps with GA traffic to compare with: the false-rollback budget is split over them
+    analysed_steps: int = 3  # the steps judged against GA: the false-rollback budget is split over them
+    planned_looks: int = 20  # looks a step is planned to decide within (4 x analysisIterations)
     min_requests: int = 100  # the guardrails: the stack's analysisMinRequests, MinSuccessRate, MaxP99Ms
     min_success_rate: float = 99.0
     max_p99_ms: float = 500.0
@@ -148,6 +149,14 @@ class ReleaseSettings:
     drift_grace: str  # Git and the cluster may disagree this long (an `up` in flight) before it is drift
     judge: str = THRESHOLD_JUDGE  # analysisJudge: how an analysis reaches its verdict
     statistical: StatisticalRules = StatisticalRules()
+
+    @property
+    def fails_to_roll_back(self) -> int:
+        """FAILs in a row the agent rolls back on. The threshold judge: analysisThreshold, against noise in one
+        window's numbers. The statistical judge: 1, its first FAIL: its tests have already paid, out of
+        analysisFalseRollbackPct, for noise and for being looked at every interval (a sequential test stops
+        at its first crossing)."""
+        return 1 if self.judge == STATISTICAL_JUDGE else self.threshold
 
     # The durations in seconds: each converted here, in one place, for every reader (the agent, its history).
     @property

@@ -235,7 +235,8 @@ def read_release(
         max_p99_ms=reader.integer("analysisMaxP99Ms", 1, 600000),
         max_p99_over_ga_pct=_optional_percent(reader, "analysisMaxP99OverGaPct"),
     )
-    judge, statistical = read_judge(reader, checks, weights, shapes)
+    iterations = reader.integer("analysisIterations", 1, 1000)
+    judge, statistical = read_judge(reader, checks, weights, shapes, iterations)
     return ReleaseSettings(
         steps=weights,
         shapes=shapes,
@@ -248,7 +249,7 @@ def read_release(
         interval=_interval(reader),
         threshold=reader.integer("analysisThreshold", 1, 100),
         error_limit=reader.integer("analysisErrorLimit", 1, 100),
-        iterations=reader.integer("analysisIterations", 1, 1000),
+        iterations=iterations,
         promotion=reader.choice("canaryPromotion", PROMOTIONS),
         notice_after=reader.matching("agentNoticeAfter", _PROM_DURATION, "a duration such as 10m or 1h"),
         drift_grace=reader.matching("agentDriftGrace", _PROM_DURATION, "a duration such as 5m or 15m"),

@@ -1,23 +1,26 @@
 """The statistical judge: the canary compared with GA over everything the step has served, by tests that stay
 calibrated at small counts and under a look every interval. Pure: counts in, a Judgement out.
 
-Each look judges the counts since the step went live (istio_canary/release/looks.py); what every test does:
+Each look judges the counts since the step went live (istio_canary/release/looks.py). Every FAIL test spends
+its share of the step's false-rollback budget over the looks: evenly over the planned ones (4 x
+analysisIterations: a step decides within them), a reserve after (istio_canary/release/stats.py `spent_alpha`),
+so looking every interval never adds up to more than the budget. A test fails only once it is significant AND
+the effect is at least halfway to the one that matters, so a trivial difference at high traffic is no rollback.
 - errors: given the 5xx both versions had, each one is the canary's with the canary's share of requests when
-  both err alike (a binomial, exact at any count). Wald's sequential probability ratio test of "equal" against
-  "the canary errs analysisErrorRatio times as often": PASS at the lower boundary; FAIL at the upper one, reached
-  by a weighted mixture of that ratio and larger ones (so new errors where GA has none fail fast). Its error
-  rates hold however often it is looked at. A service with almost no errors gives that ratio nothing to
-  count, so a canary whose exact upper bound is under analysisErrorTolerancePct passes as well.
+  both err alike (a binomial, exact at any count). FAIL: the exact one-sided test. PASS: Wald's sequential
+  probability ratio test of "equal" against "analysisErrorRatio times as often" reaches its lower boundary
+  (its missed-detection rate holds however often it is looked at), or, for a service with almost no errors
+  (nothing for a ratio to count), the canary's exact upper bound is under analysisErrorTolerancePct.
 - latency: a Mann-Whitney test on the two duration histograms (each request one observation at bucket
-  resolution, ties half): FAIL when the canary is slower with significance (look k spends alpha 6/(pi^2 k^2),
-  which sums to alpha over any number of looks) and by at least half the margin; PASS when the upper bound of
-  "a canary request is slower" is under analysisSlowerPairsPct. The Hodges-Lehmann shift is the evidence.
+  resolution, ties half): FAIL when the canary is slower with significance; PASS when the upper bound of "a
+  canary request is slower" is under analysisSlowerPairsPct. The Hodges-Lehmann shift is the evidence.
 - guardrails: the stack's thresholds still fail a canary on their own, once the counts show it past one (an exact
   binomial bound, not a point value) and GA is not shown past it too.
 - traffic share: the data plane's share against the weight; a gap shown beyond analysisShareTolerancePct
   blocks the step (INCONCLUSIVE), never a rollback.
-The false-rollback budget (analysisFalseRollbackPct) is split over the steps with GA traffic, then between the
-two comparisons (errors 50 %, latency 30 %) and the two guardrails (10 % each).
+The budget (analysisFalseRollbackPct) is split over the steps with GA traffic, then between the two comparisons
+(errors 50 %, latency 30 %) and the two guardrails (10 % each). With the canary at 100 % GA serves nothing: the
+comparisons take GA's traffic over an equally long stretch just before the step.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from istio_canary.release.statistical_model import (
     BLOCKED,
     FAIL,
     NO_DATA,
+    NOTE,
     PASS,
     TOO_LITTLE,
     UNCOMPARED,
@@ -44,12 +48,12 @@ from istio_canary.release.statistical_model import (
 )
 from istio_canary.release.verdict import Verdict
 
-MIXTURE = (0.6, 0.1, 0.1, 0.1, 0.1)  # the error test's weights on analysisErrorRatio x 1, 2, 4, 8, 16
 INTERVAL = 0.95  # the two-sided confidence of the intervals shown as evidence
 
 
-def errors(canary: Counts, ga: Counts, rules: StatisticalRules) -> Finding:
-    """The error comparison (sequential probability ratio test on the conditional binomial)."""
+def errors(canary: Counts, ga: Counts, rules: StatisticalRules, look: int) -> Finding:
+    """The error comparison on the conditional binomial: the exact test to fail, Wald's lower boundary (or the
+    tolerance) to pass."""
     beta = rules.missed_detection_pct / 100
     tolerance = rules.error_tolerance_pct / 100
     seen = (
@@ -59,15 +63,17 @@ def errors(canary: Counts, ga: Counts, rules: StatisticalRules) -> Finding:
         return Finding("errors", UNCOMPARED, f"{seen}; GA served nothing to compare with")
     seen += f" vs GA {pct(ga.errors / ga.requests)} ({count_text(ga.errors)} of {count_text(ga.requests)})"
     share = canary.requests / (canary.requests + ga.requests)
-    alpha = step_alpha(rules, "errors")
-    lower, upper = stats.sprt_bounds(alpha, beta)
-    llr = stats.conditional_llr(canary.errors, ga.errors, share, rules.error_ratio)
-    mixed = _mixture_llr(canary.errors, ga.errors, share, rules.error_ratio)
     total = canary.errors + ga.errors
-    ratio = _rate_ratio(canary.errors, total, share)
+    alpha = stats.spent_alpha(step_alpha(rules, "errors"), max(1, look), rules.planned_looks)
+    # The chance of the canary having at least its part of all errors if both versions erred alike.
+    p_value = stats.binom_sf(canary.errors, total, share) if total > 0 else 1.0
+    lower, _ = stats.sprt_bounds(step_alpha(rules, "errors"), beta)
+    llr = stats.conditional_llr(canary.errors, ga.errors, share, rules.error_ratio)
+    point = _ratio(canary.errors / total, share) if total > 0 else 1.0
+    halfway = (1 + rules.error_ratio) / 2
     statistic = (
-        f"log-likelihood ratio of {rules.error_ratio:g}x GA's rate (or more) against equal {mixed:.2f}, "
-        f"fail at {upper:.2f}; of {rules.error_ratio:g}x alone {llr:.2f}, pass at {lower:.2f}"
+        f"exact one-sided p {p_value:.2g} against {alpha:.2g} (look {look} of {rules.planned_looks} planned); "
+        f"log-likelihood ratio of {rules.error_ratio:g}x GA's rate against equal {llr:.2f}, pass at {lower:.2f}"
     )
     upper_rate = stats.binomial_upper(canary.errors, canary.requests, 1 - beta)
     numbers = (
@@ -75,13 +81,14 @@ def errors(canary: Counts, ga: Counts, rules: StatisticalRules) -> Finding:
         ("canary_errors", canary.errors),
         ("ga_requests", ga.requests),
         ("ga_errors", ga.errors),
+        ("ratio", min(point, 1e6)),
+        ("p", p_value),
+        ("alpha", alpha),
         ("llr", llr),
-        ("llr_or_more", mixed),
-        ("fail_at", upper),
         ("pass_at", lower),
     )
-    if mixed >= upper:
-        result, reason = FAIL, f"{seen}: the canary errs more than GA ({rules.error_ratio:g}x is likelier than equal)"
+    if p_value <= alpha and point >= halfway:
+        result, reason = FAIL, f"{seen}: the canary errs more than GA, {_shown(point)} its rate"
     elif llr <= lower:
         result, reason = PASS, f"{seen}: shown not {rules.error_ratio:g}x GA's rate"
     elif upper_rate <= tolerance:
@@ -89,20 +96,16 @@ def errors(canary: Counts, ga: Counts, rules: StatisticalRules) -> Finding:
         reason = f"{seen}: shown under {pct(tolerance)} (at most {pct(upper_rate)})"
     else:
         result, reason = TOO_LITTLE, f"{seen}: not yet told apart from equal or from {rules.error_ratio:g}x"
-    return Finding("errors", result, reason, ratio, statistic, numbers)
+    return Finding("errors", result, reason, _rate_ratio(canary.errors, total, share), statistic, numbers)
 
 
-def _mixture_llr(canary_errors: float, other_errors: float, share: float, ratio: float) -> float:
-    """The log of a weighted average of the likelihood ratios of ratio x 1, 2, 4, 8, 16 against equal. An average
-    of test martingales is one, so Wald's boundary holds for it as for one ratio; most weight stays on `ratio`
-    itself (the effect the test is sized for), and the rest lets a canary far worse than that (new errors where
-    GA has none) fail on a handful of them instead of a dozen."""
-    terms = [
-        math.log(weight) + stats.conditional_llr(canary_errors, other_errors, share, ratio * 2**k)
-        for k, weight in enumerate(MIXTURE)
-    ]
-    top = max(terms)
-    return top + math.log(sum(math.exp(term - top) for term in terms))
+def _ratio(canary_part: float, share: float) -> float:
+    """The canary's error rate over GA's, from the canary's part of all errors and its share of requests."""
+    return math.inf if canary_part >= 1 else canary_part / (1 - canary_part) * (1 - share) / share
+
+
+def _shown(ratio: float) -> str:
+    return "inf" if math.isinf(ratio) else f"{ratio:.2f}x"
 
 
 def _rate_ratio(canary_errors: float, total: float, share: float) -> str:
@@ -110,15 +113,10 @@ def _rate_ratio(canary_errors: float, total: float, share: float) -> str:
     if total <= 0:
         return "no errors in either version"
     tail = (1 - INTERVAL) / 2
-    low_p = stats.binomial_lower(canary_errors, total, 1 - tail)
-    high_p = stats.binomial_upper(canary_errors, total, 1 - tail)
-    odds = (1 - share) / share
-
-    def ratio(p: float) -> str:
-        return "inf" if p >= 1 else f"{p / (1 - p) * odds:.2f}x"
-
-    point = canary_errors / total
-    return f"error rate {ratio(point)} GA's ({INTERVAL:.0%} interval {ratio(low_p)} to {ratio(high_p)})"
+    low = _ratio(stats.binomial_lower(canary_errors, total, 1 - tail), share)
+    high = _ratio(stats.binomial_upper(canary_errors, total, 1 - tail), share)
+    point = _ratio(canary_errors / total, share)
+    return f"error rate {_shown(point)} GA's ({INTERVAL:.0%} interval {_shown(low)} to {_shown(high)})"
 
 
 def latency(canary: Counts, ga: Counts, rules: StatisticalRules, look: int) -> Finding:
@@ -132,7 +130,7 @@ def latency(canary: Counts, ga: Counts, rules: StatisticalRules, look: int) -> F
     if other_bounds != bounds:
         return Finding("latency", NO_DATA, "the two versions' histograms have different buckets")
     test = stats.mann_whitney(mine, theirs)
-    alpha = stats.spent_alpha(step_alpha(rules, "latency"), max(1, look))
+    alpha = stats.spent_alpha(step_alpha(rules, "latency"), max(1, look), rules.planned_looks)
     beta = rules.missed_detection_pct / 100
     margin = rules.slower_pairs_pct / 100
     p_value = stats.normal_sf(test.z)
@@ -178,11 +176,31 @@ def _shift(bounds: tuple[float, ...], mine: tuple[float, ...], theirs: tuple[flo
     return stats.hodges_lehmann(mine, theirs, values, INTERVAL)
 
 
-def judge(canary: Counts, ga: Counts, rules: StatisticalRules, look: int, weight: int | None = None) -> Judgement:
+def judge(
+    canary: Counts,
+    ga: Counts,
+    rules: StatisticalRules,
+    look: int,
+    weight: int | None = None,
+    ga_before: Counts | None = None,
+) -> Judgement:
     """The verdict of one look: FAIL when a test fails (whatever the rest say: a bad canary is bad at any
     count); INCONCLUSIVE while the canary served fewer than analysisMinRequests, a comparison has not decided,
-    or the traffic share blocks the step; else PASS. `weight`: the step's weight (None for a shape step)."""
+    or the traffic share blocks the step; else PASS. `weight`: the step's weight (None for a shape step).
+    `ga_before`: GA's counts over an equally long stretch before the step, the comparison when GA serves nothing
+    during it (the canary at 100 %)."""
     found: list[Finding] = []
+    comparator = ga
+    if ga.requests <= 0 and ga_before is not None and ga_before.requests > 0:
+        comparator = ga_before
+        found.append(
+            Finding(
+                "comparator",
+                NOTE,
+                f"GA served nothing during the step: compared with GA's {count_text(ga_before.requests)} requests "
+                "over as long just before it",
+            )
+        )
     if canary.requests < rules.min_requests:
         found.append(
             Finding(
@@ -193,9 +211,9 @@ def judge(canary: Counts, ga: Counts, rules: StatisticalRules, look: int, weight
             )
         )
     if canary.requests > 0:
-        found.append(errors(canary, ga, rules))
-        found.append(latency(canary, ga, rules, look))
-        found.extend(guardrails(canary, ga, rules, look))
+        found.append(errors(canary, comparator, rules, look))
+        found.append(latency(canary, comparator, rules, look))
+        found.extend(guardrails(canary, comparator, rules, look))
         plane = share(canary, ga, rules, weight)
         if plane:
             found.append(plane)

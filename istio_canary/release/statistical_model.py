@@ -11,7 +11,7 @@ from istio_canary.release.model import StatisticalRules
 from istio_canary.release.verdict import Verdict
 
 PASS, FAIL, TOO_LITTLE, NO_DATA = "pass", "fail", "too-little", "no-data"
-BLOCKED, UNCOMPARED, UNSURE = "blocked", "uncompared", "unsure"
+BLOCKED, UNCOMPARED, UNSURE, NOTE = "blocked", "uncompared", "unsure", "note"  # NOTE: says what was compared
 SHARES = {"errors": 0.5, "latency": 0.3, "success_rate": 0.1, "p99_ms": 0.1}  # of a step's false-rollback budget
 
 
@@ -49,7 +49,7 @@ class Finding:
     """What one test said, in words a reviewer reads in the commit, and the numbers behind them."""
 
     name: str
-    result: str  # pass, fail, too-little, no-data, blocked, uncompared, unsure
+    result: str  # pass, fail, too-little, no-data, blocked, uncompared, unsure, note
     reason: str
     estimate: str = ""  # the effect and its interval
     statistic: str = ""  # the decision rule's statistic against its boundaries

@@ -1,10 +1,8 @@
-"""The statistical canary judge's statistics: binomial tails and Clopper-Pearson bounds for error counts, a
-sequential test and alpha spending for the agent's repeated looks, Mann-Whitney and Hodges-Lehmann on latency
-histograms. Pure Python on purpose (math and statistics.NormalDist only): the agent image stays small, and a look
-works on a few dozen buckets and counts, where numpy/scipy would add megabytes and no speed that matters;
-tests/unit/test_stats.py checks every function against them. Counts are floats: Prometheus' increase()
-extrapolates (3.7 errors in 1021.4 requests), and the binomial functions go through the incomplete beta function,
-which is defined for real counts."""
+"""The statistical judge's formulas: binomial tails and Clopper-Pearson bounds, Wald's boundaries and alpha
+spending over looks, Mann-Whitney and Hodges-Lehmann on histograms. Pure Python (math, NormalDist): the agent
+image stays small, and a look is a few dozen numbers, where numpy/scipy add megabytes and no speed that matters;
+tests/unit/test_stats.py checks each against them. Counts are floats (increase() extrapolates: 3.7 errors in
+1021.4 requests): the binomial goes through the incomplete beta function, defined for real counts."""
 
 from __future__ import annotations
 
@@ -17,6 +15,7 @@ from statistics import NormalDist
 
 _TINY = 1e-300  # Lentz's guard against a zero denominator
 _STANDARD_NORMAL = NormalDist()
+LATE_SHARE = 0.1  # of a step's alpha kept for the looks after the planned ones (spent_alpha)
 
 
 def _count(name: str, value: float) -> None:
@@ -179,13 +178,20 @@ def normal_isf(q: float) -> float:
     return math.inf if q == 0.0 else -math.inf if q == 1.0 else -_STANDARD_NORMAL.inv_cdf(q)
 
 
-def spent_alpha(alpha: float, look: int) -> float:
-    """The share of alpha that look number `look` (1, 2, ...) of one step may spend: alpha * 6 / (pi^2 look^2).
-    The shares sum to alpha over infinitely many looks, so a step may look as often as it likes (a union bound)."""
+def spent_alpha(alpha: float, look: int, planned: int) -> float:
+    """The share of `alpha` look number `look` (1, 2, ...) of one step may spend, over `planned` looks: 90 % of
+    alpha spread evenly over the planned looks (a step decides within them: even shares keep each look's test
+    almost as strong as one test alone would be), the other 10 % as 6 / (pi^2 j^2) for the j-th look after them.
+    Summed over every look it is alpha, so a step may be looked at as often as it takes (a union bound)."""
     _probability("alpha", alpha, strict=True)
     if look < 1:
         raise ValueError(f"looks are numbered from 1, got {look!r}")
-    return alpha * 6.0 / (math.pi**2 * look * look)
+    if planned < 1:
+        raise ValueError(f"at least one look is planned, got {planned!r}")
+    if look <= planned:
+        return alpha * (1 - LATE_SHARE) / planned
+    late = look - planned
+    return alpha * LATE_SHARE * 6.0 / (math.pi**2 * late * late)
 
 
 def sprt_bounds(alpha: float, beta: float) -> tuple[float, float]:

@@ -83,6 +83,6 @@ def test_canary_analyze_prints_the_evidence(live, tmp_path, capsys):
     data = json.loads(result.out)
     assert result.code == 1 and data["verdict"] == "fail" and data["judge"] == "statistical"
     errors = next(f for f in data["findings"] if f["name"] == "errors")
-    assert errors["result"] == "fail" and errors["canary_errors"] > 0 and errors["llr_or_more"] >= errors["fail_at"]
+    assert errors["result"] == "fail" and errors["canary_errors"] > 0 and errors["p"] <= errors["alpha"]
     assert "interval" in errors["estimate"]
-    assert "statistical judge" in table.out and "log-likelihood ratio" in table.out
+    assert "statistical judge" in table.out and "exact one-sided p" in table.out

@@ -290,6 +290,6 @@ def test_the_statistical_judge_adds_its_evidence_panel_and_only_then() -> None:
     stat = canary_dashboard("shop", "web", CHECKS, statistical=True)["panels"]
     assert len(stat) == len(plain) + 1 and stat[:-1] == plain
     exprs = [target["expr"] for target in stat[-1]["targets"]]
-    assert 'canary_agent_evidence{check="errors", quantity="llr_or_more"}' in exprs
+    assert 'canary_agent_evidence{check="errors", quantity="ratio"}' in exprs
     assert 'canary_agent_evidence{check="traffic_share", quantity="observed_share"}' in exprs
     assert len({target["refId"] for target in stat[-1]["targets"]}) == len(exprs)

@@ -185,7 +185,8 @@ def test_the_rules_come_from_the_stack() -> None:
     rules = release.statistical
     assert release.judge == "statistical"
     assert (rules.false_rollback_pct, rules.error_ratio, rules.min_success_rate) == (0.5, 1.5, 99.5)
-    assert rules.analysed_steps == 3  # 5, 25 and 50 have GA traffic to compare with
+    assert rules.analysed_steps == 4  # every step, 100 too (against GA before it)
+    assert rules.planned_looks == 20  # 4 x analysisIterations (5)
 
 
 def test_a_histogram_whose_bounds_do_not_increase_is_refused() -> None:

@@ -197,13 +197,16 @@ def test_normal_tail_and_its_inverse_match_scipy() -> None:
 
 
 def test_spent_alpha_shares_sum_to_alpha() -> None:
-    looks = np.arange(1, 1_000_001, dtype=float)
+    late = np.arange(1, 1_000_001, dtype=float)
     for alpha in (0.001, 0.01, 0.05, 0.2):
-        shares = np.array([stats.spent_alpha(alpha, look) for look in range(1, 101)])
-        assert np.allclose(shares, alpha / (special.zeta(2) * looks[:100] ** 2), rtol=1e-14)
-        assert np.all(np.diff(shares) < 0)  # later looks get less
-        tail = alpha / special.zeta(2) * np.sum(1 / looks**2)  # a million looks spend almost all, never more
-        assert alpha * (1 - 1e-6) < tail <= alpha
+        for planned in (1, 5, 20):
+            shares = np.array([stats.spent_alpha(alpha, look, planned) for look in range(1, planned + 101)])
+            assert np.allclose(shares[:planned], 0.9 * alpha / planned, rtol=1e-14)
+            after = 0.1 * alpha / (special.zeta(2) * late[:100] ** 2)
+            assert np.allclose(shares[planned:], after, rtol=1e-14)
+            assert np.all(np.diff(shares[planned:]) < 0)  # later looks get less
+            total = shares[:planned].sum() + 0.1 * alpha / special.zeta(2) * np.sum(1 / late**2)
+            assert alpha * (1 - 1e-6) < total <= alpha * (1 + 1e-12)  # a million looks spend almost all
 
 
 def test_sprt_bounds_are_walds() -> None:
@@ -363,8 +366,9 @@ IMPOSSIBLE: list[tuple[Callable[..., object], tuple[object, ...], str]] = [
     (stats.binomial_lower, (1, -10, 0.95), "n is a count"),
     (stats.binomial_lower, (1, 10, 0.0), "confidence must be in (0, 1)"),
     (stats.normal_isf, (-0.1,), "q must be in"),
-    (stats.spent_alpha, (0.05, 0), "numbered from 1"),
-    (stats.spent_alpha, (1.5, 1), "alpha must be in"),
+    (stats.spent_alpha, (0.05, 0, 5), "numbered from 1"),
+    (stats.spent_alpha, (1.5, 1, 5), "alpha must be in"),
+    (stats.spent_alpha, (0.05, 1, 0), "at least one look"),
     (stats.sprt_bounds, (0.6, 0.5), "boundaries cross"),
     (stats.sprt_bounds, (0.0, 0.2), "alpha must be in"),
     (stats.conditional_llr, (1, 2, 0.0, 2.0), "canary_share must be in"),
