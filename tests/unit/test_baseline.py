@@ -1,15 +1,21 @@
 """analysisBaseline: a fresh <app>-baseline running gaVersion at the canary's share. The split that gives it that
-share, the refusal without the statistical judge, and the objects the program declares for it (under Pulumi
-mocks); without the key nothing of it exists."""
+share, the refusal without the statistical judge, the objects the program declares for it (under Pulumi mocks) and
+`canary status`; without the key nothing of it exists."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 
 from components.canary_app import SUBSET_LABEL
 from components.dashboard import canary_dashboard
+from istio_canary.cli import main
+from istio_canary.exits import EXIT_OK
 from istio_canary.release.names import traffic_split
 from istio_canary.release.settings import ConfigError, parse
+from testkit.stackfiles import stack_text
 
 STATISTICAL = {"analysisJudge": "statistical", "analysisBaseline": "true"}
 
@@ -107,3 +113,19 @@ def test_the_request_rate_panel_shows_the_baseline_only_when_there_is_one() -> N
     assert 'destination_workload=~"web-(ga|canary)"' in plain
     assert 'destination_workload=~"web-(ga|baseline|canary)"' in with_baseline
     assert with_baseline.replace("|baseline", "") == plain
+
+
+def test_status_shows_the_baselines_share_and_ga_what_is_left(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("PROMETHEUS_URL", raising=False)
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "Pulumi.yaml").write_text((root / "Pulumi.yaml").read_text())
+    keys = "".join(f"  istio-canary:{key}: {value}\n" for key, value in STATISTICAL.items())
+    (tmp_path / "Pulumi.dev.yaml").write_text(stack_text(weight=60) + keys)
+    assert main(["status", "-C", str(tmp_path), "--json"]) == EXIT_OK
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["ga"]["weight"] == 0
+    assert shown["baseline"] == {"workload": "podinfo-baseline", "version": "6.8.0", "weight": 40}
+    assert shown["canary"]["weight"] == 60
+    assert main(["status", "-C", str(tmp_path)]) == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.split() == ["baseline", "podinfo-baseline", "6.8.0", "40%"] for line in lines)
