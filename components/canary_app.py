@@ -22,6 +22,7 @@ from istio_canary.routers import router
 from istio_canary.routers.base import RoutedService, pulumi_name, route_of
 
 SUBSET_LABEL = "release"
+FRESH_FOR = "istio-canary/baseline-for"  # the baseline pods' annotation: the canary version they started beside
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,10 @@ class CanaryApp(pulumi.ComponentResource):
             "selector": {"matchLabels": selector},
             "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
         }
+        if subset == BASELINE:
+            # Fresh pods with every canary version: a new canaryVersion restarts the baseline too, so both start
+            # cold together and warm up under the same share of traffic.
+            spec["template"]["metadata"]["annotations"] = {FRESH_FOR: args.canary_version}
         if shape.max_replicas:
             # The autoscaler owns the count: a `replicas` here would be reset by every `pulumi up`.
             del spec["replicas"]

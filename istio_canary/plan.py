@@ -5,9 +5,9 @@ Deployment steps (by URN, namespace and name: a same-name object elsewhere is ju
 the traffic before and after (shape, weights, the version each subset runs), names the kind of step (a weight or
 shape step, a new canary version, finish 1/2, a rollback ...) and lists every change that is not the one expected
 for that kind, replacements first. With analysisBaseline (`baseline`) <app>-baseline runs gaVersion: it changes
-with GA at finish 1/2, and takes a share of a weight step's traffic (names.traffic_split). A preview of the wrong
-shape raises MalformedPreview naming where. `canary plan` (istio_canary/commands/plan.py) writes it as Markdown
-(istio_canary/plan_markdown.py).
+with GA at finish 1/2, restarts with a new canary version, and takes a share of a weight step's traffic
+(names.traffic_split). A preview of the wrong shape raises MalformedPreview naming where. `canary plan`
+(istio_canary/commands/plan.py) writes it as Markdown (istio_canary/plan_markdown.py).
 """
 
 from __future__ import annotations
@@ -241,8 +241,8 @@ def _read(preview: dict[str, Any], app: AppSettings, baseline: bool) -> Plan:
                 before = Traffic(**{**before.__dict__, key: tag})
     kind = _kind(before, after)
     expected = _expected(kind)
-    if kind == FINISH_GA and baseline:
-        expected.add(("update", OWN_BASELINE))  # the baseline runs gaVersion too
+    if kind in (FINISH_GA, NEW_VERSION) and baseline:
+        expected.add(("update", OWN_BASELINE))  # it runs gaVersion, and restarts with each canary version
     if kind == ROLLBACK or (kind == MOVE and not before.shape and before.canary_weight == 0):
         expected.add(("update", OWN_GA_AUTOSCALER))  # GA's minimum, raised by a rollback, returned at the start
     unexpected = tuple(

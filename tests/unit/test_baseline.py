@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from components.canary_app import SUBSET_LABEL
+from components.canary_app import FRESH_FOR, SUBSET_LABEL
 from components.dashboard import canary_dashboard
 from istio_canary.cli import main
 from istio_canary.exits import EXIT_OK
@@ -87,6 +87,15 @@ def test_the_baseline_runs_ga_in_the_canarys_shape_and_its_subset_selects_it(pro
     subsets = run.one("DestinationRule", "podinfo").inputs["spec"]["subsets"]
     assert {"name": "baseline", "labels": {SUBSET_LABEL: "baseline"}} in subsets
     assert [subset["name"] for subset in subsets] == ["ga", "baseline", "canary"]
+
+
+def test_a_new_canary_version_restarts_the_baseline_and_only_that_changes_in_it(program) -> None:
+    before = program(canaryVersion="6.9.1", **STATISTICAL).one("Deployment", "podinfo-baseline").inputs["spec"]
+    after = program(canaryVersion="6.9.2", **STATISTICAL).one("Deployment", "podinfo-baseline").inputs["spec"]
+    assert before["template"]["metadata"]["annotations"] == {FRESH_FOR: "6.9.1"}
+    assert after["template"]["metadata"]["annotations"] == {FRESH_FOR: "6.9.2"}
+    del before["template"]["metadata"]["annotations"], after["template"]["metadata"]["annotations"]
+    assert before == after  # same image (gaVersion), selector and pods: a rolling restart, nothing else
 
 
 def test_an_autoscaled_baseline_scales_like_the_canary(program) -> None:

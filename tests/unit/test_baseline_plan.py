@@ -1,6 +1,6 @@
 """`canary plan` with analysisBaseline, on the captured previews of tests/golden/plan: a weight step names the
-baseline's share beside GA's and the canary's, and finish 1/2 expects the baseline's Deployment to move with GA's
-(it runs gaVersion); without a baseline the same baseline change is one to stop and check."""
+baseline's share beside GA's and the canary's; finish 1/2 expects the baseline's Deployment to move with GA's (it
+runs gaVersion), and a new canary version expects it to restart; without a baseline the same baseline change is one to stop and check."""
 
 from __future__ import annotations
 
@@ -26,23 +26,34 @@ def app(**after: str):
     return parse({**BASE, **after}, GCP).app
 
 
-def with_baseline_update(finish: dict[str, Any]) -> dict[str, Any]:
-    """The finish-ga preview as a stack with a baseline previews it: the baseline's Deployment updated like GA's."""
-    (ga,) = [step for step in finish["steps"] if step["urn"].endswith("Deployment::podinfo-ga")]
-    baseline = json.loads(json.dumps(ga).replace("podinfo-ga", "podinfo-baseline").replace('"ga"', '"baseline"'))
-    changed = copy.deepcopy(finish)
+def with_baseline_update(captured: dict[str, Any], like: str) -> dict[str, Any]:
+    """A captured preview as a stack with a baseline previews it: the baseline's Deployment updated like `like`'s
+    (ga, canary)."""
+    (step,) = [step for step in captured["steps"] if step["urn"].endswith(f"Deployment::podinfo-{like}")]
+    baseline = json.loads(json.dumps(step).replace(f"podinfo-{like}", "podinfo-baseline"))
+    changed = copy.deepcopy(captured)
     changed["steps"].append(baseline)
     return changed
 
 
 def test_finish_ga_expects_the_baseline_to_move_with_ga() -> None:
     finished = app(canaryWeight="100", gaVersion="6.9.0")
-    changed = with_baseline_update(preview("finish-ga"))
+    changed = with_baseline_update(preview("finish-ga"), "ga")
     reading = plans.read(changed, finished, baseline=True)
     assert reading.kind == plans.FINISH_GA
     assert reading.unexpected == ()
     without = plans.read(changed, finished)
     assert [change.words() for change in without.unexpected] == ["update Deployment podinfo-baseline"]
+
+
+def test_a_new_canary_version_expects_the_baseline_to_restart_beside_it() -> None:
+    bumped = app(canaryWeight="10", canaryVersion="6.9.1")
+    changed = with_baseline_update(preview("tag-bump"), "canary")
+    reading = plans.read(changed, bumped, baseline=True)
+    assert (reading.kind, reading.unexpected) == (plans.NEW_VERSION, ())
+    assert [change.words() for change in plans.read(changed, bumped).unexpected] == [
+        "update Deployment podinfo-baseline"
+    ]
 
 
 def test_a_weight_step_names_the_baselines_share() -> None:
