@@ -1,6 +1,7 @@
 """The released service's GA + canary behind one Service, split by the router's objects (istio_canary/routers/:
 Istio's DestinationRule and VirtualService); its Gateway and strict mTLS; autoscalers when the shape asks for them.
-The container's shape (port, probes, user...) is AppShape."""
+The container's shape (port, probes, user...) is AppShape. With analysisBaseline a third Deployment, <app>-baseline,
+runs gaVersion in the canary's shape at the canary's share: the statistical judge's warm comparator."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from components.k8s_common import (
     restricted_pod_security_context,
 )
 from istio_canary.release.app_shape import AppShape
-from istio_canary.release.names import SUBSETS, traffic_split, workload
+from istio_canary.release.names import BASELINE, subsets, traffic_split, workload
 from istio_canary.release.traffic import Match
 from istio_canary.routers import router
 from istio_canary.routers.base import RoutedService, pulumi_name, route_of
 
 SUBSET_LABEL = "release"
+FRESH_FOR = "istio-canary/baseline-for"  # the baseline pods' annotation: the canary version they started beside
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,12 @@ class CanaryAppArgs:
     gateway_selector: dict[str, str]
     # GA's autoscaler minimum after a rollback, when above `replicas` (capped at max_replicas); 0: none.
     ga_rollback_replicas: int
+    baseline: bool  # analysisBaseline: run and route <app>-baseline (gaVersion) beside the canary
     depends_on: tuple[pulumi.Resource, ...] = ()
 
 
 class CanaryApp(pulumi.ComponentResource):
-    """Namespace with injection, <app>-ga/<app>-canary, Service, the router's objects, Gateway."""
+    """Namespace with injection, <app>-ga/<app>-canary (and <app>-baseline), Service, the router's objects, Gateway."""
 
     namespace: str
     service_name: str
@@ -64,8 +67,8 @@ class CanaryApp(pulumi.ComponentResource):
         self.namespace = args.namespace
         self.service_name = args.name
         self.gateway_name = f"{args.name}-gateway"
-        self.deployment_names = {subset: workload(args.name, subset) for subset in SUBSETS}
-        self.split = traffic_split(args.canary_weight)
+        self.deployment_names = {subset: workload(args.name, subset) for subset in subsets(args.baseline)}
+        self.split = traffic_split(args.canary_weight, args.baseline)
         self.port = args.app_shape.port
         shape = args.app_shape
         namespace = k8s.core.v1.Namespace(
@@ -76,7 +79,7 @@ class CanaryApp(pulumi.ComponentResource):
         # Everything in the namespace waits for it; Istio objects also wait for the mesh's CRDs.
         in_namespace = child_options(self, args.provider, [namespace])
         istio_objects = child_options(self, args.provider, [namespace, *args.depends_on])
-        versions = {"ga": args.ga_version, "canary": args.canary_version}
+        versions = {"ga": args.ga_version, BASELINE: args.ga_version, "canary": args.canary_version}
         for subset, deployment_name in self.deployment_names.items():
             deployment = self._deployment(deployment_name, subset, versions[subset], args, in_namespace)
             if shape.max_replicas:
@@ -191,6 +194,10 @@ class CanaryApp(pulumi.ComponentResource):
             "selector": {"matchLabels": selector},
             "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
         }
+        if subset == BASELINE:
+            # Fresh pods with every canary version: a new canaryVersion restarts the baseline too, so both start
+            # cold together and warm up under the same share of traffic.
+            spec["template"]["metadata"]["annotations"] = {FRESH_FOR: args.canary_version}
         if shape.max_replicas:
             # The autoscaler owns the count: a `replicas` here would be reset by every `pulumi up`.
             del spec["replicas"]

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from istio_canary.metrics import istio_observer
 from istio_canary.release.checks import Check
-from istio_canary.release.names import AGENT_DECISIONS, AGENT_EVIDENCE, AGENT_SHAPE, AGENT_VERDICT, SUBSETS, workload
+from istio_canary.release.names import (
+    AGENT_DECISIONS,
+    AGENT_EVIDENCE,
+    AGENT_SHAPE,
+    AGENT_VERDICT,
+    SUBSETS,
+    subsets,
+    workload,
+)
 
 # The Grafana datasource the dashboard queries; the Monitoring component provisions it with this uid.
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
@@ -118,12 +126,13 @@ def canary_dashboard(
     window: str = istio_observer.DEFAULT_WINDOW,
     *,
     statistical: bool = False,
+    baseline: bool = False,
 ) -> dict:
     """Grafana dashboard JSON (a dict) for one app's GA and canary Deployments in `namespace`; with the
-    statistical judge, one more panel shows its evidence."""
+    statistical judge, one more panel shows its evidence; with a baseline, the request rate shows it too."""
     rate = {
         "refId": "A",
-        "expr": istio_observer.request_rate(namespace, app, window),
+        "expr": istio_observer.request_rate(namespace, app, window, subsets(baseline)),
         # One series per Deployment, named like it: <app>-ga, <app>-canary.
         "legendFormat": "{{" + istio_observer.BY_WORKLOAD + "}}",
     }

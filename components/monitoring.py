@@ -39,6 +39,7 @@ class MonitoringArgs:
     app_name: str
     checks: tuple[Check, ...]  # the analysis' checks: one dashboard panel each
     statistical: bool  # analysisJudge statistical: the dashboard shows the judge's evidence too
+    baseline: bool  # analysisBaseline: the request-rate panel shows <app>-baseline too
     namespace: str = MONITORING_NAMESPACE
     depends_on: tuple[pulumi.Resource, ...] = ()
 
@@ -101,7 +102,9 @@ class Monitoring(pulumi.ComponentResource):
         self.prometheus_url = f"http://{PROMETHEUS_SERVICE}.{args.namespace}.svc.cluster.local:{PROMETHEUS_PORT}"
         self.grafana_service = GRAFANA_SERVICE
         self.dashboard = (
-            canary_dashboard(args.app_namespace, args.app_name, args.checks, statistical=args.statistical)
+            canary_dashboard(
+                args.app_namespace, args.app_name, args.checks, statistical=args.statistical, baseline=args.baseline
+            )
             if args.app_name
             else {}
         )

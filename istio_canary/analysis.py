@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 from istio_canary import statistical_analysis
 from istio_canary.metrics import BadQuery, MetricsProvider, MetricsUnavailable
-from istio_canary.release import looks, statistical
+from istio_canary.release import looks
 from istio_canary.release.checks import Check
 from istio_canary.release.model import STATISTICAL_JUDGE, THRESHOLD_JUDGE
-from istio_canary.release.names import duration_seconds, workload
+from istio_canary.release.names import BASELINE, duration_seconds, workload
 from istio_canary.release.statistical import Finding
 from istio_canary.release.verdict import Verdict
 from istio_canary.stackfile import StackView
@@ -242,6 +242,7 @@ def _analyze_statistical(
     age = step_age_s if step_age_s is not None else duration_seconds(window or rel.window)
     judged = looks.judged_window(rel, age)
     own = statistical_analysis.own_checks(rel.checks)
+    against = statistical_analysis.comparator(app, rel)  # GA, or the baseline (analysisBaseline)
     if judged is None:  # less than one interval of the step: nothing to judge yet
         empty = Measurement(workload(app.name, "canary"), {})
         reason = f"the step has been live {age:.0f}s, less than one analysisInterval ({rel.interval})"
@@ -250,24 +251,16 @@ def _analyze_statistical(
             (reason,),
             (),
             empty,
-            Measurement(workload(app.name, "ga"), {}),
+            Measurement(workload(app.name, against), {}),
             f"{max(0, int(age))}s",
             at,
             STATISTICAL_JUDGE,
         )
     span = judged.duration
-    counted = {
-        version: statistical_analysis.count(source, app.namespace, app.name, version, span, at)
-        for version in ("canary", "ga")
-    }
-    weight = None if app.canary_shape else app.canary_weight
-    before = None
-    if counted["ga"].requests <= 0:  # the canary at 100 %: GA's own traffic just before the step instead
-        before = statistical_analysis.count(source, app.namespace, app.name, "ga", span, at - judged.seconds)
-    result = statistical.judge(counted["canary"], counted["ga"], rel.statistical, judged.look, weight, before)
+    result, counted = statistical_analysis.compare(source, app, rel, judged, at)
     canary = measure(source, own, app.namespace, app.name, "canary", span, at)
-    ga = measure(source, own, app.namespace, app.name, "ga", span, at)
-    for version, measured in (("canary", canary), ("ga", ga)):
+    ga = measure(source, own, app.namespace, app.name, against, span, at)
+    for version, measured in (("canary", canary), (against, ga)):
         measured.values.update(requests=counted[version].requests, errors=counted[version].errors)
     verdict, outcomes = judge(own, canary, ga) if own else (Verdict.PASS, ())
     verdicts = {result.verdict, verdict}
@@ -287,7 +280,8 @@ def _statistical_summary(result: Analysis) -> str:
         n = dict(errors.numbers)
         canary = n["canary_errors"] / n["canary_requests"] if n["canary_requests"] else 0.0
         ga = n["ga_errors"] / n["ga_requests"] if n["ga_requests"] else 0.0
-        parts.append(f"errors {100 * canary:.2f}% vs GA {100 * ga:.2f}% ({errors.result})")
+        against = "baseline" if result.ga.workload.endswith(f"-{BASELINE}") else "GA"
+        parts.append(f"errors {100 * canary:.2f}% vs {against} {100 * ga:.2f}% ({errors.result})")
     if latency and latency.numbers:
         parts.append(
             f"latency slower in {100 * dict(latency.numbers)['slower_pairs']:.1f}% of pairs ({latency.result})"

@@ -1,10 +1,12 @@
 """What merging a stack commit does to traffic, read from `pulumi preview --json`: a pure reading, no I/O.
 
-`read(preview, app)` finds the stack's own route (its router's object a traffic step changes) and Deployment steps
-(by URN, namespace and name: a same-name object elsewhere is just another change), reconstructs the traffic before
-and after (shape, weights, the version each subset runs), names the kind of step (a weight or shape step, a new
-canary version, finish 1/2, a rollback ...) and lists every change that is not the one expected for that kind,
-replacements first. A preview of the wrong shape raises MalformedPreview naming where. `canary plan`
+`read(preview, app, baseline)` finds the stack's own route (its router's object a traffic step changes) and
+Deployment steps (by URN, namespace and name: a same-name object elsewhere is just another change), reconstructs
+the traffic before and after (shape, weights, the version each subset runs), names the kind of step (a weight or
+shape step, a new canary version, finish 1/2, a rollback ...) and lists every change that is not the one expected
+for that kind, replacements first. With analysisBaseline (`baseline`) <app>-baseline runs gaVersion: it changes
+with GA at finish 1/2, restarts with a new canary version, and takes a share of a weight step's traffic
+(names.traffic_split). A preview of the wrong shape raises MalformedPreview naming where. `canary plan`
 (istio_canary/commands/plan.py) writes it as Markdown (istio_canary/plan_markdown.py).
 """
 
@@ -16,7 +18,7 @@ from typing import Any
 
 from istio_canary.release.jsonshape import WrongShape, optional_object, optional_objects, optional_string, what
 from istio_canary.release.model import AppSettings
-from istio_canary.release.names import workload
+from istio_canary.release.names import BASELINE, traffic_split, workload
 from istio_canary.routers import router
 
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
@@ -39,6 +41,7 @@ MOVE, ROLLBACK, NEW_VERSION, FINISH_GA, FINISH_TRAFFIC, NOTHING, OTHER = (
 # The stack's own objects a step may change (Change.own): its route (the router's object a traffic step changes)
 # and its two Deployments.
 OWN_ROUTE, OWN_GA, OWN_CANARY = "route", "ga", "canary"
+OWN_BASELINE = BASELINE  # analysisBaseline's Deployment, which runs gaVersion
 # GA's autoscaler: its minimum is raised by a rollback (gaRollbackReplicas) and returned by the next first step.
 OWN_GA_AUTOSCALER = "ga-autoscaler"
 HPA_TYPE = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
@@ -92,6 +95,11 @@ class Plan:
     after: Traffic
     changes: tuple[Change, ...]
     unexpected: tuple[Change, ...] = field(default=())
+    baseline: bool = False  # the stack runs <app>-baseline (analysisBaseline)
+
+    def split(self, traffic: Traffic) -> dict[str, int]:
+        """Percent of user traffic per subset in `traffic` (a shape step's weight is 0: GA's)."""
+        return traffic_split(traffic.canary_weight, self.baseline)
 
 
 # --- the shape of a preview: each value the reading uses is checked where it is read (release/jsonshape.py)
@@ -152,15 +160,18 @@ def _tag(inputs: dict[str, Any], where: str) -> str | None:
 # --- the stack's own objects ----------------------------------------------------------------------------------
 
 
-def _own_objects(app: AppSettings) -> dict[str, tuple[str, str, str]]:
+def _own_objects(app: AppSettings, baseline: bool) -> dict[str, tuple[str, str, str]]:
     """OWN_* -> (type, metadata.name, Pulumi name) of the objects a release step changes."""
     route = router().route_kind
-    return {
+    own = {
         OWN_ROUTE: (route.type_token, app.name, route.pulumi_name(app.name)),
         OWN_GA: (DEPLOYMENT_TYPE, workload(app.name, "ga"), workload(app.name, "ga")),
         OWN_CANARY: (DEPLOYMENT_TYPE, workload(app.name, "canary"), workload(app.name, "canary")),
         OWN_GA_AUTOSCALER: (HPA_TYPE, workload(app.name, "ga"), f"{workload(app.name, 'ga')}-autoscaler"),
     }
+    if baseline:
+        own[OWN_BASELINE] = (DEPLOYMENT_TYPE, workload(app.name, BASELINE), workload(app.name, BASELINE))
+    return own
 
 
 def _stack_prefix(steps: list[_Step]) -> str:
@@ -171,10 +182,10 @@ def _stack_prefix(steps: list[_Step]) -> str:
     return ""
 
 
-def _identify(step: _Step, app: AppSettings, prefix: str) -> tuple[str, bool]:
+def _identify(step: _Step, app: AppSettings, prefix: str, baseline: bool) -> tuple[str, bool]:
     """(which own object the step is, or ""; whether it only looks like one): same type, namespace and name is
     not enough, the URN must be the one the app component gives that object in this stack and project."""
-    for own, (typ, name, pulumi_name) in _own_objects(app).items():
+    for own, (typ, name, pulumi_name) in _own_objects(app, baseline).items():
         if (step.type, step.namespace, step.name) != (typ, app.namespace, name):
             continue
         tail = f"::{APP_COMPONENT}${typ}::{pulumi_name}"
@@ -185,11 +196,11 @@ def _identify(step: _Step, app: AppSettings, prefix: str) -> tuple[str, bool]:
     return "", False
 
 
-def read(preview: dict[str, Any], app: AppSettings) -> Plan:
-    """The plan of `preview` for `app` (the stack file as it is after the commit); MalformedPreview if the preview
-    is not of the shape `pulumi preview --json` writes."""
+def read(preview: dict[str, Any], app: AppSettings, baseline: bool = False) -> Plan:
+    """The plan of `preview` for `app` (the stack file as it is after the commit; `baseline`: its analysisBaseline);
+    MalformedPreview if the preview is not of the shape `pulumi preview --json` writes."""
     try:
-        return _read(preview, app)
+        return _read(preview, app, baseline)
     except WrongShape as error:
         raise MalformedPreview(str(error)) from None  # the message says it all: where and what
 
@@ -202,7 +213,7 @@ def _routes(inputs: dict[str, Any], where: str) -> tuple[str, int]:
     return shape, weight or 0
 
 
-def _read(preview: dict[str, Any], app: AppSettings) -> Plan:
+def _read(preview: dict[str, Any], app: AppSettings, baseline: bool) -> Plan:
     if not isinstance(preview, dict):
         raise WrongShape(f"the preview is {what(preview)}, not an object")
     if preview.get("steps") is not None and not isinstance(preview.get("steps"), list):
@@ -215,7 +226,7 @@ def _read(preview: dict[str, Any], app: AppSettings) -> Plan:
     for step in steps:
         if step.op in NO_CHANGE:
             continue
-        own, lookalike = _identify(step, app, prefix)
+        own, lookalike = _identify(step, app, prefix, baseline)
         away = step.namespace if step.namespace and step.namespace != app.namespace else ""
         changes.append(Change(step.op, step.type, step.name, own, away, step.urn if lookalike and not away else ""))
         if own == OWN_ROUTE and step.old and step.new:
@@ -230,6 +241,8 @@ def _read(preview: dict[str, Any], app: AppSettings) -> Plan:
                 before = Traffic(**{**before.__dict__, key: tag})
     kind = _kind(before, after)
     expected = _expected(kind)
+    if kind in (FINISH_GA, NEW_VERSION) and baseline:
+        expected.add(("update", OWN_BASELINE))  # it runs gaVersion, and restarts with each canary version
     if kind == ROLLBACK or (kind == MOVE and not before.shape and before.canary_weight == 0):
         expected.add(("update", OWN_GA_AUTOSCALER))  # GA's minimum, raised by a rollback, returned at the start
     unexpected = tuple(
@@ -238,7 +251,7 @@ def _read(preview: dict[str, Any], app: AppSettings) -> Plan:
             key=lambda change: (change.op not in REPLACING, change.op != "delete", change.words()),
         )
     )
-    return Plan(kind, before, after, tuple(changes), unexpected)
+    return Plan(kind, before, after, tuple(changes), unexpected, baseline)
 
 
 def _kind(before: Traffic, after: Traffic) -> str:

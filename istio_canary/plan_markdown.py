@@ -129,11 +129,14 @@ def _headline(plan: plans.Plan, app: AppSettings, show: Callable[[str], str], po
     before, after, name = plan.before, plan.after, show(app.name)
     if plan.kind == plans.MOVE:
         if not before.shape and not after.shape:  # weights only: "from 10 % to 60 % canary (6.15.0)"
+            split = plan.split(after)
             ga = (
-                f"GA {show(after.ga_version)} keeps {after.ga_weight} %"
-                if after.ga_weight
+                f"GA {show(after.ga_version)} keeps {split['ga']} %"
+                if split["ga"]
                 else f"GA {show(after.ga_version)} gets none"
             )
+            if plan.baseline:  # analysisBaseline: its share is named, it is what the canary is compared with
+                ga = f"the baseline ({show(after.ga_version)}) gets {split['baseline']} %; {ga}"
             return (
                 f"Moves {name} from {before.canary_weight} % to {after.canary_weight} % canary "
                 f"({show(after.canary_version)}); {ga}."
@@ -205,17 +208,20 @@ def _unexpected_item(change: plans.Change) -> str:
     return item
 
 
-def _rows(traffic: plans.Traffic) -> list[tuple[str, str]]:
+def _rows(plan: plans.Plan, traffic: plans.Traffic) -> list[tuple[str, str]]:
     share = {"": f"{traffic.canary_weight} %", MIRROR: "0 % (mirrored)", HEADER: "header match only"}
-    return [
-        (f"GA {text(traffic.ga_version)}", f"{traffic.ga_weight} %"),
-        (f"canary {text(traffic.canary_version)}", share[traffic.shape]),
-    ]
+    split = plan.split(traffic)
+    rows = [(f"GA {text(traffic.ga_version)}", f"{split['ga']} %")]
+    if plan.baseline:
+        rows.append((f"baseline {text(traffic.ga_version)}", f"{split['baseline']} %"))
+    return [*rows, (f"canary {text(traffic.canary_version)}", share[traffic.shape])]
 
 
-def _pie(title: str, traffic: plans.Traffic) -> str:
+def _pie(title: str, plan: plans.Plan, traffic: plans.Traffic) -> str:
+    split = plan.split(traffic)
     slices = [
-        (f"GA {_label(traffic.ga_version)}", traffic.ga_weight),
+        (f"GA {_label(traffic.ga_version)}", split["ga"]),
+        *([(f"baseline {_label(traffic.ga_version)}", split["baseline"])] if plan.baseline else []),
         (f"canary {_label(traffic.canary_version)}", traffic.canary_weight),
     ]
     body = "".join(f'    "{label}" : {value}\n' for label, value in slices if value > 0)
@@ -224,7 +230,7 @@ def _pie(title: str, traffic: plans.Traffic) -> str:
 
 def mermaid(plan: plans.Plan) -> list[str]:
     """The Mermaid blocks: the split before and after (user traffic by weight; shapes are in the table)."""
-    return [_pie("Before", plan.before), _pie("After merge", plan.after)]
+    return [_pie("Before", plan, plan.before), _pie("After merge", plan, plan.after)]
 
 
 def _fenced(body: str) -> list[str]:
@@ -260,7 +266,9 @@ def markdown(
         lines += [_unexpected_item(change) for change in plan.unexpected]
         lines.append("")
     lines += ["| version | before | after |", "| --- | --- | --- |"]
-    for (label_before, before), (label_after, after) in zip(_rows(plan.before), _rows(plan.after), strict=True):
+    for (label_before, before), (label_after, after) in zip(
+        _rows(plan, plan.before), _rows(plan, plan.after), strict=True
+    ):
         label = label_after if label_before == label_after else f"{label_before} → {label_after}"
         lines.append(f"| {label} | {before} | {after} |")
     shape_before, shape_after = plan.before.shape or "weights", plan.after.shape or "weights"

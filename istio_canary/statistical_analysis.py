@@ -1,6 +1,7 @@
 """The statistical judge's I/O: ask the metrics backend for each version's counts over the step so far, and hand
 them to the pure judge (istio_canary/release/statistical.py). A stack's own checks (analysisChecks) are judged
-beside it as the threshold judge judges them: their queries answer values, not counts.
+beside it as the threshold judge judges them: their queries answer values, not counts. With analysisBaseline the
+canary is compared with <app>-baseline at a weight step, warm for warm.
 """
 
 from __future__ import annotations
@@ -8,9 +9,12 @@ from __future__ import annotations
 import math
 
 from istio_canary.metrics import BadQuery, MetricsProvider, MetricsUnavailable, istio_observer
+from istio_canary.release import statistical
 from istio_canary.release.checks import Check
-from istio_canary.release.names import workload
-from istio_canary.release.statistical import Counts
+from istio_canary.release.looks import Window
+from istio_canary.release.model import AppSettings, ReleaseSettings
+from istio_canary.release.names import BASELINE, workload
+from istio_canary.release.statistical import Counts, Judgement
 
 BUILTIN = ("requests", "success_rate", "p99_ms")  # the checks the statistical judge replaces
 
@@ -62,3 +66,33 @@ def count(source: MetricsProvider, namespace: str, app: str, version: str, windo
         return Counts(requests, min(errors, requests), tuple(buckets))
     except ValueError as exc:
         raise CountsUnavailable(f"{name}: {exc}") from None
+
+
+def comparator(app: AppSettings, release: ReleaseSettings) -> str:
+    """The subset the canary is compared with: the baseline at a weight step of a stack that runs one (it has the
+    canary's share, so both are equally warm), else GA (a traffic-shape step sends the baseline nothing)."""
+    return BASELINE if release.baseline and not app.canary_shape and app.canary_weight > 0 else "ga"
+
+
+def compare(
+    source: MetricsProvider, app: AppSettings, release: ReleaseSettings, judged: Window, at: float
+) -> tuple[Judgement, dict[str, Counts]]:
+    """Each subset's counts over the step so far, and the canary judged against its comparator's; when that served
+    nothing during the step (the canary at 100 %), against its traffic over as long just before it."""
+    against = comparator(app, release)
+    subsets = ("canary", "ga", BASELINE) if against == BASELINE else ("canary", "ga")
+    counted = {subset: count(source, app.namespace, app.name, subset, judged.duration, at) for subset in subsets}
+    weight = None if app.canary_shape else app.canary_weight
+    before = None
+    if counted[against].requests <= 0:
+        before = count(source, app.namespace, app.name, against, judged.duration, at - judged.seconds)
+    rules, look = release.statistical, judged.look
+    if against == "ga":
+        return statistical.judge(counted["canary"], counted["ga"], rules, look, weight, before), counted
+    ga, baseline = counted["ga"], counted[BASELINE]
+    # The traffic share is the canary's of all three: GA and the baseline together are the rest of the route.
+    others = Counts(ga.requests + baseline.requests, ga.errors + baseline.errors)
+    judgement = statistical.judge(
+        counted["canary"], baseline, rules, look, weight, before, comparator_name=BASELINE, others=others
+    )
+    return judgement, counted

@@ -81,6 +81,7 @@ def build(settings: Settings) -> BuiltStack:
                 depends_on=tuple(mesh.ready),
                 # Shallow: the app shape stays an AppShape (asdict would turn it into a dict).
                 **{field.name: getattr(a, field.name) for field in fields(a)},
+                baseline=settings.release.baseline,
             ),
             opts,
         )
@@ -114,6 +115,7 @@ def build(settings: Settings) -> BuiltStack:
                 app_name=a.name if app is not None else "",
                 checks=settings.release.checks,
                 statistical=settings.release.judge == STATISTICAL_JUDGE,
+                baseline=settings.release.baseline,
                 # After the mesh: the namespace's injection label means nothing before istiod's webhook exists.
                 depends_on=tuple(mesh.ready),
             ),

@@ -1,6 +1,7 @@
 """A router with its own object format, kept in memory by tests: a real implementation of the router port
 (istio_canary/routers/base.py) that proves the port asks nothing Istio-shaped. One object, a `Split`, whose spec
-is {"canary": weight, "mirror": percent, "match": "header:x-canary=always"} (mirror and match only in their shape).
+is {"canary": weight, "mirror": percent, "match": "header:x-canary=always"} (mirror and match only in their shape;
+"baseline": its weight only when the split has one, analysisBaseline).
 Registered through the same seam as Istio's (istio_canary/routers/__init__.py's ROUTERS) by the tests that use it.
 """
 
@@ -10,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from istio_canary.release.jsonshape import optional_object, optional_string, route_weight
+from istio_canary.release.names import BASELINE
 from istio_canary.release.traffic import HEADER, MIRROR, WEIGHTS, Match
 from istio_canary.routers.base import CANARY_SUBSET, RoutedService, RouteKind, read_rules
 
@@ -32,6 +34,8 @@ class InMemoryRouter:
         match: Match | None,
     ) -> list[dict[str, Any]]:
         spec: dict[str, Any] = {"canary": split.get(CANARY_SUBSET, 0)}
+        if BASELINE in split:
+            spec[BASELINE] = split[BASELINE]
         if shape == MIRROR:
             spec["mirror"] = mirror_percent
         if shape == HEADER:
@@ -54,6 +58,7 @@ class InMemoryRouter:
         spec = optional_object(route.get("spec"), f"{where}.spec")
         route_weight(spec.get("canary"), f"{where}.spec.canary")
         route_weight(spec.get("mirror"), f"{where}.spec.mirror")
+        route_weight(spec.get(BASELINE), f"{where}.spec.{BASELINE}")
         optional_string(spec.get("match"), f"{where}.spec.match")
 
     def rbac_rules(self) -> list[dict[str, Any]]:

@@ -61,7 +61,7 @@ def plan_merge(request: PlanRequest) -> PlanResult:
     with context.load(request.repo, request.stack, write=False) as ctx:
         app = ctx.view.app
         try:
-            reading = plan.read(request.preview, app)
+            reading = plan.read(request.preview, app, ctx.view.release.baseline)
         except plan.MalformedPreview as exc:  # JSON of the wrong shape: bad input (exit 4), never a bug (exit 5)
             raise Refused(f"--preview {request.preview_source}: {exc}") from None
         result, note = None, ""

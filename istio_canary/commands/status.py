@@ -16,7 +16,16 @@ from istio_canary.metrics import BadQuery, MetricsProvider, MetricsUnavailable
 from istio_canary.release import traffic
 from istio_canary.release.decide import ERROR, FAIL, INCONCLUSIVE, PASS, UNAVAILABLE
 from istio_canary.release.model import AppSettings
-from istio_canary.release.names import AGENT_DRIFT, AGENT_LAST_ITERATION, AGENT_VERDICT, AGENT_WEIGHT, duration_seconds
+from istio_canary.release.names import (
+    AGENT_DRIFT,
+    AGENT_LAST_ITERATION,
+    AGENT_VERDICT,
+    AGENT_WEIGHT,
+    BASELINE,
+    duration_seconds,
+    traffic_split,
+    workload,
+)
 
 HELP = "weights and versions (+ live metrics)"
 EXITS = (EXIT_OK, EXIT_UNAVAILABLE, EXIT_REFUSED, EXIT_INTERNAL)
@@ -75,13 +84,16 @@ def run(args: argparse.Namespace) -> int:
         except (MetricsUnavailable, BadQuery) as exc:  # the config part is still worth printing; the exit code says 3
             error = str(exc)
     code = EXIT_UNAVAILABLE if error else EXIT_OK
+    split = traffic_split(app.canary_weight, rel.baseline)  # with analysisBaseline GA has less than 100 - weight
+    baseline = {"workload": workload(app.name, BASELINE), "version": app.ga_version, "weight": split.get(BASELINE)}
     if out.json:
         out.result(
             {
                 "stack": ctx.stack_name,
                 "namespace": app.namespace,
                 "image": app.image,
-                "ga": {"workload": ctx.view.ga_workload, "version": app.ga_version, "weight": app.split["ga"]},
+                "ga": {"workload": ctx.view.ga_workload, "version": app.ga_version, "weight": split["ga"]},
+                **({BASELINE: baseline} if rel.baseline else {}),
                 "canary": {
                     "workload": ctx.view.canary_workload,
                     "version": app.canary_version,
@@ -98,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
         )
         return code
     out.say(f"stack {ctx.stack_name} ({ctx.stack.path.name}): {app.image} in namespace {app.namespace}")
-    out.say(f"  ga      {ctx.view.ga_workload:<24} {app.ga_version:<12} {app.split['ga']:>3}%")
+    out.say(f"  ga      {ctx.view.ga_workload:<24} {app.ga_version:<12} {split['ga']:>3}%")
+    if rel.baseline:
+        out.say(f"  {BASELINE} {baseline['workload']:<23} {app.ga_version:<12} {split[BASELINE]:>3}%")
     out.say(f"  canary  {ctx.view.canary_workload:<24} {app.canary_version:<12} {app.canary_weight:>3}%")
     if app.canary_shape:
         out.say(f"  shape   {shape_words(app)}")

@@ -7,8 +7,8 @@ import math
 import re
 
 from istio_canary.release.checks import Check
-from istio_canary.release.config_reader import Reader
-from istio_canary.release.model import JUDGES, StatisticalRules
+from istio_canary.release.config_reader import PROJECT, Reader
+from istio_canary.release.model import JUDGES, STATISTICAL_JUDGE, StatisticalRules
 
 _DECIMAL = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6})?", re.ASCII)
 
@@ -66,3 +66,15 @@ def read_judge(
         max_p99_ms=by_name["p99_ms"].threshold,
     )
     return judge, rules
+
+
+def read_baseline(reader: Reader, judge: str) -> bool:
+    """`analysisBaseline`: only the statistical judge compares with a baseline; the threshold judge would run
+    and route to one it never reads, so the pair is refused."""
+    baseline = reader.boolean("analysisBaseline")
+    if baseline and judge != STATISTICAL_JUDGE:
+        reader.errors.append(
+            f"{PROJECT}:analysisBaseline: true needs {PROJECT}:analysisJudge: {STATISTICAL_JUDGE} "
+            f"(it is {judge}): only the statistical judge compares the canary with a baseline"
+        )
+    return baseline

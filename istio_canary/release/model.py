@@ -149,6 +149,7 @@ class ReleaseSettings:
     drift_grace: str  # Git and the cluster may disagree this long (an `up` in flight) before it is drift
     judge: str = THRESHOLD_JUDGE  # analysisJudge: how an analysis reaches its verdict
     statistical: StatisticalRules = StatisticalRules()
+    baseline: bool = False  # analysisBaseline: the statistical judge compares with <app>-baseline, not GA
 
     @property
     def fails_to_roll_back(self) -> int:

@@ -13,6 +13,8 @@ DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 # interval holds no two samples, so rate() over it is always empty.
 DURATION = re.compile(r"[1-9][0-9]*(s|m|h|d)")
 SUBSETS = ("ga", "canary")
+# analysisBaseline: a fresh copy of GA at the canary's share, the statistical judge's comparator (warm for warm).
+BASELINE = "baseline"
 # Namespaces the platform owns: the app's namespace must be none of these (one Namespace object per name).
 ISTIO_NAMESPACE = "istio-system"
 MONITORING_NAMESPACE = "monitoring"
@@ -24,12 +26,23 @@ def workload(app: str, subset: str) -> str:
     return f"{app}-{subset}"
 
 
-def traffic_split(canary_weight: int) -> dict[str, int]:
-    """Percent of traffic per subset: the canary gets its weight, GA the rest, e.g. 10 -> {"ga": 90, "canary": 10}."""
+def subsets(baseline: bool = False) -> tuple[str, ...]:
+    """The subsets a stack runs, GA first: SUBSETS, with the baseline between GA and the canary when it has one."""
+    return ("ga", BASELINE, "canary") if baseline else SUBSETS
+
+
+def traffic_split(canary_weight: int, baseline: bool = False) -> dict[str, int]:
+    """Percent of traffic per subset: the canary gets its weight, GA the rest, e.g. 10 -> {"ga": 90, "canary": 10}.
+    With a baseline it gets as much as the canary while GA has that much left: 10 -> ga 80, baseline 10, canary
+    10; 60 -> ga 0, baseline 40, canary 60. It keeps its route at 0 (at 0 and 100 %), so every step changes
+    weights only."""
     if not 0 <= canary_weight <= 100:
         # A VirtualService with a negative route weight would only be refused by Istio, at `pulumi up`.
         raise ValueError(f"canary weight {canary_weight} is not a percentage from 0 to 100")
-    return {"ga": 100 - canary_weight, "canary": canary_weight}
+    if not baseline:
+        return {"ga": 100 - canary_weight, "canary": canary_weight}
+    twin = min(canary_weight, 100 - canary_weight)
+    return {"ga": 100 - canary_weight - twin, BASELINE: twin, "canary": canary_weight}
 
 
 def duration_seconds(duration: str) -> int:

@@ -8,7 +8,7 @@ import re
 
 from istio_canary.release.checks import CHECK_NAME, MAX, MIN, UNIT, Check, builtin_checks, template_error
 from istio_canary.release.config_reader import PROJECT, Reader
-from istio_canary.release.judge_config import read_judge
+from istio_canary.release.judge_config import read_baseline, read_judge
 from istio_canary.release.model import (
     AcceptanceCheck,
     AppSettings,
@@ -256,4 +256,5 @@ def read_release(
         prometheus_url=prometheus_url,
         judge=judge,
         statistical=statistical,
+        baseline=read_baseline(reader, judge),
     )

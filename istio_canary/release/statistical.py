@@ -25,7 +25,9 @@ comparisons take GA's traffic over an equally long stretch just before the step.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 
 from istio_canary.release import stats
 from istio_canary.release.guardrails import guardrails, share
@@ -183,12 +185,17 @@ def judge(
     look: int,
     weight: int | None = None,
     ga_before: Counts | None = None,
+    *,
+    comparator_name: str = "GA",
+    others: Counts | None = None,
 ) -> Judgement:
     """The verdict of one look: FAIL when a test fails (whatever the rest say: a bad canary is bad at any
     count); INCONCLUSIVE while the canary served fewer than analysisMinRequests, a comparison has not decided,
     or the traffic share blocks the step; else PASS. `weight`: the step's weight (None for a shape step).
     `ga_before`: GA's counts over an equally long stretch before the step, the comparison when GA serves nothing
-    during it (the canary at 100 %)."""
+    during it (the canary at 100 %). With analysisBaseline, `ga` and `ga_before` are the baseline's counts,
+    `comparator_name` names it in the findings' words, and `others` is all the route sent elsewhere (GA and the
+    baseline) for the traffic share."""
     found: list[Finding] = []
     comparator = ga
     if ga.requests <= 0 and ga_before is not None and ga_before.requests > 0:
@@ -197,7 +204,8 @@ def judge(
             Finding(
                 "comparator",
                 NOTE,
-                f"GA served nothing during the step: compared with GA's {count_text(ga_before.requests)} requests "
+                f"{comparator_name} served nothing during the step: compared with {comparator_name}'s "
+                f"{count_text(ga_before.requests)} requests "
                 "over as long just before it",
             )
         )
@@ -211,10 +219,10 @@ def judge(
             )
         )
     if canary.requests > 0:
-        found.append(errors(canary, comparator, rules, look))
-        found.append(latency(canary, comparator, rules, look))
-        found.extend(guardrails(canary, comparator, rules, look))
-        plane = share(canary, ga, rules, weight)
+        compared = [errors(canary, comparator, rules, look), latency(canary, comparator, rules, look)]
+        compared.extend(guardrails(canary, comparator, rules, look))
+        found.extend(_named(finding, comparator_name) for finding in compared)
+        plane = share(canary, ga if others is None else others, rules, weight)
         if plane:
             found.append(plane)
     uncompared = all(f.result == UNCOMPARED for f in found if f.name in ("errors", "latency"))
@@ -226,3 +234,19 @@ def judge(
     if holding or not found:
         return Judgement(Verdict.INCONCLUSIVE, tuple(found), tuple(f.reason for f in holding))
     return Judgement(Verdict.PASS, tuple(found), tuple(f.reason for f in found if f.result == PASS))
+
+
+# --- analysisBaseline: the tests' words name GA, their comparator; with a baseline they name it instead.
+_GA_WORD = re.compile(r"\bGA\b")
+
+
+def _named(finding: Finding, comparator_name: str) -> Finding:
+    """`finding` with `comparator_name` wherever its words name GA (unchanged for GA itself)."""
+    if comparator_name == "GA":
+        return finding
+    return dataclasses.replace(
+        finding,
+        reason=_GA_WORD.sub(comparator_name, finding.reason),
+        estimate=_GA_WORD.sub(comparator_name, finding.estimate),
+        statistic=_GA_WORD.sub(comparator_name, finding.statistic),
+    )

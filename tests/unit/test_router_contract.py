@@ -2,10 +2,12 @@
 one (testkit/memory_router.py), registered through the same seam: every traffic shape at every weight, mirror
 percent and match round-trips through the router's own objects (also as JSON, as a preview carries them); only the
 route depends on the traffic; an empty or unreadable object reads as ("", None) and nothing makes read() raise;
-check() refuses only with WrongShape; the kinds and the agent's RBAC rules are well-formed and read-only."""
+check() refuses only with WrongShape; the kinds and the agent's RBAC rules are well-formed and read-only. With a
+baseline (analysisBaseline) as a third subset, the route carries its share and still reads back as the canary's."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 
 from istio_canary import routers
 from istio_canary.release.jsonshape import WrongShape
-from istio_canary.release.names import SUBSETS, traffic_split
+from istio_canary.release.names import SUBSETS, subsets, traffic_split
 from istio_canary.release.traffic import HEADER, MIRROR, WEIGHTS, Match
 from istio_canary.routers.base import READ_VERBS, RoutedService, Router, route_of
 from testkit import memory_router
@@ -30,6 +32,7 @@ SERVICE = RoutedService(
     subset_label="release",
     subsets=SUBSETS,
 )
+BASELINED = dataclasses.replace(SERVICE, subsets=subsets(baseline=True))
 WEIGHT_STEPS = (0, 1, 50, 99, 100)
 MIRROR_PERCENTS = (1, 25, 100)
 MATCHES = tuple(Match.parse(text) for text in ("header:x-canary=always", "cookie:canary=always"))
@@ -87,6 +90,29 @@ def test_only_the_route_depends_on_the_traffic_and_there_is_one_object_per_kind(
             for percent, match in traffic_cases(shape):
                 objects = router.objects(SERVICE, traffic_split(weight), shape, percent, match)
                 assert [obj for obj in objects if obj is not route_of(router, objects)] == others
+
+
+@pytest.mark.parametrize("weight", WEIGHT_STEPS)
+@pytest.mark.parametrize("shape", [WEIGHTS, MIRROR, HEADER])
+def test_a_baseline_is_routed_its_share_and_the_route_still_reads_as_the_canarys(
+    router: Router, shape: str, weight: int
+):
+    for percent, match in traffic_cases(shape):
+        route = route_of(router, router.objects(BASELINED, traffic_split(weight, baseline=True), shape, percent, match))
+        carried = json.loads(json.dumps(route))
+        router.check(carried, "steps[0].newState.inputs")
+        assert router.read(route) == router.read(carried) == (shape, weight), (percent, match)
+        without = route_of(router, router.objects(SERVICE, traffic_split(weight), shape, percent, match))
+        if traffic_split(weight, baseline=True)["baseline"]:  # the baseline's share is in the route, not dropped
+            assert route != without, (percent, match)
+
+
+def test_with_a_baseline_a_step_still_changes_only_the_route(router: Router):
+    first = router.objects(BASELINED, traffic_split(0, baseline=True), WEIGHTS, 100, None)
+    others = [obj for obj in first if obj is not route_of(router, first)]
+    for weight in WEIGHT_STEPS:
+        objects = router.objects(BASELINED, traffic_split(weight, baseline=True), WEIGHTS, 100, None)
+        assert [obj for obj in objects if obj is not route_of(router, objects)] == others
 
 
 def test_a_header_shape_needs_a_match(router: Router):
