@@ -171,8 +171,8 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> floa
     ordered = sorted(buckets)
     if len(ordered) < 2 or ordered[-1][0] != math.inf:
         return math.nan
-    bounds = [le for le, _ in ordered]
-    counts = list(accumulate((count for _, count in ordered), max))  # made monotone, as Prometheus does
+    bounds, raw = zip(*ordered, strict=True)
+    counts = list(accumulate(raw, max))  # made monotone, as Prometheus does
     observations = counts[-1]
     if observations <= 0:
         return math.nan
@@ -457,6 +457,7 @@ def walk(
     horizon_s: int = HORIZON_S,
 ) -> Release:
     """One whole release from its first step going live at t = 0, the agent looking every interval."""
+    agent = _agent(release, judge)
     interval_s = release.interval_s
     tick_s = math.gcd(interval_s, judge.window_s, apply_delay_s)
     weight, live_since = release.steps[0], 0
@@ -477,7 +478,7 @@ def walk(
             (weight, _), live_since, pending = pending, now, None
         if now and now % interval_s == 0:
             looks += 1
-            state = _state(release, judge, weight, now - live_since, now, pending is not None, at)
+            state = _state(agent, release, weight, now - live_since, now, pending is not None, at)
             decision = decide.decide(state)
             if decision.action == decide.ROLLBACK:
                 return Release(ROLLED_BACK, now, weight, looks, fewest)
@@ -492,39 +493,52 @@ def walk(
     return Release(BLOCKED, horizon_s, weight, looks, fewest)
 
 
-def _state(
-    release: ReleaseSettings,
-    judge: Judge,
-    weight: int,
-    seconds_live: int,
-    now: int,
-    proposal_open: bool,
-    at: Callable[[float], Judged],
-) -> decide.State:
-    """decide.State as istio_canary/agent/judge.py `_state()` builds it, Git and the cluster agreeing."""
-    interval_s = release.interval_s
-    depths = history.depths(release, decide.live_instants(seconds_live, interval_s, judge.window_s))
-    verdicts = read_history(lambda instant: at(instant).verdict, now, interval_s, depths)
+def _agent(release: ReleaseSettings, judge: Judge) -> decide.State:
+    """What every look's decide.State shares (istio_canary/agent/judge.py `_state()` with Git and the cluster
+    agreeing); each look replaces the fields that change."""
     return decide.State(
-        weight=weight,
+        weight=0,
         schedule=release.steps,
         shapes=(),
         shape="",
         ga_version=GA_VERSION,
         canary_version=CANARY_VERSION,
         rolled_back=False,
-        live=decide.Live(weight, GA_VERSION, True, CANARY_VERSION),
-        history=verdicts,
-        seconds_since_step=seconds_live,
-        interval_s=interval_s,
+        live=decide.Live(0, GA_VERSION, True, CANARY_VERSION),
+        history=(),
+        seconds_since_step=0,
+        interval_s=release.interval_s,
         threshold=release.threshold,
         iterations=release.iterations,
         notice_after_s=release.notice_after_s,
         drift_grace_s=release.drift_grace_s,
-        proposal_open=proposal_open,
+        proposal_open=False,
         error_limit=release.error_limit,
-        seconds_live=seconds_live,
+        seconds_live=0,
         window_s=judge.window_s,
+    )
+
+
+def _state(
+    agent: decide.State,
+    release: ReleaseSettings,
+    weight: int,
+    seconds_live: int,
+    now: int,
+    proposal_open: bool,
+    at: Callable[[float], Judged],
+) -> decide.State:
+    """This look's decide.State: the verdict history read back as the agent reads it, the live step."""
+    interval_s, window_s = agent.interval_s, agent.window_s or agent.interval_s
+    depths = history.depths(release, decide.live_instants(seconds_live, interval_s, window_s))
+    return replace(
+        agent,
+        weight=weight,
+        live=replace(agent.live, canary_weight=weight),
+        history=read_history(lambda instant: at(instant).verdict, now, interval_s, depths),
+        seconds_since_step=seconds_live,
+        proposal_open=proposal_open,
+        seconds_live=seconds_live,
     )
 
 
