@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import random
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -53,6 +53,7 @@ BUCKETS_MS: tuple[float, ...] = (
     *(300000, 600000, 1800000, 3600000, math.inf),
 )
 EXACT_BELOW = 10.0  # a sampler's mean below which inversion (exact, O(mean)) beats transformed rejection
+RARE_BELOW = 1.0  # a bucket expecting fewer requests a tick is drawn with the other rare ones at once
 NEGLIGIBLE = 1e-9  # a bucket this unlikely per request is left empty: < 0.01 requests in a 3 h release at 1000 rps
 GA, CANARY = "ga", "canary"
 GA_VERSION, CANARY_VERSION = "6.14.0", "6.15.0"
@@ -171,8 +172,12 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> floa
     ordered = sorted(buckets)
     if len(ordered) < 2 or ordered[-1][0] != math.inf:
         return math.nan
-    bounds, raw = zip(*ordered, strict=True)
-    counts = list(accumulate(raw, max))  # made monotone, as Prometheus does
+    bounds, counts = zip(*ordered, strict=True)
+    return _interpolated(q, bounds, list(accumulate(counts, max)))  # made monotone, as Prometheus does
+
+
+def _interpolated(q: float, bounds: Sequence[float], counts: Sequence[float]) -> float:
+    """histogram_quantile() for 0 <= q <= 1 over ascending bounds ending at +Inf and monotone counts."""
     observations = counts[-1]
     if observations <= 0:
         return math.nan
@@ -232,11 +237,27 @@ def scenarios() -> tuple[Scenario, ...]:
 
 
 class Counts(NamedTuple):
-    """One version's counts in a window: requests, 5xx, and the histogram's (le ms, cumulative count) buckets."""
+    """One version's counts in a window: requests, 5xx, and the duration histogram's count per bucket of
+    BUCKETS_MS, cumulative in `le` as Prometheus exposes them."""
 
     requests: int
     errors: int
-    buckets: tuple[tuple[float, int], ...]
+    cumulative: tuple[int, ...]
+
+    @property
+    def buckets(self) -> tuple[tuple[float, int], ...]:
+        """The histogram as (le ms, cumulative count) pairs, ascending, the last le +Inf."""
+        return tuple(zip(BUCKETS_MS, self.cumulative, strict=True))
+
+
+class _Draws(NamedTuple):
+    """One tick's draws for one version at one weight: a Poisson per common bucket (index, mean), and one for
+    the rare buckets together (each expecting fewer than RARE_BELOW), split by inversion over `rare_edges`."""
+
+    common: tuple[tuple[int, float], ...]
+    rare: tuple[int, ...]
+    rare_edges: tuple[float, ...]
+    rare_mean: float
 
 
 class Traffic:
@@ -257,7 +278,7 @@ class Traffic:
         }
         # Per version, one row per tick: the counters' values then, [requests, errors, bucket 1, ..., +Inf]
         # (buckets cumulative in `le` as Prometheus exposes them).
-        self._bucket_means: dict[tuple[str, int], tuple[float, ...]] = {}
+        self._plans: dict[tuple[str, int], _Draws] = {}
         self._rows: dict[str, list[list[int]]] = {version: [[0] * (2 + len(BUCKETS_MS))] for version in (GA, CANARY)}
 
     @property
@@ -270,8 +291,14 @@ class Traffic:
         for version, share in ((GA, 100 - canary_weight), (CANARY, canary_weight)):
             rows = self._rows[version]
             # Poisson requests spread over the buckets by a multinomial are independent Poisson counts per
-            # bucket (the splitting property): the same law, drawn with one cheap draw per bucket.
-            served = [poisson(self.rng, mean) if mean else 0 for mean in self._means(version, share)]
+            # bucket (the splitting property): the same law, drawn with one cheap draw per bucket, and one draw
+            # for all the rare buckets together (a sum of Poissons), split among them only when not 0.
+            common, rare, rare_edges, rare_mean = self._plan(version, share)
+            served = [0] * len(BUCKETS_MS)
+            for i, mean in common:
+                served[i] = poisson(self.rng, mean)
+            for _ in range(poisson(self.rng, rare_mean) if rare_mean else 0):
+                served[rare[bisect_right(rare_edges, self.rng.random())]] += 1
             requests = sum(served)
             if not requests:
                 rows.append(rows[-1])
@@ -279,13 +306,18 @@ class Traffic:
             errors = binomial(self.rng, requests, self._error_rate[version])
             rows.append(list(map(add, rows[-1], (requests, errors, *accumulate(served)))))
 
-    def _means(self, version: str, share: int) -> tuple[float, ...]:
-        """Each bucket's expected requests per tick for `version` at `share` % of the traffic."""
+    def _plan(self, version: str, share: int) -> _Draws:
+        """How to draw `version`'s buckets for a tick at `share` % of the traffic (worked out once per step)."""
         key = (version, share)
-        if key not in self._bucket_means:
+        if key not in self._plans:
             expected = self.total_rps * share / 100 * self.tick_s
-            self._bucket_means[key] = tuple(expected * p for p in self._latency[version])
-        return self._bucket_means[key]
+            means = [(i, expected * p) for i, p in enumerate(self._latency[version]) if expected * p > 0]
+            rare = [(i, mean) for i, mean in means if mean < RARE_BELOW]
+            rare_mean = sum(mean for _, mean in rare)
+            edges = [*accumulate(mean / rare_mean for _, mean in rare[:-1]), 1.0] if rare else []
+            common = tuple((i, mean) for i, mean in means if mean >= RARE_BELOW)
+            self._plans[key] = _Draws(common, tuple(i for i, _ in rare), tuple(edges), rare_mean)
+        return self._plans[key]
 
     def window(self, version: str, start: float, end: float) -> Counts:
         """`version`'s counts in (start, end]: the counters at `end` minus those at `start` (0 before t = 0)."""
@@ -294,7 +326,7 @@ class Traffic:
         if last >= len(rows):
             raise ValueError(f"no traffic drawn up to t={end:g} s yet (drawn up to {self.now} s)")
         requests, errors, *buckets = map(sub, rows[last], rows[min(first, last)])
-        return Counts(requests, errors, tuple(zip(BUCKETS_MS, buckets, strict=True)))
+        return Counts(requests, errors, tuple(buckets))
 
     def _tick(self, at: float) -> int:
         tick, rest = divmod(at, self.tick_s)
@@ -347,7 +379,7 @@ def measurement(version: str, counts: Counts) -> analysis.Measurement:
     """What the built-in checks' queries answer over the window (analysis.measure's reading: no traffic gives
     0 requests and no ratio or quantile)."""
     served = counts.requests
-    p99 = histogram_quantile(0.99, counts.buckets)
+    p99 = _interpolated(0.99, BUCKETS_MS, counts.cumulative)  # Counts are ordered and monotone already
     return analysis.Measurement(
         workload=version,
         values={
@@ -379,8 +411,8 @@ class StatisticalJudge:
         canary = traffic.window(CANARY, at - window.seconds, at)
         ga = traffic.window(GA, at - window.seconds, at)
         judgement = self._statistical.judge(
-            self._statistical.Counts(*canary),
-            self._statistical.Counts(*ga),
+            self._statistical.Counts(canary.requests, canary.errors, canary.buckets),
+            self._statistical.Counts(ga.requests, ga.errors, ga.buckets),
             self.rules,
             look=window.look,
             weight=weight,
@@ -457,7 +489,7 @@ def walk(
     horizon_s: int = HORIZON_S,
 ) -> Release:
     """One whole release from its first step going live at t = 0, the agent looking every interval."""
-    agent = _agent(release, judge)
+    agent = _Agent.of(release, judge)
     interval_s = release.interval_s
     tick_s = math.gcd(interval_s, judge.window_s, apply_delay_s)
     weight, live_since = release.steps[0], 0
@@ -493,34 +525,31 @@ def walk(
     return Release(BLOCKED, horizon_s, weight, looks, fewest)
 
 
-def _agent(release: ReleaseSettings, judge: Judge) -> decide.State:
-    """What every look's decide.State shares (istio_canary/agent/judge.py `_state()` with Git and the cluster
-    agreeing); each look replaces the fields that change."""
-    return decide.State(
-        weight=0,
-        schedule=release.steps,
-        shapes=(),
-        shape="",
-        ga_version=GA_VERSION,
-        canary_version=CANARY_VERSION,
-        rolled_back=False,
-        live=decide.Live(0, GA_VERSION, True, CANARY_VERSION),
-        history=(),
-        seconds_since_step=0,
-        interval_s=release.interval_s,
-        threshold=release.threshold,
-        iterations=release.iterations,
-        notice_after_s=release.notice_after_s,
-        drift_grace_s=release.drift_grace_s,
-        proposal_open=False,
-        error_limit=release.error_limit,
-        seconds_live=0,
-        window_s=judge.window_s,
-    )
+@dataclass(frozen=True)
+class _Agent:
+    """What every look's decide.State shares: the release's rules, converted once per walk."""
+
+    schedule: tuple[int, ...]
+    interval_s: int
+    threshold: int
+    iterations: int
+    notice_after_s: int
+    drift_grace_s: int
+    error_limit: int
+    window_s: int
+    lives: dict[int, decide.Live]  # the cluster at each weight: the weight Git holds, both versions rolled out
+
+    @classmethod
+    def of(cls, release: ReleaseSettings, judge: Judge) -> _Agent:
+        lives = {weight: decide.Live(weight, GA_VERSION, True, CANARY_VERSION) for weight in release.steps}
+        return cls(
+            *(release.steps, release.interval_s, release.threshold, release.iterations),
+            *(release.notice_after_s, release.drift_grace_s, release.error_limit, judge.window_s, lives),
+        )
 
 
 def _state(
-    agent: decide.State,
+    agent: _Agent,
     release: ReleaseSettings,
     weight: int,
     seconds_live: int,
@@ -528,17 +557,30 @@ def _state(
     proposal_open: bool,
     at: Callable[[float], Judged],
 ) -> decide.State:
-    """This look's decide.State: the verdict history read back as the agent reads it, the live step."""
-    interval_s, window_s = agent.interval_s, agent.window_s or agent.interval_s
-    depths = history.depths(release, decide.live_instants(seconds_live, interval_s, window_s))
-    return replace(
-        agent,
+    """decide.State as istio_canary/agent/judge.py `_state()` builds it, Git and the cluster agreeing: the verdict
+    history read back as the agent reads it (history.depths from the instants judged live)."""
+    interval_s = agent.interval_s
+    depths = history.depths(release, decide.live_instants(seconds_live, interval_s, agent.window_s))
+    return decide.State(
         weight=weight,
-        live=replace(agent.live, canary_weight=weight),
+        schedule=agent.schedule,
+        shapes=(),
+        shape="",
+        ga_version=GA_VERSION,
+        canary_version=CANARY_VERSION,
+        rolled_back=False,
+        live=agent.lives[weight],
         history=read_history(lambda instant: at(instant).verdict, now, interval_s, depths),
         seconds_since_step=seconds_live,
+        interval_s=interval_s,
+        threshold=agent.threshold,
+        iterations=agent.iterations,
+        notice_after_s=agent.notice_after_s,
+        drift_grace_s=agent.drift_grace_s,
         proposal_open=proposal_open,
+        error_limit=agent.error_limit,
         seconds_live=seconds_live,
+        window_s=agent.window_s,
     )
 
 

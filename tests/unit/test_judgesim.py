@@ -159,8 +159,9 @@ def _cumulative(shares: tuple[float, ...]) -> list[float]:
 # --- the traffic ----------------------------------------------------------------------------------------------
 
 
-def test_traffic_counts_follow_the_scenario_distributions():
-    scenario = js.Scenario("worse canary", canary_rps=10, canary_error_rate=0.02, canary_latency_factor=2.0)
+@pytest.mark.parametrize("rps", [1, 10])  # 60 or 600 canary requests a tick: different buckets drawn as rare
+def test_traffic_counts_follow_the_scenario_distributions(rps):
+    scenario = js.Scenario("worse canary", canary_rps=rps, canary_error_rate=0.02, canary_latency_factor=2.0)
     ticks = 400
     traffic = js.Traffic(scenario, first_weight=10, tick_s=60, rng=random.Random(5))
     for _ in range(ticks):
@@ -168,9 +169,9 @@ def test_traffic_counts_follow_the_scenario_distributions():
     per_tick = [traffic.window(js.CANARY, 60 * i, 60 * (i + 1)).requests for i in range(ticks)]
     mean = sum(per_tick) / ticks
     variance = sum((x - mean) ** 2 for x in per_tick) / (ticks - 1)
-    assert abs(mean - 600) < 4 * math.sqrt(600 / ticks)  # 10 rps x 60 s
+    assert abs(mean - 60 * rps) < 4 * math.sqrt(60 * rps / ticks)  # rps x 60 s
     assert 0.7 < variance / mean < 1.3  # Poisson: the variance is the mean
-    for version, rate, median, requests in ((js.CANARY, 0.02, 120, 600), (js.GA, 0.005, 60, 5400)):
+    for version, rate, median, requests in ((js.CANARY, 0.02, 120, 60 * rps), (js.GA, 0.005, 60, 540 * rps)):
         counts = traffic.window(version, 0, 60 * ticks)
         n = ticks * requests
         assert abs(counts.requests - n) < 4 * math.sqrt(n)
@@ -217,11 +218,12 @@ def test_scenarios_validate_and_know_whether_the_canary_is_worse():
 
 
 def test_measurement_is_what_the_builtin_checks_queries_answer():
-    counts = js.Counts(200, 3, ((50.0, 100), (100.0, 190), (250.0, 200), (math.inf, 200)))
+    below = {50.0: 100, 100.0: 190}  # 100 in (25, 50], 90 in (50, 100], 10 in (100, 250]
+    counts = js.Counts(200, 3, tuple(below.get(le, 0 if le < 50 else 200) for le in js.BUCKETS_MS))
     values = js.measurement("canary", counts).values
     assert values["requests"] == 200 and values["success_rate"] == pytest.approx(98.5)
     assert values["p99_ms"] == pytest.approx(100 + 150 * (198 - 190) / 10)
-    empty = js.measurement("ga", js.Counts(0, 0, ((50.0, 0), (math.inf, 0)))).values
+    empty = js.measurement("ga", js.Counts(0, 0, (0,) * len(js.BUCKETS_MS))).values
     assert empty == {"requests": 0.0, "success_rate": None, "p99_ms": None}
 
 
