@@ -543,8 +543,15 @@ class _Agent:
     def of(cls, release: ReleaseSettings, judge: Judge) -> _Agent:
         lives = {weight: decide.Live(weight, GA_VERSION, True, CANARY_VERSION) for weight in release.steps}
         return cls(
-            *(release.steps, release.interval_s, release.threshold, release.iterations),
-            *(release.notice_after_s, release.drift_grace_s, release.error_limit, judge.window_s, lives),
+            schedule=release.steps,
+            interval_s=release.interval_s,
+            threshold=release.threshold,
+            iterations=release.iterations,
+            notice_after_s=release.notice_after_s,
+            drift_grace_s=release.drift_grace_s,
+            error_limit=release.error_limit,
+            window_s=judge.window_s,
+            lives=lives,
         )
 
 
