@@ -386,3 +386,48 @@ def test_threshold_judge_rolls_back_every_identical_canary_when_ga_errs_1_2_perc
 def test_threshold_judge_never_catches_four_times_ga_errors_when_ga_errs_0_1_percent():
     cell = threshold_cell(js.Scenario("4x errors", canary_rps=10, ga_error_rate=0.001, canary_error_rate=0.004), 60)
     assert cell.finished >= 0.95
+
+
+# --- the statistical judge's adapter ---------------------------------------------------------------------------
+
+needs_statistical = pytest.mark.skipif(
+    not js.statistical_available(), reason="istio_canary/release/statistical.py is not in this checkout"
+)
+
+
+@needs_statistical
+def test_statistical_judge_is_asked_about_the_step_so_far(monkeypatch):
+    from istio_canary.release import statistical
+
+    release = js.release_settings("statistical")
+    judge = js.StatisticalJudge(release)
+    asked: list[tuple[int, int, int, int | None]] = []
+    real = statistical.judge
+
+    def recording(canary, ga, rules, look, weight=None):
+        asked.append((canary.requests, ga.requests, look, weight))
+        assert rules is release.statistical and canary.buckets[-1] == (math.inf, canary.requests)
+        return real(canary, ga, rules, look=look, weight=weight)
+
+    monkeypatch.setattr(statistical, "judge", recording)
+    traffic = js.Traffic(js.Scenario("A/A", canary_rps=10), 10, 60, random.Random(2))
+    for _ in range(5):
+        traffic.advance(10)
+    assert judge.verdict(traffic, 60, 30, 10) == js.Judged(INCONCLUSIVE, 0)  # under one interval live: too early
+    assert not asked
+    judge.verdict(traffic, 300, 300, 10)  # live since t = 0: five intervals, look 5
+    judge.verdict(traffic, 240, 180, 10)  # live since t = 60: (60, 240], look 3
+    since_0, since_60 = traffic.window(js.CANARY, 0, 300), traffic.window(js.CANARY, 60, 240)
+    assert asked == [
+        (since_0.requests, traffic.window(js.GA, 0, 300).requests, 5, 10),
+        (since_60.requests, traffic.window(js.GA, 60, 240).requests, 3, 10),
+    ]
+
+
+@needs_statistical
+def test_statistical_judge_walks_whole_releases():
+    release = js.release_settings("statistical")
+    judge = js.make_judge("statistical", release)
+    assert judge.window_s == release.interval_s  # the agent's history: one interval decides which instants are live
+    for done in (js.walk(js.Scenario("A/A", canary_rps=10), judge, release, random.Random(i)) for i in range(3)):
+        assert done.outcome in (js.FINISHED, js.ROLLED_BACK, js.BLOCKED) and done.looks > 0
