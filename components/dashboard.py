@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from istio_canary.metrics import istio_observer
 from istio_canary.release.checks import Check
-from istio_canary.release.names import AGENT_DECISIONS, AGENT_SHAPE, AGENT_VERDICT, SUBSETS, workload
+from istio_canary.release.names import AGENT_DECISIONS, AGENT_EVIDENCE, AGENT_SHAPE, AGENT_VERDICT, SUBSETS, workload
 
 # The Grafana datasource the dashboard queries; the Monitoring component provisions it with this uid.
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
@@ -88,10 +88,39 @@ def _agent_panel(panel_id: int, app: str) -> dict:
     return _panel(panel_id, "Release agent: verdicts, decisions and live shape", targets, app, defaults)
 
 
+def _evidence_panel(panel_id: int, app: str) -> dict:
+    """The statistical judge's newest look, as the agent exports it: the error test's log-likelihood ratio between
+    its pass and fail boundaries, the share of request pairs in which the canary is slower, and the share of
+    requests the data plane sent the canary against its weight."""
+    series = (
+        ("errors", "llr_or_more", "error test: log-likelihood ratio"),
+        ("errors", "fail_at", "error test: fail boundary"),
+        ("errors", "pass_at", "error test: pass boundary"),
+        ("latency", "slower_pairs", "latency: share of pairs slower"),
+        ("traffic_share", "observed_share", "traffic share: observed"),
+        ("traffic_share", "weight", "traffic share: weight"),
+    )
+    targets = [
+        {
+            "refId": chr(ord("A") + i),
+            "expr": f'{AGENT_EVIDENCE}{{check="{check}", quantity="{quantity}"}}',
+            "legendFormat": legend,
+        }
+        for i, (check, quantity, legend) in enumerate(series)
+    ]
+    return _panel(panel_id, "Statistical judge: evidence of the newest look", targets, app, {"unit": "short"})
+
+
 def canary_dashboard(
-    namespace: str, app: str, checks: tuple[Check, ...], window: str = istio_observer.DEFAULT_WINDOW
+    namespace: str,
+    app: str,
+    checks: tuple[Check, ...],
+    window: str = istio_observer.DEFAULT_WINDOW,
+    *,
+    statistical: bool = False,
 ) -> dict:
-    """Grafana dashboard JSON (a dict) for one app's GA and canary Deployments in `namespace`."""
+    """Grafana dashboard JSON (a dict) for one app's GA and canary Deployments in `namespace`; with the
+    statistical judge, one more panel shows its evidence."""
     rate = {
         "refId": "A",
         "expr": istio_observer.request_rate(namespace, app, window),
@@ -102,6 +131,8 @@ def canary_dashboard(
     judged = [check for check in checks if not check.gate]  # the gate's count is the rate panel's integral
     panels += [_check_panel(i, check, namespace, app, window) for i, check in enumerate(judged, start=2)]
     panels.append(_agent_panel(len(panels) + 1, app))
+    if statistical:
+        panels.append(_evidence_panel(len(panels) + 1, app))
     return {
         # A fixed uid keeps the dashboard's URL stable across re-provisioning.
         "uid": f"canary-{app}"[:40],

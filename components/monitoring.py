@@ -38,6 +38,7 @@ class MonitoringArgs:
     app_namespace: str
     app_name: str
     checks: tuple[Check, ...]  # the analysis' checks: one dashboard panel each
+    statistical: bool  # analysisJudge statistical: the dashboard shows the judge's evidence too
     namespace: str = MONITORING_NAMESPACE
     depends_on: tuple[pulumi.Resource, ...] = ()
 
@@ -99,7 +100,11 @@ class Monitoring(pulumi.ComponentResource):
         self.namespace = args.namespace
         self.prometheus_url = f"http://{PROMETHEUS_SERVICE}.{args.namespace}.svc.cluster.local:{PROMETHEUS_PORT}"
         self.grafana_service = GRAFANA_SERVICE
-        self.dashboard = canary_dashboard(args.app_namespace, args.app_name, args.checks) if args.app_name else {}
+        self.dashboard = (
+            canary_dashboard(args.app_namespace, args.app_name, args.checks, statistical=args.statistical)
+            if args.app_name
+            else {}
+        )
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             # Prometheus scrapes plain HTTP from outside the mesh: 15020 is not behind the sidecar's mTLS.

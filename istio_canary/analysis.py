@@ -7,18 +7,19 @@ the table, the JSON and the one-line summary in commit subjects. `judge()` is pu
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from istio_canary import statistical_analysis
 from istio_canary.metrics import BadQuery, MetricsProvider, MetricsUnavailable
+from istio_canary.release import looks, statistical
 from istio_canary.release.checks import Check
-from istio_canary.release.names import workload
+from istio_canary.release.model import STATISTICAL_JUDGE, THRESHOLD_JUDGE
+from istio_canary.release.names import duration_seconds, workload
+from istio_canary.release.statistical import Finding
 from istio_canary.release.verdict import Verdict
 from istio_canary.stackfile import StackView
 
-# The latest time `--at` accepts (9999-12-31T23:59:59Z): datetime cannot show a later one.
-MAX_TIME_S = 253402300799.0
 PERCENT_SLACK = 1e-9  # float noise above 100 % is not an impossible success rate
 
 
@@ -75,9 +76,14 @@ class Analysis:
     ga: Measurement
     window: str
     at: float
+    judge: str = THRESHOLD_JUDGE
+    findings: tuple[Finding, ...] = ()  # the statistical judge's tests
+    look: int = 0  # which look of the step this was (the statistical judge)
 
     def summary(self) -> str:
         """One line for commit messages and Slack, e.g. `success 99.8% / p99 120ms over 5m, 1234 requests`."""
+        if self.judge == STATISTICAL_JUDGE:
+            return _statistical_summary(self)
         judged = [o for o in self.outcomes if not o.check.gate]
         parts = " / ".join(f"{o.check.label or o.check.name} {o.check.show(o.canary)}" for o in judged)
         gates = ", ".join(f"{_count(o.canary)} {o.check.name}" for o in self.outcomes if o.check.gate)
@@ -91,6 +97,11 @@ class Analysis:
             "window": self.window,
             "at": self.at,
             "at_rfc3339": datetime.fromtimestamp(self.at, UTC).isoformat(),
+            **(
+                {"judge": self.judge, "look": self.look, "findings": [f.to_json() for f in self.findings]}
+                if self.judge == STATISTICAL_JUDGE
+                else {}
+            ),
             "canary": {"workload": self.canary.workload, **_rounded(self.canary.values)},
             "ga": {"workload": self.ga.workload, **_rounded(self.ga.values)},
             "checks": [
@@ -200,9 +211,15 @@ def judge(checks: tuple[Check, ...], canary: Measurement, ga: Measurement) -> tu
     return verdict, tuple(outcomes)
 
 
-def analyze(view: StackView, source: MetricsProvider, at: float, window: str | None = None) -> Analysis:
-    """Measure canary and GA over the window ending at `at` (analysisWindow unless given) and judge the canary."""
+def analyze(
+    view: StackView, source: MetricsProvider, at: float, window: str | None = None, step_age_s: float | None = None
+) -> Analysis:
+    """Measure canary and GA over the window ending at `at` (analysisWindow unless given) and judge the canary.
+    The statistical judge judges the step so far: `step_age_s` (how long it has been live at `at`) gives its
+    window and look; without it, `window` (or analysisWindow) is taken as the whole step."""
     rel, app = view.release, view.app
+    if rel.judge == STATISTICAL_JUDGE:
+        return _analyze_statistical(view, source, at, window, step_age_s)
     window = window or rel.window
     canary = measure(source, rel.checks, app.namespace, app.name, "canary", window, at)
     ga = measure(source, rel.checks, app.namespace, app.name, "ga", window, at)
@@ -218,36 +235,60 @@ def analyze(view: StackView, source: MetricsProvider, at: float, window: str | N
     return Analysis(verdict, reasons, outcomes, canary, ga, window, at)
 
 
-def parse_time(value: str | None) -> float:
-    """`--at`: RFC 3339 (2025-01-02T03:04:05Z) or unix seconds; None means now."""
-    if value is None:
-        return datetime.now(UTC).timestamp()
-    shown = value[:40]
-    if re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,9})?", value, re.ASCII):
-        seconds = float(value)
-    else:
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"--at {shown!r}: expected RFC 3339 (2025-01-02T03:04:05Z) or unix seconds") from None
-        if parsed.tzinfo is None:
-            raise ValueError(f"--at {shown!r}: give a time zone (Z or +hh:mm)")
-        seconds = parsed.timestamp()
-    if not 0 <= seconds <= MAX_TIME_S:
-        raise ValueError(f"--at {shown!r}: must be between 1970-01-01 and 9999-12-31")
-    return seconds
+def _analyze_statistical(
+    view: StackView, source: MetricsProvider, at: float, window: str | None, step_age_s: float | None
+) -> Analysis:
+    rel, app = view.release, view.app
+    age = step_age_s if step_age_s is not None else duration_seconds(window or rel.window)
+    judged = looks.judged_window(rel, age)
+    own = statistical_analysis.own_checks(rel.checks)
+    if judged is None:  # less than one interval of the step: nothing to judge yet
+        empty = Measurement(workload(app.name, "canary"), {})
+        reason = f"the step has been live {age:.0f}s, less than one analysisInterval ({rel.interval})"
+        return Analysis(
+            Verdict.INCONCLUSIVE,
+            (reason,),
+            (),
+            empty,
+            Measurement(workload(app.name, "ga"), {}),
+            f"{max(0, int(age))}s",
+            at,
+            STATISTICAL_JUDGE,
+        )
+    span = judged.duration
+    counted = {
+        version: statistical_analysis.count(source, app.namespace, app.name, version, span, at)
+        for version in ("canary", "ga")
+    }
+    weight = None if app.canary_shape else app.canary_weight
+    result = statistical.judge(counted["canary"], counted["ga"], rel.statistical, judged.look, weight)
+    canary = measure(source, own, app.namespace, app.name, "canary", span, at)
+    ga = measure(source, own, app.namespace, app.name, "ga", span, at)
+    for version, measured in (("canary", canary), ("ga", ga)):
+        measured.values.update(requests=counted[version].requests, errors=counted[version].errors)
+    verdict, outcomes = judge(own, canary, ga) if own else (Verdict.PASS, ())
+    verdicts = {result.verdict, verdict}
+    final = next(v for v in (Verdict.FAIL, Verdict.INCONCLUSIVE, Verdict.PASS) if v in verdicts)
+    decisive = {Verdict.FAIL: ("fail",), Verdict.INCONCLUSIVE: ("too-little", "no-data"), Verdict.PASS: ("pass",)}
+    reasons = result.reasons if result.verdict is final else ()
+    reasons += tuple(o.reason for o in outcomes if o.result in decisive[final])
+    return Analysis(final, reasons, outcomes, canary, ga, span, at, STATISTICAL_JUDGE, result.findings, judged.look)
 
 
-def table(result: Analysis) -> str:
-    """The human table of `canary analyze`: one row per check."""
-    rows = [("check", "canary", "ga", "rule", "result")]
-    for o in result.outcomes:
-        rows.append((o.check.name, o.check.show(o.canary), o.check.show(o.ga), o.check.rule(), o.result))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    when = datetime.fromtimestamp(result.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    lines.append(f"{result.canary.workload} vs {result.ga.workload}, window {result.window} ending {when}")
-    lines.append(f"verdict: {result.verdict.value.upper()}")
-    lines.extend(f"  - {reason}" for reason in result.reasons)
-    return "\n".join(lines)
+def _statistical_summary(result: Analysis) -> str:
+    """`errors 1.02% vs GA 0.49% (2.08x) / latency slower in 51.2% of pairs over 420s, 3040 requests`."""
+    by_name = {f.name: f for f in result.findings}
+    parts = []
+    errors, latency = by_name.get("errors"), by_name.get("latency")
+    if errors and errors.numbers:
+        n = dict(errors.numbers)
+        canary = n["canary_errors"] / n["canary_requests"] if n["canary_requests"] else 0.0
+        ga = n["ga_errors"] / n["ga_requests"] if n["ga_requests"] else 0.0
+        parts.append(f"errors {100 * canary:.2f}% vs GA {100 * ga:.2f}% ({errors.result})")
+    if latency and latency.numbers:
+        parts.append(
+            f"latency slower in {100 * dict(latency.numbers)['slower_pairs']:.1f}% of pairs ({latency.result})"
+        )
+    requests = result.canary.values.get("requests")
+    text = " / ".join(parts) or "no comparison"
+    return f"{text} over {result.window} (look {result.look}), {_count(requests)} requests"

@@ -44,6 +44,13 @@ def run(repo: Path, *args: str) -> str:
     return _git(repo, *args)
 
 
+def seconds_since_change(repo: Path, path: str, now: float, pattern: str) -> float:
+    """Seconds from the last commit on HEAD that changed a line of `path` matching `pattern` (Git's own clock)
+    to `now`; `now` itself when no commit did."""
+    out = _git(repo, "log", "-1", "--format=%ct", "-G", pattern, "--", path).strip()
+    return now - float(out) if out else now
+
+
 def toplevel(path: Path) -> Path:
     """The root of the work tree containing `path`."""
     return Path(_git(path, "rev-parse", "--show-toplevel").strip())

@@ -15,7 +15,8 @@ import re
 from collections.abc import Callable
 
 from istio_canary import plan as plans
-from istio_canary.analysis import Analysis, table
+from istio_canary.analysis import Analysis
+from istio_canary.analysis_text import table
 from istio_canary.release.model import AppSettings
 from istio_canary.release.names import duration_seconds
 from istio_canary.release.tagpolicy import TagPolicy

@@ -15,6 +15,7 @@ from components.mesh import Mesh, MeshArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.platform_ref import PlatformRef, PlatformRefArgs
 from components.release_agent import ReleaseAgent, ReleaseAgentArgs
+from istio_canary.release.model import STATISTICAL_JUDGE
 from istio_canary.release.settings import Settings
 
 # Test-only (skipAwait): an API server without kubelets never makes a pod ready, and nothing runs the
@@ -112,6 +113,7 @@ def build(settings: Settings) -> BuiltStack:
                 app_namespace=a.namespace,
                 app_name=a.name if app is not None else "",
                 checks=settings.release.checks,
+                statistical=settings.release.judge == STATISTICAL_JUDGE,
                 # After the mesh: the namespace's injection label means nothing before istiod's webhook exists.
                 depends_on=tuple(mesh.ready),
             ),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from istio_canary import analysis
 from istio_canary.actions import context, metrics_source
 from istio_canary.actions.errors import typed
 from istio_canary.actions.gate import VERDICT_EXIT
@@ -40,4 +39,6 @@ def analyze(request: AnalyzeRequest) -> AnalyzeResult:
     ctx = context.load(request.repo, request.stack, write=False)
     source = metrics_source.prometheus(request.metrics, ctx.view, required=True)
     assert source is not None  # required=True
-    return AnalyzeResult(analysis.analyze(ctx.view, source, metrics_source.at(request.metrics)), source)
+    return AnalyzeResult(
+        metrics_source.analyze(ctx, source, metrics_source.at(request.metrics), request.metrics.step_age_s), source
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from istio_canary import analysis
+from istio_canary import analysis_text
 from istio_canary.actions import metrics_source
 from istio_canary.actions.context import Context
 from istio_canary.actions.errors import Refused
@@ -25,7 +25,7 @@ def evidence(result: Analysis | None, source: MetricsProvider | None, unavailabl
     if result is None:
         return "No analysis recorded."
     where = f" from {source.shown}" if source else ""
-    return f"Analysis{where}:\n\n{analysis.table(result)}"
+    return f"Analysis{where}:\n\n{analysis_text.table(result)}"
 
 
 @dataclass
@@ -59,13 +59,13 @@ def gate(options: MetricsOptions, force: bool, ctx: Context, progress: Progress)
     if source is None:
         return Gate()
     try:
-        result = analysis.analyze(ctx.view, source, metrics_source.at(options))
+        result = metrics_source.analyze(ctx, source, metrics_source.at(options), options.step_age_s)
     except MetricsUnavailable as exc:
         if not force:
             raise
         progress.warn(f"warning: --force: no analysis ({exc})")
         return Gate(source=source, unavailable=str(exc))
-    progress.say(analysis.table(result))
+    progress.say(analysis_text.table(result))
     if result.verdict is not Verdict.PASS and not force:
         raise NotPassing(f"analysis is {result.verdict.value}; not promoting (use --force to override)", result)
     return Gate(result=result, source=source)

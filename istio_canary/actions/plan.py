@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from istio_canary import analysis, plan, plan_markdown
+from istio_canary import plan, plan_markdown
 from istio_canary.actions import context, metrics_source
 from istio_canary.actions.errors import Refused, typed
 from istio_canary.actions.metrics_source import MetricsOptions
@@ -70,7 +70,9 @@ def plan_merge(request: PlanRequest) -> PlanResult:
             note = "no Prometheus URL given (--prometheus, $PROMETHEUS_URL or prometheusUrl)"
         else:
             try:
-                result = analysis.analyze(ctx.view, source, metrics_source.at(request.metrics))
+                result = metrics_source.analyze(
+                    ctx, source, metrics_source.at(request.metrics), request.metrics.step_age_s
+                )
             except MetricsUnavailable as exc:
                 note = f"unavailable ({exc})"
         policy = ctx.view.release.canary_tags  # a new canary tag is ordered by the stack's own policy

@@ -115,7 +115,11 @@ def gather(options: MetricsOptions, ctx: Context) -> tuple[Analysis | None, Metr
         return None, None, ""
     try:
         with httpclient.Deadline(options.timeout) as deadline:  # one deadline for all the analysis' queries
-            return analysis.analyze(ctx.view, source.within(deadline), metrics_source.at(options)), source, ""
+            return (
+                metrics_source.analyze(ctx, source.within(deadline), metrics_source.at(options), options.step_age_s),
+                source,
+                "",
+            )
     except Exception as exc:  # noqa: BLE001 - any failure (bad_data, garbage, a bad --at, a bug) only loses evidence
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if not isinstance(exc, MetricsUnavailable | BadQuery | analysis.BadCheckQuery | Refused):

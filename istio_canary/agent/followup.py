@@ -100,9 +100,9 @@ def _propose(
 ) -> None:
     stack, view, step = judged.stack, judged.view, judged.step
     finish = step.action == steps.FINISH
-    request = PromoteRequest(
-        repo, stack, finish=finish, one_commit=finish, metrics=MetricsOptions(prometheus=options.prometheus_url)
-    )
+    # The gate judges the same traffic the agent did: the step since it went live in the cluster.
+    chosen = MetricsOptions(prometheus=options.prometheus_url, step_age_s=judged.state.seconds_live)
+    request = PromoteRequest(repo, stack, finish=finish, one_commit=finish, metrics=chosen)
     if pulls is None:  # canaryPromotion: auto
         done = attempt(promote, replace(request, publish=PublishOptions(push=True)))
         recorded = done.result.recorded if done.result else Recorded()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from istio_canary import analysis
 from istio_canary.metrics import MetricsProvider, MetricsUnavailable
 from istio_canary.release.decide import BAD, ERROR, FAIL, INCONCLUSIVE, PASS, UNAVAILABLE
-from istio_canary.release.model import ReleaseSettings
+from istio_canary.release.model import STATISTICAL_JUDGE, ReleaseSettings
 from istio_canary.stackfile import StackView
 
 # The runs decide.py reads: passes toward a step, bad verdicts toward a rollback, silence toward a notice.
@@ -36,6 +36,7 @@ class History:
     verdicts: tuple[str, ...]
     notes: tuple[str, ...]
     window: str
+    latest: analysis.Analysis | None = None  # the newest look, when it could be judged (its evidence is exported)
 
     @property
     def errors(self) -> tuple[str, ...]:
@@ -49,38 +50,63 @@ class History:
 
 
 def window(release: ReleaseSettings) -> str:
-    """The window each of the agent's analyses judges: analysisWindow, cut to one analysisInterval."""
+    """The window each of the agent's analyses judges: analysisWindow, cut to one analysisInterval. The
+    statistical judge judges the whole step so far (istio_canary/release/looks.py): one interval is the least
+    it judges, and what decides which past instants judged traffic of this step."""
+    if release.judge == STATISTICAL_JUDGE:
+        return release.interval
     if release.window_s <= release.interval_s:
         return release.window
     return release.interval
 
 
-def verdict_at(view: StackView, source: MetricsProvider, at: float, judged: str) -> tuple[str, str]:
-    """The verdict of the analysis over the window `judged` ending at `at`, and why when it is ERROR (a check
-    the backend cannot run, a garbage answer, impossible numbers) or UNAVAILABLE (no answer, or the backend
-    saying it cannot serve now)."""
+def verdict_at(
+    view: StackView, source: MetricsProvider, at: float, judged: str, step_age_s: float | None = None
+) -> tuple[str, str]:
+    """The verdict of the analysis over the window `judged` ending at `at` (the statistical judge: the step's
+    `step_age_s` so far), and why when it is ERROR (a check the backend cannot run, a garbage answer,
+    impossible numbers) or UNAVAILABLE (no answer, or the backend saying it cannot serve now)."""
+    verdict, note, _ = _look(view, source, at, judged, step_age_s)
+    return verdict, note
+
+
+def _look(
+    view: StackView, source: MetricsProvider, at: float, judged: str, step_age_s: float | None
+) -> tuple[str, str, analysis.Analysis | None]:
     try:
-        return analysis.analyze(view, source, at, judged).verdict.value, ""
+        result = analysis.analyze(view, source, at, judged, step_age_s)
     except analysis.BadCheckQuery as exc:
-        return ERROR, str(exc)
+        return ERROR, str(exc), None
     except MetricsUnavailable as exc:
-        return (ERROR if exc.answered else UNAVAILABLE), str(exc)
+        return (ERROR if exc.answered else UNAVAILABLE), str(exc), None
+    return result.verdict.value, "", result
 
 
 def history(
-    view: StackView, source: MetricsProvider, now: float, interval_s: float, depths: Mapping[str, int]
+    view: StackView,
+    source: MetricsProvider,
+    now: float,
+    interval_s: float,
+    depths: Mapping[str, int],
+    seconds_live: float | None = None,
 ) -> History:
     """Verdicts newest first, only while they continue the newest one's run (RUNS), and at most as many as the
-    decision can use for that run: `depths[newest verdict]` (1 for a verdict not named)."""
+    decision can use for that run: `depths[newest verdict]` (1 for a verdict not named). `seconds_live`: how
+    long the step has been live now (the statistical judge's window at each instant; None: Git's age)."""
     judged = window(view.release)
-    first = verdict_at(view, source, now, judged)
+
+    def age(k: int) -> float | None:
+        return None if seconds_live is None else seconds_live - k * interval_s
+
+    verdict, note, latest = _look(view, source, now, judged, age(0))
+    first = verdict, note
     run = next((kinds for kinds in RUNS if first[0] in kinds), (first[0],))
     found = [first]
     for k in range(1, depths.get(first[0], 1)):
-        found.append(verdict_at(view, source, now - k * interval_s, judged))
+        found.append(verdict_at(view, source, now - k * interval_s, judged, age(k)))
         if found[-1][0] not in run:
             break
-    return History(tuple(v for v, _ in found), tuple(n for _, n in found), judged)
+    return History(tuple(v for v, _ in found), tuple(n for _, n in found), judged, latest)
 
 
 def depths(release: ReleaseSettings, live_instants: int) -> dict[str, int]:

@@ -13,21 +13,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from istio_canary import gitops
 from istio_canary.actions.context import Context, Recorded
 from istio_canary.actions.errors import Refused
-from istio_canary.actions.metrics_source import MetricsOptions
+from istio_canary.actions.metrics_source import STEP_KEYS, MetricsOptions
 from istio_canary.actions.metrics_source import prometheus as choose_prometheus
 from istio_canary.actions.next_step import rolled_back as rolled_back_subject  # the reading promote and status take
 from istio_canary.actions.publish import PublishOptions
 from istio_canary.actions.rollback import RollbackRequest, rollback
-from istio_canary.agent import history, live, workspace
+from istio_canary.agent import history, live
 from istio_canary.agent.attempt import attempt
 from istio_canary.agent.metrics import Metrics
 from istio_canary.agent.notices import JUDGE, ROLLBACK_WORK, Notices, _notices, _recovered, _skipped
 from istio_canary.agent.options import Memory, Options
+from istio_canary.analysis import Analysis
 from istio_canary.release import decide, steps
 from istio_canary.release.names import duration_seconds
-from istio_canary.release.settings import PROJECT, ConfigError
+from istio_canary.release.settings import ConfigError
 from istio_canary.release.traffic import SHAPES
 from istio_canary.stackfile import StackFile, StackView
 
@@ -51,7 +53,8 @@ class Judged:
 
 def _state(
     options: Options, repo: Path, view: StackView, stack: StackFile, now: float, prometheus: Any
-) -> decide.State:
+) -> tuple[decide.State, Analysis | None]:
+    """The decision's state, and the newest look's analysis when it could be judged (its evidence is exported)."""
     app, rel = view.app, view.release
     interval_s = rel.interval_s
     live_state = (
@@ -61,16 +64,14 @@ def _state(
     )
     ctx = Context(repo, options.stack, stack, view)
     # The step's commit: the last one that moved the weight or the shape (a shape step keeps the weight at 0).
-    since_commit = workspace.seconds_since_weight_changed(
-        repo, stack.path.name, now, f"{PROJECT}:canary(Weight|Shape):"
-    )
+    since_commit = gitops.seconds_since_change(repo, stack.path.name, now, STEP_KEYS)
     # Live since the routing object was last applied, and never before the commit that asked for this step;
     # with no cluster read, the commit is taken as applied.
     since_apply = now - live_state.since if options.kube is not None and live_state.since is not None else None
     seconds_live = since_commit if since_apply is None else min(since_commit, since_apply)
     window_s = duration_seconds(history.window(rel))
     depths = history.depths(rel, decide.live_instants(seconds_live, interval_s, window_s))
-    found = history.history(view, prometheus, now, interval_s, depths)
+    found = history.history(view, prometheus, now, interval_s, depths, seconds_live)
     state = decide.State(
         weight=app.canary_weight,
         schedule=rel.steps,
@@ -93,7 +94,7 @@ def _state(
         seconds_live=seconds_live,
         window_s=window_s,
     )
-    return state
+    return state, found.latest
 
 
 def _read(stack: StackFile) -> tuple[StackView, bool]:
@@ -144,7 +145,11 @@ def judge(
     except Refused as exc:
         _skipped(metrics, memory, notices, repo, stack_name, JUDGE, "config", str(exc))
         return None
-    state = _state(options, repo, view, stack, now, prometheus)
+    state, latest = _state(options, repo, view, stack, now, prometheus)
+    metrics.set_evidence(
+        stack_name,
+        ((f.name, quantity, value) for f in (latest.findings if latest else ()) for quantity, value in f.numbers),
+    )
     step = decide.plan(state)
     decision = decide.decide(state)
     if lenient and decision.action != decide.ROLLBACK:
@@ -162,7 +167,7 @@ def judge(
         _record_metrics(metrics, stack_name, state, decision)
     if decision.action == decide.ROLLBACK:
         with clone_lock or contextlib.nullcontext():
-            _roll_back(options, metrics, memory, notices, repo, view, decision)
+            _roll_back(options, metrics, memory, notices, repo, view, decision, state.seconds_live)
     _notices(memory, notices, repo, stack_name, view, decision)
     metrics.last_iteration.labels(stack_name).set(time.time())
     _recovered(memory, JUDGE)
@@ -182,6 +187,7 @@ def _roll_back(
     repo: Path,
     view: StackView,
     decision: decide.Decision,
+    seconds_live: float | None = None,
 ) -> None:
     """The rollback `canary rollback --push` makes, to main, now. Its evidence is best-effort and bounded; its Slack
     notice is queued."""
@@ -192,7 +198,7 @@ def _roll_back(
         stack,
         reason=reason,
         ga_min_replicas=_serving_replicas(options, view),
-        metrics=MetricsOptions(prometheus=options.prometheus_url),
+        metrics=MetricsOptions(prometheus=options.prometheus_url, step_age_s=seconds_live),
         publish=PublishOptions(push=True, notify=False),
     )
     done = attempt(rollback, request)

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, make_wsgi_app
 from istio_canary.release.names import (
     AGENT_DECISIONS,
     AGENT_DRIFT,
+    AGENT_EVIDENCE,
     AGENT_LAST_ITERATION,
     AGENT_SHAPE,
     AGENT_VERDICT,
@@ -51,6 +52,13 @@ class Metrics:
         self.shape = Gauge(
             AGENT_SHAPE, "1 for the live VirtualService's shape", [*labels, "shape"], registry=self.registry
         )
+        self.evidence = Gauge(
+            AGENT_EVIDENCE,
+            "The statistical judge's numbers of the newest look",
+            [*labels, "check", "quantity"],
+            registry=self.registry,
+        )
+        self.evidence_seen: dict[str, set[tuple[str, str]]] = {}
         self.leader = Gauge("canary_agent_leader", "1 while this agent holds the Lease", labels, registry=self.registry)
         self.decisions = Counter(AGENT_DECISIONS, "Decisions by action", [*labels, "action"], registry=self.registry)
         self.last_commit = Gauge(
@@ -117,6 +125,16 @@ class Metrics:
         self.last_pass.labels(stack).set(time.time())
         self.longest_interval.labels(stack).set(longest_interval_s)
         self.judging_since.labels(stack).set(judging_since)
+
+    def set_evidence(self, stack: str, numbers: Iterable[tuple[str, str, float]]) -> None:
+        """The statistical judge's (check, quantity, value) of the stack's newest look; the series of an earlier
+        look that this one has not are removed, so a panel never shows a stale number as current."""
+        fresh = {(check, quantity): value for check, quantity, value in numbers}
+        for check, quantity in self.evidence_seen.get(stack, set()) - set(fresh):
+            self.evidence.remove(stack, check, quantity)
+        for (check, quantity), value in fresh.items():
+            self.evidence.labels(stack, check, quantity).set(value)
+        self.evidence_seen[stack] = set(fresh)
 
     def set_verdict(self, stack: str, verdict: str) -> None:
         for seen in self.verdicts_seen | {verdict}:

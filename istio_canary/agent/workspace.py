@@ -266,9 +266,3 @@ def _check_own(path: Path, branch: str, tip: str) -> None:
             f"{branch} on the remote has {len(foreign)} commit(s) the agent did not write ({shown}); "
             "leaving the branch as it is"
         )
-
-
-def seconds_since_weight_changed(path: Path, stack_file: str, now: float, key: str) -> float:
-    """Seconds since the last commit on HEAD that changed the `key` line of the stack file (Git's own clock)."""
-    out = gitops.run(path, "log", "-1", "--format=%ct", "-G", key, "--", stack_file).strip()
-    return now - float(out) if out else now

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from istio_canary import analysis
+from istio_canary import analysis_text
 from istio_canary.actions.analyze import AnalyzeRequest, analyze
 from istio_canary.commands import common
 from istio_canary.exits import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
@@ -25,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
     if out.json:
         out.result(result.analysis.to_json())
     else:
-        out.say(analysis.table(result.analysis))
+        out.say(analysis_text.table(result.analysis))
     return result.exit_code

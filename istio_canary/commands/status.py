@@ -7,7 +7,8 @@ import argparse
 import math
 from datetime import UTC, datetime
 
-from istio_canary import analysis
+from istio_canary import analysis_text
+from istio_canary.actions import metrics_source
 from istio_canary.actions.next_step import next_step
 from istio_canary.commands import common
 from istio_canary.exits import EXIT_INTERNAL, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     result, error, agent = None, None, None
     if source:
         try:
-            result = analysis.analyze(ctx.view, source, when)
+            result = metrics_source.analyze(ctx, source, when)
             agent = agent_view(source, ctx.stack_name, when, rel.interval)
         except (MetricsUnavailable, BadQuery) as exc:  # the config part is still worth printing; the exit code says 3
             error = str(exc)
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         out.say("  agent   no canary agent reports for this stack")
     if result:
         out.say("")
-        out.say(analysis.table(result))
+        out.say(analysis_text.table(result))
     if error:
         out.say(f"  analysis unavailable: {error}")
     return code

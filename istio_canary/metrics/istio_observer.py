@@ -86,6 +86,21 @@ def p99_template() -> str:
     return f"histogram_quantile(0.99, sum by (le) (rate({_series(DURATION_BUCKET)})))"
 
 
+# --- the statistical judge's counts (istio_canary/release/statistical.py): what each version served in the
+# window, its 5xx, and its duration histogram by bucket, all as increase() so they are counts, not rates.
+
+
+def errors_template() -> str:
+    """5xx one workload served within the window."""
+    server_error = f', response_code=~"{SERVER_ERROR}"'
+    return f"sum(increase({_series(REQUESTS_TOTAL, server_error)}))"
+
+
+def buckets_template() -> str:
+    """One workload's duration histogram within the window: one sample per bucket bound (`le`), cumulative."""
+    return f"sum by (le) (increase({_series(DURATION_BUCKET)}))"
+
+
 def render(template: str, namespace: str, workload_name: str, window: str) -> str:
     """A check template with its variables filled in; values are checked so nothing can close a quote."""
     for value in (namespace, workload_name):

@@ -1,13 +1,17 @@
 """The Prometheus provider of the metrics port (istio_canary/metrics/base.py): instant queries, one value per
-query, and one of the port's two errors for anything that is not a number we can trust.
+query (or every sample keyed by a label, series()), and one of the port's two errors for anything that is not a
+number we can trust.
 
 Contract: `query()` returns a finite float, NaN (Prometheus' own 0/0, e.g. a quantile over no traffic; the
 caller decides what it means), or None for an empty result. A query Prometheus cannot parse (errorType
 `bad_data`) is BadQuery. Everything else (+Inf, a JSON `true` where Prometheus writes numbers as strings,
 several series, a body that is not the API's shape, any other error answer, a transport failure) is
 MetricsUnavailable: `answered=False` for no answer or one saying it cannot serve now (429, 502-504, its own
-timeout), `answered=True` for the rest. Credentials come from the URL's user info (Basic) or a bearer
-token, and the URL is only ever shown as scheme://host[:port].
+timeout), `answered=True` for the rest. `series()` reads a vector result's samples by the same rules, keyed by
+one label ({} for an empty result); a scalar result, a sample without the label or with a label value seen
+before, and more than MAX_SERIES samples are garbage too. Both go through one request path (one deadline, one
+size cap, one mapping of error answers). Credentials come from the URL's user info (Basic) or a bearer token,
+and the URL is only ever shown as scheme://host[:port].
 
 The base URL may carry a path (a proxy's prefix) and a query string (a tenant or an org id, for a gateway in
 front of Prometheus): both are kept, the API's path goes after the base's path and `query`, `time` and
@@ -27,10 +31,10 @@ import re
 import urllib.parse
 
 from istio_canary import httpclient
-from istio_canary.metrics.base import BadQuery, MetricsUnavailable
+from istio_canary.metrics.base import MAX_SERIES, BadQuery, MetricsUnavailable
 
 DEFAULT_TIMEOUT_S = 10.0
-MAX_ANSWER_BYTES = 4 * 1024 * 1024  # one series of an instant query is a few hundred bytes
+MAX_ANSWER_BYTES = 4 * 1024 * 1024  # a series is a few hundred bytes; series() takes up to MAX_SERIES of them
 TOKEN_ENV = "PROMETHEUS_TOKEN"
 # How Prometheus writes a sample value: a decimal or exponent float, or its NaN / +Inf / -Inf spellings.
 _SAMPLE = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?|NaN|[+-]Inf", re.ASCII)
@@ -64,6 +68,30 @@ class Prometheus:
     def query(self, text: str, at: float | None) -> float | None:
         """Evaluate the PromQL `text` at `at` (unix seconds; None: Prometheus' now): one value, NaN, or None for
         an empty result."""
+        return self._value(self._ask(text, at), text)
+
+    def series(self, text: str, at: float | None, label: str) -> dict[str, float]:
+        """Every sample of the PromQL `text` at `at`, keyed by the value of its `label` ({} for an empty
+        result): a histogram's buckets from one `sum by (le)` query."""
+        items = self._vector(self._ask(text, at))
+        if len(items) > MAX_SERIES:
+            raise _garbage(f"query returned {len(items)} series, more than {MAX_SERIES}: {text}")
+        keyed: dict[str, float] = {}
+        for item in items:
+            labels = item.get("metric")
+            if not isinstance(labels, dict):
+                raise _garbage(f"Prometheus at {self.shown} sent a malformed answer")
+            key = labels.get(label)
+            if not isinstance(key, str):
+                raise _garbage(f"a series without a string {label!r} label ({str(labels)[:80]}) in: {text}")
+            if key in keyed:
+                raise _garbage(f"two series with {label}={key[:40]!r} in: {text}")
+            keyed[key] = self._number(item.get("value"), text)
+        return keyed
+
+    def _ask(self, text: str, at: float | None) -> object:
+        """The `data` of Prometheus' successful answer to `text` at `at`: one request under the deadline and the
+        size cap, and the port's errors for a failed exchange or an error answer."""
         try:
             with contextlib.ExitStack() as stack:
                 deadline = self.operation or stack.enter_context(httpclient.Deadline(self.timeout))
@@ -89,30 +117,35 @@ class Prometheus:
             raise _garbage(f"Prometheus at {self.shown} sent a malformed answer (not a JSON object)")
         if data.get("status") != "success":
             raise _refusal(f"Prometheus at {self.shown} refused the query: {error}", error_type, False)
-        return self._value(data.get("data"), text)
+        return data.get("data")
 
     def _value(self, result: object, promql: str) -> float | None:
-        malformed = _garbage(f"Prometheus at {self.shown} sent a malformed answer")
-        if not isinstance(result, dict):
-            raise malformed
-        kind = result.get("resultType")
-        if kind == "scalar":
+        """The one sample of a scalar or vector result; None for an empty vector."""
+        if isinstance(result, dict) and result.get("resultType") == "scalar":
             samples = [result.get("result")]
-        elif kind == "vector":
-            items = result.get("result")
-            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-                raise malformed
-            samples = [item.get("value") for item in items]
         else:
-            raise _garbage(f"Prometheus returned a {str(kind)[:20]!r} result for an instant query")
+            samples = [item.get("value") for item in self._vector(result)]
         if len(samples) > 1:
             raise _garbage(f"query returned {len(samples)} series, expected one: {promql}")
-        if not samples:
-            return None
-        sample = samples[0]
+        return self._number(samples[0], promql) if samples else None
+
+    def _vector(self, result: object) -> list[dict[str, object]]:
+        """The items of a vector result (each an object; its labels and value are the caller's to check)."""
+        if not isinstance(result, dict):
+            raise _garbage(f"Prometheus at {self.shown} sent a malformed answer")
+        kind = result.get("resultType")
+        if kind != "vector":
+            raise _garbage(f"Prometheus returned a {str(kind)[:20]!r} result for an instant query")
+        items = result.get("result")
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise _garbage(f"Prometheus at {self.shown} sent a malformed answer")
+        return items
+
+    def _number(self, sample: object, promql: str) -> float:
+        """A sample's value: finite or NaN."""
         # [<unix time>, "<value>"]: the value is always a string; a bare JSON number or `true` is not Prometheus.
         if not (isinstance(sample, list) and len(sample) == 2 and isinstance(sample[1], str)):
-            raise malformed
+            raise _garbage(f"Prometheus at {self.shown} sent a malformed answer")
         if not _SAMPLE.fullmatch(sample[1]):
             raise _garbage(f"Prometheus at {self.shown} sent a sample that is not a number: {sample[1][:40]!r}")
         value = float(sample[1])

@@ -104,6 +104,28 @@ class AcceptanceCheck:
         return not self.steps or step in self.steps
 
 
+THRESHOLD_JUDGE = "threshold"
+STATISTICAL_JUDGE = "statistical"
+JUDGES = (THRESHOLD_JUDGE, STATISTICAL_JUDGE)
+
+
+@dataclass(frozen=True)
+class StatisticalRules:
+    """What the statistical judge (istio_canary/release/statistical.py) needs: its error budgets, the effects it
+    must tell apart from "no worse than GA", and the stack's thresholds, which stay guardrails."""
+
+    false_rollback_pct: float = 1.0  # chance per release that a canary as good as GA is rolled back by a test
+    missed_detection_pct: float = 5.0  # chance per step that a canary worse by the effects below passes it
+    error_ratio: float = 2.0  # the canary's error rate this many times the comparator's is "worse"
+    error_tolerance_pct: float = 0.5  # a canary shown under this error rate passes the comparison whatever GA's
+    slower_pairs_pct: float = 56.0  # "worse" latency: a canary request slower than GA's in this share of pairs
+    share_tolerance_pct: float = 5.0  # the data plane may send this many points more or less than the weight
+    analysed_steps: int = 2  # the steps with GA traffic to compare with: the false-rollback budget is split over them
+    min_requests: int = 100  # the guardrails: the stack's analysisMinRequests, MinSuccessRate, MaxP99Ms
+    min_success_rate: float = 99.0
+    max_p99_ms: float = 500.0
+
+
 @dataclass(frozen=True)
 class ReleaseSettings:
     """What the `canary` command needs: the promotion schedule and the checks the analysis judges."""
@@ -124,6 +146,8 @@ class ReleaseSettings:
     promotion: str  # "pr": a pull request per step; "auto": the agent pushes the step to main itself
     notice_after: str  # inconclusive/unavailable this long: one Slack notice
     drift_grace: str  # Git and the cluster may disagree this long (an `up` in flight) before it is drift
+    judge: str = THRESHOLD_JUDGE  # analysisJudge: how an analysis reaches its verdict
+    statistical: StatisticalRules = StatisticalRules()
 
     # The durations in seconds: each converted here, in one place, for every reader (the agent, its history).
     @property

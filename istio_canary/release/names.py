@@ -45,6 +45,9 @@ AGENT_DECISIONS = "canary_agent_decisions"
 AGENT_WEIGHT = "canary_agent_weight"
 AGENT_DRIFT = "canary_agent_drift"
 AGENT_SHAPE = "canary_agent_shape"  # 1 for the shape the live VirtualService has: weights, mirror or header
+# The statistical judge's numbers of the newest look, by check and quantity (istio_canary/release/statistical.py):
+# the error test's log-likelihood ratio and its boundaries, the share of slower pairs, the traffic share.
+AGENT_EVIDENCE = "canary_agent_evidence"
 AGENT_LAST_ITERATION = "canary_agent_last_iteration_timestamp_seconds"
 AGENT_NAME = "canary-agent"
 

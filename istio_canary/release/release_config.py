@@ -8,6 +8,7 @@ import re
 
 from istio_canary.release.checks import CHECK_NAME, MAX, MIN, UNIT, Check, builtin_checks, template_error
 from istio_canary.release.config_reader import PROJECT, Reader
+from istio_canary.release.judge_config import read_judge
 from istio_canary.release.model import (
     AcceptanceCheck,
     AppSettings,
@@ -234,6 +235,7 @@ def read_release(
         max_p99_ms=reader.integer("analysisMaxP99Ms", 1, 600000),
         max_p99_over_ga_pct=_optional_percent(reader, "analysisMaxP99OverGaPct"),
     )
+    judge, statistical = read_judge(reader, checks, weights, shapes)
     return ReleaseSettings(
         steps=weights,
         shapes=shapes,
@@ -251,4 +253,6 @@ def read_release(
         notice_after=reader.matching("agentNoticeAfter", _PROM_DURATION, "a duration such as 10m or 1h"),
         drift_grace=reader.matching("agentDriftGrace", _PROM_DURATION, "a duration such as 5m or 15m"),
         prometheus_url=prometheus_url,
+        judge=judge,
+        statistical=statistical,
     )

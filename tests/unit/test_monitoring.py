@@ -283,3 +283,13 @@ def test_chart_version_must_be_exact(key: str, bad: str) -> None:
 def test_bad_chart_version_is_an_error_even_with_monitoring_off() -> None:
     with pytest.raises(settings.ConfigError, match="grafanaChartVersion"):
         settings.parse(config(monitoring="false", grafanaChartVersion="11.*"), GCP)
+
+
+def test_the_statistical_judge_adds_its_evidence_panel_and_only_then() -> None:
+    plain = canary_dashboard("shop", "web", CHECKS)["panels"]
+    stat = canary_dashboard("shop", "web", CHECKS, statistical=True)["panels"]
+    assert len(stat) == len(plain) + 1 and stat[:-1] == plain
+    exprs = [target["expr"] for target in stat[-1]["targets"]]
+    assert 'canary_agent_evidence{check="errors", quantity="llr_or_more"}' in exprs
+    assert 'canary_agent_evidence{check="traffic_share", quantity="observed_share"}' in exprs
+    assert len({target["refId"] for target in stat[-1]["targets"]}) == len(exprs)

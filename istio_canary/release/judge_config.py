@@ -1,0 +1,64 @@
+"""The analysis judge's keys: `analysisJudge` and the statistical judge's error budgets and effects
+(istio_canary/release/statistical.py says what each one does to a verdict)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from istio_canary.release.checks import Check
+from istio_canary.release.config_reader import Reader
+from istio_canary.release.model import JUDGES, StatisticalRules
+
+_DECIMAL = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6})?", re.ASCII)
+
+
+def _decimal(reader: Reader, key: str, low: float, high: float, allowed: str, *, closed: str = "") -> float:
+    """A plain decimal (`pulumi config set` writes it as text) between `low` and `high`, excluded unless `closed`
+    names the end ("low", "high")."""
+    value = reader.text(key)
+    number = float(value) if _DECIMAL.fullmatch(value) else math.nan
+    above = number >= low if "low" in closed else number > low
+    below = number <= high if "high" in closed else number < high
+    if not (above and below):
+        reader.fail(key, value, allowed)
+        return low
+    return number
+
+
+def read_judge(
+    reader: Reader, checks: tuple[Check, ...], weights: tuple[int, ...], shapes: tuple[str, ...]
+) -> tuple[str, StatisticalRules]:
+    """`analysisJudge` and the StatisticalRules (read and checked whichever judge is chosen, so switching judges
+    is one line that was already valid). The guardrails are the built-in checks' thresholds."""
+    judge = reader.choice("analysisJudge", JUDGES)
+    by_name = {check.name: check for check in checks}
+    rules = StatisticalRules(
+        false_rollback_pct=_decimal(
+            reader,
+            "analysisFalseRollbackPct",
+            0,
+            20,
+            "a percentage above 0 and at most 20, e.g. 1 or 0.5",
+            closed="high",
+        ),
+        missed_detection_pct=_decimal(
+            reader, "analysisMissedDetectionPct", 0, 50, "a percentage above 0 and below 50, e.g. 5"
+        ),
+        error_ratio=_decimal(reader, "analysisErrorRatio", 1, 1000, "a ratio above 1, e.g. 2 (twice GA's errors)"),
+        error_tolerance_pct=_decimal(
+            reader, "analysisErrorTolerancePct", 0, 100, "a percentage from 0 to below 100, e.g. 0.5", closed="low"
+        ),
+        slower_pairs_pct=_decimal(
+            reader, "analysisSlowerPairsPct", 50, 100, "a percentage above 50 and below 100, e.g. 56"
+        ),
+        share_tolerance_pct=_decimal(
+            reader, "analysisShareTolerancePct", 0, 100, "percentage points above 0 and below 100, e.g. 5"
+        ),
+        # Steps where GA serves traffic to compare with: the shapes and every weight below 100.
+        analysed_steps=max(1, len(shapes) + sum(1 for weight in weights if weight < 100)),
+        min_requests=int(by_name["requests"].threshold),
+        min_success_rate=by_name["success_rate"].threshold,
+        max_p99_ms=by_name["p99_ms"].threshold,
+    )
+    return judge, rules
