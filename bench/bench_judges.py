@@ -4,12 +4,12 @@ finished, how fast, on how few requests a step moved, and whether the issue's ta
 - an A/A canary is rolled back or blocked in <= 1 % of releases at every level;
 - 2x GA's errors at 10 rps are rolled back within 10 minutes in >= 95 % of releases.
 
-    python bench/bench_judges.py [--releases N] [--seed S] [--jobs J] [--markdown] [--require statistical]
+    python bench/bench_judges.py [--releases N] [--seed S] [--jobs J] [--judge J] [--markdown] [--require J]
 
 Every release draws its own stream from (seed, scenario, level, index), the same for both judges, so the judges
-meet the same traffic until their decisions part. Cells are split into chunks over J processes. The statistical
-judge's columns read n/a until istio_canary/release/statistical.py is in the checkout. Exits 1 only when a run
-breaks, or when --require names a judge that misses a target.
+meet the same traffic until their decisions part. Cells are split into chunks over J processes; --judge runs one
+judge only (the other's columns read n/a). Exits 1 only when a run breaks, or when --require names a judge that
+misses a target.
 """
 
 from __future__ import annotations
@@ -137,15 +137,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=SEED, help="the runs' seed (default %(default)s)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes (default %(default)s)")
     parser.add_argument("--markdown", action="store_true", help="one Markdown table, the judges side by side")
+    parser.add_argument("--judge", choices=JUDGES, action="append", help="only this judge (repeatable)")
     parser.add_argument("--require", choices=JUDGES, action="append", default=[], help="exit 1 if it misses a target")
     args = parser.parse_args(argv)
     if args.releases < 1 or args.jobs < 1:
         parser.error("--releases and --jobs must be at least 1")
-    judges = [judge for judge in JUDGES if judge == "threshold" or js.statistical_available()]
-    missing = [judge for judge in args.require if judge not in judges]
-    if missing:
-        print(f"FAIL: --require {missing[0]}: that judge is not in this checkout", file=sys.stderr)
-        return 1
+    judges = [judge for judge in JUDGES if judge in args.judge] if args.judge else list(JUDGES)
+    if set(args.require) - set(judges):
+        parser.error("--require names a judge that --judge leaves out")
     # Heavy cells (low traffic: long or blocked releases) first, so the last chunks to finish are short ones.
     units = [
         Unit(scenario.at(level), judge, first, min(CHUNK, args.releases - first), args.seed)

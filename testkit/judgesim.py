@@ -37,12 +37,12 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import accumulate
 from operator import add, sub
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from istio_canary import analysis
 from istio_canary.agent import history
-from istio_canary.release import decide, steps
-from istio_canary.release.model import ReleaseSettings
+from istio_canary.release import decide, looks, statistical, steps
+from istio_canary.release.model import STATISTICAL_JUDGE, THRESHOLD_JUDGE, ReleaseSettings
 from istio_canary.release.names import duration_seconds
 from istio_canary.release.settings import parse
 from istio_canary.release.verdict import Verdict
@@ -359,9 +359,11 @@ class ThresholdJudge:
     """Today's judge: analysis.judge() on each instant's window min(analysisWindow, analysisInterval), with the
     values the stack's built-in checks' queries would return (requests, success_rate, p99_ms)."""
 
-    name = "threshold"
+    name = THRESHOLD_JUDGE
 
     def __init__(self, release: ReleaseSettings) -> None:
+        if release.judge != THRESHOLD_JUDGE:
+            raise ValueError(f"the threshold judge needs analysisJudge: {THRESHOLD_JUDGE}, not {release.judge}")
         builtin = {"requests", "success_rate", "p99_ms"}
         if {check.name for check in release.checks} != builtin:
             raise ValueError(f"the simulation answers only the built-in checks {sorted(builtin)}")
@@ -391,60 +393,51 @@ def measurement(version: str, counts: Counts) -> analysis.Measurement:
 
 
 class StatisticalJudge:
-    """The statistical judge (istio_canary/release/statistical.py) on everything since the step went live: the
-    instant with `seconds_live` judges looks.judged_window()'s window ending there, INCONCLUSIVE before it."""
+    """The statistical judge (istio_canary/release/statistical.py) on the step so far, as the agent asks it
+    (istio_canary/analysis.py): the instant at `seconds_live` judges looks.judged_window()'s window ending there
+    with that look's number, INCONCLUSIVE before the step has been live one interval."""
 
-    name = "statistical"
+    name = STATISTICAL_JUDGE
 
     def __init__(self, release: ReleaseSettings) -> None:
-        from istio_canary.release import looks, statistical  # type: ignore[attr-defined,unused-ignore]
-
+        if release.judge != STATISTICAL_JUDGE:
+            raise ValueError(f"the statistical judge needs analysisJudge: {STATISTICAL_JUDGE}, not {release.judge}")
         self.release = release
-        self.rules: Any = release.statistical  # type: ignore[attr-defined,unused-ignore]
-        self._looks, self._statistical = looks, statistical
         self.window_s = duration_seconds(history.window(release))
 
     def verdict(self, traffic: Traffic, at: int, seconds_live: int, weight: int) -> Judged:
-        window = self._looks.judged_window(self.release, seconds_live)
+        window = looks.judged_window(self.release, seconds_live)
         if window is None:
             return Judged(Verdict.INCONCLUSIVE, 0)
         canary = traffic.window(CANARY, at - window.seconds, at)
         ga = traffic.window(GA, at - window.seconds, at)
-        judgement = self._statistical.judge(
-            self._statistical.Counts(canary.requests, canary.errors, canary.buckets),
-            self._statistical.Counts(ga.requests, ga.errors, ga.buckets),
-            self.rules,
+        judgement = statistical.judge(
+            statistical.Counts(canary.requests, canary.errors, canary.buckets),
+            statistical.Counts(ga.requests, ga.errors, ga.buckets),
+            self.release.statistical,
             look=window.look,
             weight=weight,
         )
-        return Judged(Verdict(judgement.verdict), canary.requests)
+        return Judged(judgement.verdict, canary.requests)
 
 
-def statistical_available() -> bool:
-    """Has the statistical judge (and its looks) landed in this checkout?"""
-    try:
-        from istio_canary.release import looks, statistical  # type: ignore[attr-defined,unused-ignore]  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def release_settings(judge: str = "threshold", **config: str) -> ReleaseSettings:
+def release_settings(judge: str = THRESHOLD_JUDGE, **config: str) -> ReleaseSettings:
     """The documented defaults (Pulumi.yaml) for a release of CANARY_VERSION over GA_VERSION, with `config` on
     top (raw keys, e.g. analysisThreshold="4"); `judge` other than threshold sets analysisJudge."""
     raw = {"gaVersion": GA_VERSION, "canaryVersion": CANARY_VERSION, **config}
-    if judge != "threshold":
+    if judge != THRESHOLD_JUDGE:
         raw["analysisJudge"] = judge
     return parse(raw, check_environment=False).release
 
 
 def make_judge(name: str, release: ReleaseSettings) -> Judge:
+    """The judge called `name` (analysisJudge's values) for `release`."""
     judges: dict[str, Callable[[ReleaseSettings], Judge]] = {
-        "threshold": ThresholdJudge,
-        "statistical": StatisticalJudge,
+        THRESHOLD_JUDGE: ThresholdJudge,
+        STATISTICAL_JUDGE: StatisticalJudge,
     }
     if name not in judges:
-        raise ValueError(f"no judge {name!r}: threshold or statistical")
+        raise ValueError(f"no judge {name!r}: {' or '.join(judges)}")
     return judges[name](release)
 
 

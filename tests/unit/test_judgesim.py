@@ -15,6 +15,7 @@ import pytest
 
 from istio_canary.agent import history
 from istio_canary.metrics import MetricsUnavailable
+from istio_canary.release import statistical
 from istio_canary.release.names import workload
 from istio_canary.release.settings import parse
 from istio_canary.release.verdict import Verdict
@@ -388,26 +389,21 @@ def test_threshold_judge_never_catches_four_times_ga_errors_when_ga_errs_0_1_per
     assert cell.finished >= 0.95
 
 
-# --- the statistical judge's adapter ---------------------------------------------------------------------------
-
-needs_statistical = pytest.mark.skipif(
-    not js.statistical_available(), reason="istio_canary/release/statistical.py is not in this checkout"
-)
+# --- the statistical judge ---------------------------------------------------------------------------
 
 
-@needs_statistical
-def test_statistical_judge_is_asked_about_the_step_so_far(monkeypatch):
-    from istio_canary.release import statistical
-
+def test_statistical_judge_is_asked_about_the_step_so_far(monkeypatch: pytest.MonkeyPatch) -> None:
     release = js.release_settings("statistical")
     judge = js.StatisticalJudge(release)
-    asked: list[tuple[int, int, int, int | None]] = []
+    asked: list[tuple[float, float, int, int | None]] = []
     real = statistical.judge
 
-    def recording(canary, ga, rules, look, weight=None):
+    def recording(
+        canary: statistical.Counts, ga: statistical.Counts, rules: object, look: int, weight: int | None = None
+    ) -> statistical.Judgement:
         asked.append((canary.requests, ga.requests, look, weight))
         assert rules is release.statistical and canary.buckets[-1] == (math.inf, canary.requests)
-        return real(canary, ga, rules, look=look, weight=weight)
+        return real(canary, ga, release.statistical, look=look, weight=weight)
 
     monkeypatch.setattr(statistical, "judge", recording)
     traffic = js.Traffic(js.Scenario("A/A", canary_rps=10), 10, 60, random.Random(2))
@@ -424,7 +420,6 @@ def test_statistical_judge_is_asked_about_the_step_so_far(monkeypatch):
     ]
 
 
-@needs_statistical
 def test_statistical_judge_walks_whole_releases():
     release = js.release_settings("statistical")
     judge = js.make_judge("statistical", release)
