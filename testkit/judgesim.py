@@ -7,7 +7,9 @@ then does what the agent does every analysisInterval: read the verdict history b
 (istio_canary/agent/history.py's reading: newest first, one interval apart, as deep as `history.depths` says),
 build decide.State as istio_canary/agent/judge.py `_state()` does, and call `decide.decide`. PROPOSE moves to the
 next step once the proposal is merged and applied; ROLLBACK ends the release; a release neither finished nor
-rolled back by the horizon is blocked.
+rolled back by the horizon is blocked. Each past instant is judged by either judge as istio_canary/analysis.py
+judges it: the threshold judge (analysis.judge) on that instant's one-interval slice, the statistical judge
+(statistical.judge) on the step so far (looks.judged_window). bench/bench_judges.py reports the figures.
 
 The model, and what it leaves out:
 - Time runs in ticks of the greatest common divisor of the interval, the judged window and the apply delay
