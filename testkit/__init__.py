@@ -11,4 +11,6 @@
   (the agent's tests, bench/bench_agent.py)
 - githost.py: a stand-in for GitHub's pull-request API that holds requests to GitHub's schema
 - agentkit.py: a bare origin holding a stack, the agent as a process, the app's Kubernetes objects
+- judgesim.py: whole canary releases simulated on Istio-shaped counts, judged by the real judges and decided by
+  the agent's real decision (tests/unit/test_judgesim.py, bench/bench_judges.py, docs/judge.md's table)
 """

@@ -413,12 +413,17 @@ class StatisticalJudge:
             return Judged(Verdict.INCONCLUSIVE, 0)
         canary = traffic.window(CANARY, at - window.seconds, at)
         ga = traffic.window(GA, at - window.seconds, at)
+        before = None
+        if ga.requests <= 0:  # the canary at 100 %: GA's own traffic just before the step, as analysis.py asks
+            earlier = traffic.window(GA, at - 2 * window.seconds, at - window.seconds)
+            before = statistical.Counts(earlier.requests, earlier.errors, earlier.buckets)
         judgement = statistical.judge(
             statistical.Counts(canary.requests, canary.errors, canary.buckets),
             statistical.Counts(ga.requests, ga.errors, ga.buckets),
             self.release.statistical,
             look=window.look,
             weight=weight,
+            ga_before=before,
         )
         return Judged(judgement.verdict, canary.requests)
 
@@ -527,6 +532,7 @@ class _Agent:
     schedule: tuple[int, ...]
     interval_s: int
     threshold: int
+    judge: str
     iterations: int
     notice_after_s: int
     drift_grace_s: int
@@ -540,7 +546,8 @@ class _Agent:
         return cls(
             schedule=release.steps,
             interval_s=release.interval_s,
-            threshold=release.threshold,
+            threshold=release.fails_to_roll_back,  # as the agent sets it (istio_canary/agent/judge.py)
+            judge=release.judge,
             iterations=release.iterations,
             notice_after_s=release.notice_after_s,
             drift_grace_s=release.drift_grace_s,
@@ -576,6 +583,7 @@ def _state(
         seconds_since_step=seconds_live,
         interval_s=interval_s,
         threshold=agent.threshold,
+        judge=agent.judge,
         iterations=agent.iterations,
         notice_after_s=agent.notice_after_s,
         drift_grace_s=agent.drift_grace_s,

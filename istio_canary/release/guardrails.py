@@ -22,13 +22,13 @@ from istio_canary.release.statistical_model import (
 
 def guardrails(canary: Counts, ga: Counts, rules: StatisticalRules, look: int) -> tuple[Finding, ...]:
     """The stack's thresholds: FAIL once the counts show the canary past one (an exact bound, not a point value)
-    and GA not past it too; PASS once they show it within; UNSURE between, which holds a step back only when
-    there is no GA to compare with (the canary at 100 %)."""
+    while they show GA within it; PASS once they show the canary within; UNSURE between, which holds a step back
+    only when there is no GA to compare with."""
     beta = rules.missed_detection_pct / 100
     found = []
     for name, allowed in (("success_rate", 1 - rules.min_success_rate / 100), ("p99_ms", 0.01)):
         # p99 over the limit is "more than 1 % of requests slower than it"
-        (k, k_maybe, n), (k_ga, _, n_ga) = _past(canary, name, rules), _past(ga, name, rules)
+        (k, k_maybe, n), (_, k_ga, n_ga) = _past(canary, name, rules), _past(ga, name, rules)
         if n <= 0:
             found.append(Finding(name, NO_DATA, f"{name}: no canary requests"))
             continue
@@ -40,8 +40,9 @@ def guardrails(canary: Counts, ga: Counts, rules: StatisticalRules, look: int) -
         numbers = (("count", k), ("requests", n), ("lower_bound", shown_past), ("upper_bound", shown_within))
         statistic = f"exact bounds {pct(shown_past)} to {pct(shown_within)} against {pct(allowed)}"
         if shown_past > allowed:
-            if n_ga > 0 and stats.binomial_lower(k_ga, n_ga, confidence) > allowed:
-                result, reason = UNCOMPARED, f"{name}: {seen}, and GA is past it too: the comparison decides"
+            if n_ga > 0 and stats.binomial_upper(k_ga, n_ga, 1 - beta) > allowed:
+                # GA itself is not shown within it: a canary as good as GA is the comparison's to judge.
+                result, reason = UNCOMPARED, f"{name}: {seen}, and GA is not shown within it: the comparison decides"
             else:
                 result, reason = FAIL, f"{name}: shown past its threshold: {seen}"
         elif shown_within <= allowed:

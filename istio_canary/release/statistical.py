@@ -15,7 +15,8 @@ the effect is at least halfway to the one that matters, so a trivial difference 
   resolution, ties half): FAIL when the canary is slower with significance; PASS when the upper bound of "a
   canary request is slower" is under analysisSlowerPairsPct. The Hodges-Lehmann shift is the evidence.
 - guardrails: the stack's thresholds still fail a canary on their own, once the counts show it past one (an exact
-  binomial bound, not a point value) and GA is not shown past it too.
+  binomial bound, not a point value) while they show GA within it (else a canary as good as GA is the
+  comparison's to judge).
 - traffic share: the data plane's share against the weight; a gap shown beyond analysisShareTolerancePct
   blocks the step (INCONCLUSIVE), never a rollback.
 The budget (analysisFalseRollbackPct) is split over the steps with GA traffic, then between the two comparisons

@@ -399,11 +399,17 @@ def test_statistical_judge_is_asked_about_the_step_so_far(monkeypatch: pytest.Mo
     real = statistical.judge
 
     def recording(
-        canary: statistical.Counts, ga: statistical.Counts, rules: object, look: int, weight: int | None = None
+        canary: statistical.Counts,
+        ga: statistical.Counts,
+        rules: object,
+        look: int,
+        weight: int | None = None,
+        ga_before: statistical.Counts | None = None,
     ) -> statistical.Judgement:
         asked.append((canary.requests, ga.requests, look, weight))
         assert rules is release.statistical and canary.buckets[-1] == (math.inf, canary.requests)
-        return real(canary, ga, release.statistical, look=look, weight=weight)
+        assert ga_before is None  # GA serves traffic at this weight: nothing from before the step is needed
+        return real(canary, ga, release.statistical, look=look, weight=weight, ga_before=ga_before)
 
     monkeypatch.setattr(statistical, "judge", recording)
     traffic = js.Traffic(js.Scenario("A/A", canary_rps=10), 10, 60, random.Random(2))

@@ -112,13 +112,18 @@ def test_a_routing_gap_blocks_the_step_but_a_failure_still_fails() -> None:
     assert bad.verdict is Verdict.FAIL
 
 
-def test_a_guardrail_fails_on_its_own_unless_ga_is_past_it_too() -> None:
+def test_a_guardrail_fails_on_its_own_unless_ga_is_not_shown_within_it() -> None:
     rules = StatisticalRules(min_success_rate=99.9)
     alone = statistical.judge(version(20000, 100, seed=1), version(20000, 4, seed=2), rules, look=5, weight=50)
     assert findings(alone)["success_rate"].result == "fail"
     both = statistical.judge(version(20000, 100, seed=1), version(20000, 100, seed=2), rules, look=5, weight=50)
     assert findings(both)["success_rate"].result == "uncompared"
     assert both.verdict is Verdict.PASS  # the comparison decides: the canary is as good as GA
+    # GA at the threshold exactly (0.1%): not shown within it, so a canary worse than it is still failed by the
+    # comparison, not by the guardrail
+    edge = statistical.judge(version(20000, 100, seed=1), version(20000, 20, seed=2), rules, look=5, weight=50)
+    assert findings(edge)["success_rate"].result == "uncompared"
+    assert findings(edge)["errors"].result == "fail" and edge.verdict is Verdict.FAIL
 
 
 def test_at_100_percent_the_guardrails_must_be_shown_within() -> None:
