@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import accumulate
 from operator import add, sub
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from istio_canary import analysis
 from istio_canary.agent import history
@@ -527,34 +527,18 @@ def walk(
 
 @dataclass(frozen=True)
 class _Agent:
-    """What every look's decide.State shares: the release's rules, converted once per walk."""
+    """What every look's decide.State shares: the release's rules as the agent reads them
+    (decide.release_rules), converted once per walk."""
 
-    schedule: tuple[int, ...]
+    rules: dict[str, Any]
     interval_s: int
-    threshold: int
-    judge: str
-    iterations: int
-    notice_after_s: int
-    drift_grace_s: int
-    error_limit: int
     window_s: int
     lives: dict[int, decide.Live]  # the cluster at each weight: the weight Git holds, both versions rolled out
 
     @classmethod
     def of(cls, release: ReleaseSettings, judge: Judge) -> _Agent:
         lives = {weight: decide.Live(weight, GA_VERSION, True, CANARY_VERSION) for weight in release.steps}
-        return cls(
-            schedule=release.steps,
-            interval_s=release.interval_s,
-            threshold=release.fails_to_roll_back,  # as the agent sets it (istio_canary/agent/judge.py)
-            judge=release.judge,
-            iterations=release.iterations,
-            notice_after_s=release.notice_after_s,
-            drift_grace_s=release.drift_grace_s,
-            error_limit=release.error_limit,
-            window_s=judge.window_s,
-            lives=lives,
-        )
+        return cls(decide.release_rules(release), release.interval_s, judge.window_s, lives)
 
 
 def _state(
@@ -572,8 +556,6 @@ def _state(
     depths = history.depths(release, decide.live_instants(seconds_live, interval_s, agent.window_s))
     return decide.State(
         weight=weight,
-        schedule=agent.schedule,
-        shapes=(),
         shape="",
         ga_version=GA_VERSION,
         canary_version=CANARY_VERSION,
@@ -581,16 +563,10 @@ def _state(
         live=agent.lives[weight],
         history=read_history(lambda instant: at(instant).verdict, now, interval_s, depths),
         seconds_since_step=seconds_live,
-        interval_s=interval_s,
-        threshold=agent.threshold,
-        judge=agent.judge,
-        iterations=agent.iterations,
-        notice_after_s=agent.notice_after_s,
-        drift_grace_s=agent.drift_grace_s,
         proposal_open=proposal_open,
-        error_limit=agent.error_limit,
         seconds_live=seconds_live,
         window_s=agent.window_s,
+        **agent.rules,
     )
 
 

@@ -74,8 +74,6 @@ def _state(
     found = history.history(view, prometheus, now, interval_s, depths, seconds_live)
     state = decide.State(
         weight=app.canary_weight,
-        schedule=rel.steps,
-        shapes=rel.shapes,
         shape=app.canary_shape,
         ga_version=app.ga_version,
         canary_version=app.canary_version,
@@ -83,17 +81,11 @@ def _state(
         live=live_state,
         history=found.verdicts,
         seconds_since_step=since_commit,
-        interval_s=interval_s,
-        threshold=rel.fails_to_roll_back,
-        judge=rel.judge,
-        iterations=rel.iterations,
-        notice_after_s=rel.notice_after_s,
-        drift_grace_s=rel.drift_grace_s,
         proposal_open=False,
-        error_limit=rel.error_limit,
         errors=found.errors,
         seconds_live=seconds_live,
         window_s=window_s,
+        **decide.release_rules(rel),
     )
     return state, found.latest
 

@@ -25,8 +25,10 @@ decision as the one that died: nothing is counted in memory. Rules, in order:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from istio_canary.release import steps
+from istio_canary.release.model import ReleaseSettings
 from istio_canary.release.verdict import Verdict
 
 ROLLBACK = "rollback"
@@ -83,6 +85,23 @@ class State:
     seconds_live: float | None = None  # since the step went live in the cluster; None: Git is taken as live
     window_s: float | None = None  # how much traffic each analysis judged; None: one interval
     judge: str = "threshold"  # analysisJudge: only how a rollback's reason reads
+
+
+def release_rules(release: ReleaseSettings) -> dict[str, Any]:
+    """The State fields a stack's release settings give, as the agent reads them: one place, so the agent and
+    the judges' simulation (testkit/judgesim.py) cannot read them apart (the statistical judge's rollback run
+    is ReleaseSettings.fails_to_roll_back, not analysisThreshold)."""
+    return {
+        "schedule": release.steps,
+        "shapes": release.shapes,
+        "interval_s": release.interval_s,
+        "threshold": release.fails_to_roll_back,
+        "judge": release.judge,
+        "iterations": release.iterations,
+        "notice_after_s": release.notice_after_s,
+        "drift_grace_s": release.drift_grace_s,
+        "error_limit": release.error_limit,
+    }
 
 
 @dataclass(frozen=True)
