@@ -54,7 +54,7 @@ class LivePrometheus:
         workdir: Path,
         targets: Sequence[str],
         *,
-        scrape_interval_s: int = 1,
+        scrape_interval_s: float = 1,
         retention: str = "2h",
         job: str = JOB,
         port: int | None = None,
@@ -75,7 +75,7 @@ class LivePrometheus:
         self._write_config()
 
     def _write_config(self) -> None:
-        interval = f"{self.scrape_interval_s}s"
+        interval = f"{round(self.scrape_interval_s * 1000)}ms"  # Prometheus durations are whole numbers
         targets = ", ".join(f"'{target}'" for target in self.targets)
         self.config.write_text(
             "global:\n"
@@ -118,23 +118,36 @@ class LivePrometheus:
         self.started_in_s = time.monotonic() - began
         return self.started_in_s
 
-    def _wait_scraped(self, since: float, min_scrapes: int, timeout: float) -> None:
-        """Wait until every target was scraped successfully `min_scrapes` times after `since` (monotonic)."""
+    def wait_scraped(self, targets: Sequence[str], *, min_scrapes: int = 2, timeout: float = READY_TIMEOUT_S) -> float:
+        """Wait until each of `targets` (some of this Prometheus's) was scraped successfully `min_scrapes` times
+        from now on, e.g. after an exporter came back up; return the seconds it took."""
+        began = time.monotonic()
+        self._wait_scraped(began, min_scrapes, timeout, targets)
+        return time.monotonic() - began
+
+    def _wait_scraped(
+        self, since: float, min_scrapes: int, timeout: float, targets: Sequence[str] | None = None
+    ) -> None:
+        """Wait until every target (or each of `targets`) was scraped successfully `min_scrapes` times after `since`
+        (monotonic)."""
+        wanted = list(self.targets if targets is None else targets)
+        instances = "|".join(t.replace(".", "\\\\.") for t in wanted)
         since_wall = time.time() - (time.monotonic() - since)
         deadline = time.monotonic() + timeout
         while True:
             # The window holds only this run's samples: floor, never reaching back before the start.
-            window = math.floor(time.time() - since_wall)
+            window = math.floor((time.time() - since_wall) * 1000)
             if window >= 1:
-                scraped = f'count(sum_over_time(up{{job="{self.job}"}}[{window}s]) >= {min_scrapes})'
+                selected = f'up{{job="{self.job}",instance=~"{instances}"}}[{window}ms]'
+                scraped = f"count(sum_over_time({selected}) >= {min_scrapes})"
                 try:
-                    if (self.value(scraped) or 0) >= len(self.targets):
+                    if (self.value(scraped) or 0) >= len(wanted):
                         return
                 except (OSError, RuntimeError):
                     pass
             if time.monotonic() >= deadline:
                 raise TimeoutError(
-                    f"Prometheus did not scrape {self.targets} {min_scrapes} times within {timeout:g}s:\n{self.tail()}"
+                    f"Prometheus did not scrape {wanted} {min_scrapes} times within {timeout:g}s:\n{self.tail()}"
                 )
             time.sleep(POLL_S)
 

@@ -7,13 +7,13 @@ where the fault is about a fleet another stack must keep being served.
 The promise: analysisThreshold x analysisInterval + one interval after the canary turns bad (errors forever:
 analysisErrorLimit x analysisInterval + one interval after the errors start), plus ALLOWANCE_S, a fixed
 allowance for what the compression cannot shrink and is not the agent's: the exporter's first errors reach a
-query only after a scrape (1 s) and a second sample for rate() (1 s more), the push to the bare origin, and this
-test's polling (0.2 s). A case that restarts the agent adds START_ALLOWANCE_S (interpreter start, imports, the
+query only after a scrape (SCRAPE_S) and a second sample for rate() (one more), the push to the bare origin, and
+this test's polling (0.2 s). A case that restarts the agent adds START_ALLOWANCE_S (interpreter start, imports, the
 first fetch). The clock starts when the test turns the canary bad (after a warm-up of healthy passes), not when
 the agent starts, so only the kill case includes a process start.
 
 One Prometheus scrapes one exporter per namespace for the whole module (each case has its own namespaces, so
-no case sees another's errors); each case runs its own agent, origin and fault servers. The same cases, several
+no case sees another's errors; an exporter serves only while its case runs); each case runs its own agent, origin and fault servers. The same cases, several
 runs each, make bench/bench_soak.py's table. Every case failed before the fix of its fault class landed.
 """
 
@@ -29,7 +29,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,10 +50,11 @@ INTERVAL_S = 2
 THRESHOLD = 2
 WINDOW = "10s"
 PROMISE_S = THRESHOLD * INTERVAL_S + INTERVAL_S
-# Metrics lag (a scrape + rate()'s second sample: 2 s), the push and the polling (1 s), and one interval more: with
-# 1 s scrapes a 2 s slice holds two samples, and a scrape answered late (the machine is shared) leaves one, an
-# inconclusive analysis that costs an interval (a production slice of 1m holds four 15 s scrapes). Seen once under
-# load: drip-slack's second rollback at 9.5 s against 9 s. bench/bench_soak.py prints the real times.
+# Metrics lag (a scrape + rate()'s second sample: 1-2 s), the push and the polling (1 s), and one interval more for
+# the shared machine: a slice the scrapes left thin or empty is an inconclusive analysis that costs an interval.
+# Twice seen under load before the pool served only the running case's exporters (see Pool): drip-slack's second
+# rollback at 9.5 s against 9 s, and in CI its first at 12.4 s against 11 s after three empty slices in a row.
+# bench/bench_soak.py prints the real times.
 ALLOWANCE_S = 3.0 + INTERVAL_S
 START_ALLOWANCE_S = 4.0  # a restarted agent: interpreter start and imports (~2 s here), its first fetch
 LIMIT_S = PROMISE_S + ALLOWANCE_S
@@ -69,6 +70,9 @@ ROLLED_BACK = re.compile(r'^  istio-canary:canaryWeight: "?0"?(\s*#.*)?$', re.MU
 # The pool's exporters count their traffic every half second (not every 0.1 s): two dozen of them share this
 # process, and a scrape answered late can leave a one-interval slice with a single sample (an inconclusive analysis).
 EXPORTER_TICK_S = 0.5
+# Four samples in each agent slice (a 2 s interval), as production's 15 s scrapes give a 1m interval: a scrape
+# answered late then thins a slice instead of emptying it (two samples, the old 1 s scrapes, left no slack).
+SCRAPE_S = 0.5
 POD_LIMIT_KIB = 512 * 1024  # the agent Deployment's memory limit (512Mi)
 AGENT_KEYS = """\
   istio-canary:appName: {name}
@@ -133,7 +137,10 @@ def app_stack(
 
 
 class Pool:
-    """One Prometheus scraping one live exporter per namespace, healthy until a case turns one bad."""
+    """One Prometheus scraping one live exporter per namespace, healthy until a case turns one bad. An exporter
+    serves only while its case runs: a scrape of one costs ~12 ms of this process's interpreter (a 77 kB page of
+    histograms), so two dozen idle ones served every SCRAPE_S took a third of a core from the case that runs, and
+    a scrape answered after its timeout is lost, an inconclusive analysis the agent is not to blame for."""
 
     def __init__(self, workdir: Path, namespaces: list[str]) -> None:
         self._stack = ExitStack()
@@ -142,9 +149,24 @@ class Pool:
             for ns in namespaces
         }
         self.prometheus = self._stack.enter_context(
-            LivePrometheus(workdir, [e.target for e in self.exporters.values()])
+            LivePrometheus(workdir, [e.target for e in self.exporters.values()], scrape_interval_s=SCRAPE_S)
         )
         self.prometheus.start()
+        for exporter in self.exporters.values():
+            exporter.down()
+
+    @contextmanager
+    def serving(self, namespaces: list[str]) -> Iterator[None]:
+        """The exporters of `namespaces` served (and scraped twice) for the duration; idle again afterwards."""
+        exporters = [self.exporters[ns] for ns in namespaces]
+        try:
+            for exporter in exporters:
+                exporter.up()
+            self.prometheus.wait_scraped([e.target for e in exporters], timeout=30)
+            yield
+        finally:
+            for exporter in exporters:
+                exporter.down()
 
     def close(self) -> None:
         self._stack.close()
@@ -739,17 +761,22 @@ CASES = (
 )
 
 
+def case_namespaces(case: Case, run: int = 0) -> list[str]:
+    """The namespaces (one per app stack) of one run of a case."""
+    return [f"{case.id}{run}{suffix}" for suffix in (("-a", "-b") if case.fleet else ("",))]
+
+
 def namespaces(cases: tuple[Case, ...] = CASES, runs: int = 1) -> list[str]:
     """Every namespace the cases use, `runs` times over (the bench runs each case several times)."""
-    return [f"{c.id}{r}{suffix}" for r in range(runs) for c in cases for suffix in (("-a", "-b") if c.fleet else ("",))]
+    return [ns for r in range(runs) for c in cases for ns in case_namespaces(c, r)]
 
 
 def run_case(case: Case, pool: Pool, tmp: Path, run: int = 0) -> Outcome:
-    """One case in its own world, always cleaned up."""
+    """One case in its own world, with its exporters served, always cleaned up."""
     tmp.mkdir(parents=True, exist_ok=True)
     world = World(tmp, pool)
     try:
-        with world.stack:
+        with pool.serving(case_namespaces(case, run)), world.stack:
             outcome = case.run(world, f"{case.id}{run}")
     finally:
         world.stop()
