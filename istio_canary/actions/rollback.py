@@ -20,6 +20,7 @@ from istio_canary.actions.publish import PublishOptions, publish
 from istio_canary.analysis import Analysis
 from istio_canary.exits import EXIT_OK
 from istio_canary.metrics import BadQuery, MetricsProvider, MetricsUnavailable
+from istio_canary.release.names import subsets
 from istio_canary.release.rules import shown
 from istio_canary.release.settings import ConfigError, parse, schema
 from istio_canary.stackfile import StackFile, is_release_key
@@ -79,26 +80,29 @@ def ga_floor(stack: StackFile, serving: int | None) -> tuple[int | None, str]:
     """The gaRollbackReplicas this rollback writes (None: leave it), and a line for the message saying why.
 
     Only when GA is autoscaled: then it runs for its share of the traffic, and the whole arrives at once. The
-    floor is the pods that served the release (`serving`, else both Deployments' minimum, 2 x replicas), at
-    most appMaxReplicas. Read leniently, as the rollback reads the stack: a problem here never stops it."""
+    floor is the pods that served the release (`serving`, else each Deployment's minimum: 2 x replicas, 3 x with a
+    baseline), at most appMaxReplicas. Read leniently, as the rollback reads the stack: a problem here never stops it."""
     try:
         known = schema(stack.project_file)
         if "gaRollbackReplicas" not in known:  # an older Pulumi.yaml: its program would refuse the key
             return None, ""
         values = {k: v for k, v in stack.values().items() if is_release_key(k, known) or k in CAPACITY_KEYS}
         values.update(canaryWeight=0, canaryShape="")  # the weight is being repaired or reset; not asked here
-        app = parse(values, {}, check_environment=False, project_file=stack.project_file).app
+        settings = parse(values, {}, check_environment=False, project_file=stack.project_file)
+        app, release = settings.app, settings.release
     except ConfigError as exc:
         return None, f"GA's autoscaler minimum is left as it is: {str(exc).splitlines()[-1].strip()}\n\n"
     if not app.app_shape.max_replicas:
         return None, ""
-    wanted = serving if serving is not None else 2 * app.replicas
+    runs = subsets(release.baseline)  # with a baseline, GA takes its share too
+    wanted = serving if serving is not None else len(runs) * app.replicas
     source = "ran" if serving is not None else "run at least (from the config)"
     floor = min(max(wanted, app.replicas), app.app_shape.max_replicas)
     if floor <= max(app.replicas, app.ga_rollback_replicas):
         return None, ""
+    who = "GA, the baseline and the canary" if release.baseline else "GA and the canary"
     note = (
-        f"GA's autoscaler minimum is raised to {floor} pods (gaRollbackReplicas): GA and the canary {source} "
+        f"GA's autoscaler minimum is raised to {floor} pods (gaRollbackReplicas): {who} {source} "
         f"{wanted}, and GA takes all their traffic at once. The next release's first step sets it back to 0.\n\n"
     )
     return floor, note

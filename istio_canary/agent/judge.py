@@ -206,11 +206,11 @@ def _roll_back(
 
 
 def _serving_replicas(options: Options, view: StackView) -> int | None:
-    """GA's and the canary's replicas now, read from the cluster when GA is autoscaled (the rollback's GA floor);
+    """GA's, the baseline's and the canary's replicas now, read from the cluster when GA is autoscaled (the rollback's GA floor);
     None without a cluster or an autoscaler (`canary rollback` then takes them from the config)."""
     if options.kube is None or not view.app.app_shape.max_replicas:
         return None
-    return live.serving_replicas(options.kube, view.app.namespace, view.app.name)
+    return live.serving_replicas(options.kube, view.app.namespace, view.app.name, baseline=view.release.baseline)
 
 
 def _record_metrics(metrics: Metrics, stack: str, state: decide.State, decision: decide.Decision) -> None:

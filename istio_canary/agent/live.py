@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from istio_canary.release.decide import Live
-from istio_canary.release.names import workload
+from istio_canary.release.names import subsets, workload
 from istio_canary.routers import router
 
 REQUEST_TIMEOUT_S = (5.0, 10.0)  # connect, read: each read of the live state (the kubernetes client has none)
@@ -96,16 +96,17 @@ def read(api_client: Any, namespace: str, app: str) -> Live:
     )
 
 
-def serving_replicas(api_client: Any, namespace: str, app: str) -> int | None:
-    """The pods GA and the canary run now (each Deployment's status.replicas, as their autoscalers left them):
-    what a rollback must leave GA able to run alone. None when neither can be read."""
+def serving_replicas(api_client: Any, namespace: str, app: str, *, baseline: bool = False) -> int | None:
+    """The pods GA and the canary (and the baseline, when the stack runs one: GA takes its share too) run now,
+    each Deployment's status.replicas as their autoscalers left them: what a rollback must leave GA able to run
+    alone. A Deployment that cannot be read counts nothing; None when none can be read."""
     import urllib3
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     apps = client.AppsV1Api(api_client)
     counts = []
-    for subset in ("ga", "canary"):
+    for subset in subsets(baseline):
         try:
             deployment = apps.read_namespaced_deployment(
                 workload(app, subset), namespace, _request_timeout=REQUEST_TIMEOUT_S

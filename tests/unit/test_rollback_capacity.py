@@ -177,3 +177,21 @@ def test_the_plan_still_flags_gas_floor_on_a_later_step_or_another_object():
     elsewhere = f"{PREFIX}::istio-canary:app:Other${HPA}::podinfo-ga-autoscaler"
     lookalike = plan.read(preview(60, 0, (2, 4), hpa_urn=elsewhere), plan_app(0))
     assert [change.name for change in lookalike.unexpected] == ["podinfo-ga"]
+
+
+BASELINE_KEYS = {"analysisJudge": "statistical", "analysisBaseline": "true"}
+
+
+@pytest.mark.parametrize(
+    ("keys", "serving", "floor"),
+    [
+        ({"appMaxReplicas": 8, "replicas": 2, "canaryWeight": 40, **BASELINE_KEYS}, None, 6),  # three minimums
+        ({"appMaxReplicas": 5, "replicas": 2, "canaryWeight": 40, **BASELINE_KEYS}, None, 5),  # capped at the max
+        ({"appMaxReplicas": 8, "replicas": 2, "canaryWeight": 40, **BASELINE_KEYS}, 7, 7),  # read from the cluster
+    ],
+)
+def test_with_a_baseline_the_floor_counts_its_pods_too(tmp_path, keys, serving, floor):
+    """The baseline served min(w, 100 - w) of the traffic: after the rollback GA takes that share as well."""
+    found, note = ga_floor(stack_file(tmp_path, keys), serving)
+    assert found == floor
+    assert "GA, the baseline and the canary" in note
