@@ -3,7 +3,7 @@ traffic share against the weight. Pure."""
 
 from __future__ import annotations
 
-from istio_canary.release import stats
+from istio_canary.release import sequential, stats
 from istio_canary.release.model import StatisticalRules
 from istio_canary.release.statistical_model import (
     BLOCKED,
@@ -32,7 +32,7 @@ def guardrails(canary: Counts, ga: Counts, rules: StatisticalRules, look: int) -
         if n <= 0:
             found.append(Finding(name, NO_DATA, f"{name}: no canary requests"))
             continue
-        confidence = 1 - stats.spent_alpha(step_alpha(rules, name), max(1, look), rules.planned_looks)
+        confidence = 1 - sequential.look_level(step_alpha(rules, name), max(1, look), rules.planned_looks)
         shown_past = stats.binomial_lower(k, n, confidence)
         shown_within = stats.binomial_upper(k_maybe, n, 1 - beta)
         what = "errored" if name == "success_rate" else f"took over {rules.max_p99_ms:g}ms"

@@ -4,7 +4,7 @@ it is.
 The threshold judge judges one slice of traffic per look, `min(analysisWindow, analysisInterval)`, so no request
 counts in two verdicts (istio_canary/agent/history.py). The statistical judge judges everything the step has
 served since it went live: its sequential tests are built to be looked at again and again as the counts grow,
-and look k spends its own share of the error budget (istio_canary/release/stats.py `spent_alpha`), which is
+and look k spends its own share of the error budget (istio_canary/release/sequential.py `look_level`), which is
 why the look's number travels with the window.
 """
 

@@ -3,8 +3,9 @@ calibrated at small counts and under a look every interval. Pure: counts in, a J
 
 Each look judges the counts since the step went live (istio_canary/release/looks.py). Every FAIL test spends
 its share of the step's false-rollback budget over the looks: evenly over the planned ones (4 x
-analysisIterations: a step decides within them), a reserve after (istio_canary/release/stats.py `spent_alpha`),
-so looking every interval never adds up to more than the budget. A test fails only once it is significant AND
+analysisIterations: a step decides within them), at levels that credit how alike the looks are
+(istio_canary/release/sequential.py), and a reserve after, so looking every interval never adds up to more than
+the budget. A test fails only once it is significant AND
 the effect is at least halfway to the one that matters, so a trivial difference at high traffic is no rollback.
 - errors: given the 5xx both versions had, each one is the canary's with the canary's share of requests when
   both err alike (a binomial, exact at any count). FAIL: the exact one-sided test. PASS: Wald's sequential
@@ -30,7 +31,7 @@ import dataclasses
 import math
 import re
 
-from istio_canary.release import stats
+from istio_canary.release import sequential, stats
 from istio_canary.release.guardrails import guardrails, share
 from istio_canary.release.model import StatisticalRules
 from istio_canary.release.statistical_model import (
@@ -67,7 +68,7 @@ def errors(canary: Counts, ga: Counts, rules: StatisticalRules, look: int) -> Fi
     seen += f" vs GA {pct(ga.errors / ga.requests)} ({count_text(ga.errors)} of {count_text(ga.requests)})"
     share = canary.requests / (canary.requests + ga.requests)
     total = canary.errors + ga.errors
-    alpha = stats.spent_alpha(step_alpha(rules, "errors"), max(1, look), rules.planned_looks)
+    alpha = sequential.look_level(step_alpha(rules, "errors"), max(1, look), rules.planned_looks)
     # The chance of the canary having at least its part of all errors if both versions erred alike.
     p_value = stats.binom_sf(canary.errors, total, share) if total > 0 else 1.0
     lower, _ = stats.sprt_bounds(step_alpha(rules, "errors"), beta)
@@ -133,7 +134,7 @@ def latency(canary: Counts, ga: Counts, rules: StatisticalRules, look: int) -> F
     if other_bounds != bounds:
         return Finding("latency", NO_DATA, "the two versions' histograms have different buckets")
     test = stats.mann_whitney(mine, theirs)
-    alpha = stats.spent_alpha(step_alpha(rules, "latency"), max(1, look), rules.planned_looks)
+    alpha = sequential.look_level(step_alpha(rules, "latency"), max(1, look), rules.planned_looks)
     beta = rules.missed_detection_pct / 100
     margin = rules.slower_pairs_pct / 100
     p_value = stats.normal_sf(test.z)

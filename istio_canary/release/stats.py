@@ -180,9 +180,10 @@ def normal_isf(q: float) -> float:
 
 def spent_alpha(alpha: float, look: int, planned: int) -> float:
     """The share of `alpha` look number `look` (1, 2, ...) of one step may spend, over `planned` looks: 90 % of
-    alpha spread evenly over the planned looks (a step decides within them: even shares keep each look's test
-    almost as strong as one test alone would be), the other 10 % as 6 / (pi^2 j^2) for the j-th look after them.
-    Summed over every look it is alpha, so a step may be looked at as often as it takes (a union bound)."""
+    alpha spread evenly over the planned looks, the other 10 % as 6 / (pi^2 j^2) for the j-th look after them.
+    Summed over every look it is alpha, so a step may be looked at as often as it takes (a union bound). The judge
+    tests its planned looks at the higher levels of istio_canary/release/sequential.py, which spend the same
+    90 % exactly; the reserve after them is spent as here."""
     _probability("alpha", alpha, strict=True)
     if look < 1:
         raise ValueError(f"looks are numbered from 1, got {look!r}")
