@@ -20,7 +20,9 @@ from istio_canary.release.statistical_model import (
 )
 
 
-def guardrails(canary: Counts, ga: Counts, rules: StatisticalRules, look: int) -> tuple[Finding, ...]:
+def guardrails(
+    canary: Counts, ga: Counts, rules: StatisticalRules, look: int, weight: int | None = None
+) -> tuple[Finding, ...]:
     """The stack's thresholds: FAIL once the counts show the canary past one (an exact bound, not a point value)
     while they show GA within it; PASS once they show the canary within; UNSURE between, which holds a step back
     only when there is no GA to compare with."""
@@ -32,7 +34,7 @@ def guardrails(canary: Counts, ga: Counts, rules: StatisticalRules, look: int) -
         if n <= 0:
             found.append(Finding(name, NO_DATA, f"{name}: no canary requests"))
             continue
-        confidence = 1 - sequential.look_level(step_alpha(rules, name), max(1, look), rules.planned_looks)
+        confidence = 1 - sequential.look_level(step_alpha(rules, name, weight), max(1, look), rules.planned_looks)
         shown_past = stats.binomial_lower(k, n, confidence)
         shown_within = stats.binomial_upper(k_maybe, n, 1 - beta)
         what = "errored" if name == "success_rate" else f"took over {rules.max_p99_ms:g}ms"

@@ -61,6 +61,7 @@ def read_judge(
         # Every step the canary serves in is judged against GA (at 100 %, GA's traffic before the step).
         analysed_steps=max(1, len(shapes) + len(weights)),
         planned_looks=PLANNED_LOOKS_PER_ITERATION * iterations,
+        first_weight=weights[0] if weights else None,
         min_requests=int(by_name["requests"].threshold),
         min_success_rate=by_name["success_rate"].threshold,
         max_p99_ms=by_name["p99_ms"].threshold,

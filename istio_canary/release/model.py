@@ -122,6 +122,7 @@ class StatisticalRules:
     share_tolerance_pct: float = 5.0  # the data plane may send this many points more or less than the weight
     analysed_steps: int = 3  # the steps judged against GA: the false-rollback budget is split over them
     planned_looks: int = 20  # looks a step is planned to decide within (4 x analysisIterations)
+    first_weight: int | None = None  # the schedule's first weight: its step weighs twice (None: all alike)
     min_requests: int = 100  # the guardrails: the stack's analysisMinRequests, MinSuccessRate, MaxP99Ms
     min_success_rate: float = 99.0
     max_p99_ms: float = 500.0

@@ -20,8 +20,8 @@ the effect is at least halfway to the one that matters, so a trivial difference 
   comparison's to judge).
 - traffic share: the data plane's share against the weight; a gap shown beyond analysisShareTolerancePct
   blocks the step (INCONCLUSIVE), never a rollback.
-The budget (analysisFalseRollbackPct) is split over the steps with GA traffic, then between the two comparisons
-(errors 50 %, latency 30 %) and the two guardrails (10 % each). With the canary at 100 % GA serves nothing: the
+The budget (analysisFalseRollbackPct) is split over the steps (the first weight step counting twice), then
+between the two comparisons (errors 60 %, latency 20 %) and the two guardrails (10 % each). With the canary at 100 % GA serves nothing: the
 comparisons take GA's traffic over an equally long stretch just before the step.
 """
 
@@ -55,7 +55,7 @@ from istio_canary.release.verdict import Verdict
 INTERVAL = 0.95  # the two-sided confidence of the intervals shown as evidence
 
 
-def errors(canary: Counts, ga: Counts, rules: StatisticalRules, look: int) -> Finding:
+def errors(canary: Counts, ga: Counts, rules: StatisticalRules, look: int, weight: int | None = None) -> Finding:
     """The error comparison on the conditional binomial: the exact test to fail, Wald's lower boundary (or the
     tolerance) to pass."""
     beta = rules.missed_detection_pct / 100
@@ -68,10 +68,10 @@ def errors(canary: Counts, ga: Counts, rules: StatisticalRules, look: int) -> Fi
     seen += f" vs GA {pct(ga.errors / ga.requests)} ({count_text(ga.errors)} of {count_text(ga.requests)})"
     share = canary.requests / (canary.requests + ga.requests)
     total = canary.errors + ga.errors
-    alpha = sequential.look_level(step_alpha(rules, "errors"), max(1, look), rules.planned_looks)
+    alpha = sequential.look_level(step_alpha(rules, "errors", weight), max(1, look), rules.planned_looks)
     # The chance of the canary having at least its part of all errors if both versions erred alike.
     p_value = stats.binom_sf(canary.errors, total, share) if total > 0 else 1.0
-    lower, _ = stats.sprt_bounds(step_alpha(rules, "errors"), beta)
+    lower, _ = stats.sprt_bounds(step_alpha(rules, "errors", weight), beta)
     llr = stats.conditional_llr(canary.errors, ga.errors, share, rules.error_ratio)
     point = _ratio(canary.errors / total, share) if total > 0 else 1.0
     halfway = (1 + rules.error_ratio) / 2
@@ -123,7 +123,7 @@ def _rate_ratio(canary_errors: float, total: float, share: float) -> str:
     return f"error rate {_shown(point)} GA's ({INTERVAL:.0%} interval {_shown(low)} to {_shown(high)})"
 
 
-def latency(canary: Counts, ga: Counts, rules: StatisticalRules, look: int) -> Finding:
+def latency(canary: Counts, ga: Counts, rules: StatisticalRules, look: int, weight: int | None = None) -> Finding:
     """The latency comparison (Mann-Whitney on the histograms; Hodges-Lehmann as the shown shift)."""
     bounds, mine = canary.per_bucket()
     other_bounds, theirs = ga.per_bucket()
@@ -134,7 +134,7 @@ def latency(canary: Counts, ga: Counts, rules: StatisticalRules, look: int) -> F
     if other_bounds != bounds:
         return Finding("latency", NO_DATA, "the two versions' histograms have different buckets")
     test = stats.mann_whitney(mine, theirs)
-    alpha = sequential.look_level(step_alpha(rules, "latency"), max(1, look), rules.planned_looks)
+    alpha = sequential.look_level(step_alpha(rules, "latency", weight), max(1, look), rules.planned_looks)
     beta = rules.missed_detection_pct / 100
     margin = rules.slower_pairs_pct / 100
     p_value = stats.normal_sf(test.z)
@@ -221,8 +221,8 @@ def judge(
             )
         )
     if canary.requests > 0:
-        compared = [errors(canary, comparator, rules, look), latency(canary, comparator, rules, look)]
-        compared.extend(guardrails(canary, comparator, rules, look))
+        compared = [errors(canary, comparator, rules, look, weight), latency(canary, comparator, rules, look, weight)]
+        compared.extend(guardrails(canary, comparator, rules, look, weight))
         found.extend(_named(finding, comparator_name) for finding in compared)
         plane = share(canary, ga if others is None else others, rules, weight)
         if plane:

@@ -12,7 +12,9 @@ from istio_canary.release.verdict import Verdict
 
 PASS, FAIL, TOO_LITTLE, NO_DATA = "pass", "fail", "too-little", "no-data"
 BLOCKED, UNCOMPARED, UNSURE, NOTE = "blocked", "uncompared", "unsure", "note"  # NOTE: says what was compared
-SHARES = {"errors": 0.5, "latency": 0.3, "success_rate": 0.1, "p99_ms": 0.1}  # of a step's false-rollback budget
+# Of a step's false-rollback budget. The error comparison gets the most: it counts rare events (a few 5xx a
+# minute), where the rank test of latency has thousands of request pairs a minute and decides on less.
+SHARES = {"errors": 0.6, "latency": 0.2, "success_rate": 0.1, "p99_ms": 0.1}
 
 
 @dataclass(frozen=True)
@@ -81,5 +83,15 @@ def count_text(value: float) -> str:
     return f"{value:,.0f}"
 
 
-def step_alpha(rules: StatisticalRules, test: str) -> float:
-    return rules.false_rollback_pct / 100 / rules.analysed_steps * SHARES[test]
+FIRST_STEP_UNITS = 2  # the first weight step's part of the budget against 1 for each other step judged
+
+
+def step_alpha(rules: StatisticalRules, test: str, weight: int | None = None) -> float:
+    """The false-rollback budget of one test at the step at `weight` (None: a shape step). The release's budget
+    is split over the steps judged, the first weight step counting twice: it is where users first meet the
+    canary and where it serves least, so where a test needs the budget most; a later step serves six to ten
+    times as many canary requests a minute and decides fast on less (bench/bench_judge_budget.py)."""
+    first = rules.first_weight is not None and weight == rules.first_weight
+    units = rules.analysed_steps + (FIRST_STEP_UNITS - 1 if rules.first_weight is not None else 0)
+    mine = FIRST_STEP_UNITS if first else 1
+    return rules.false_rollback_pct / 100 * mine / units * SHARES[test]

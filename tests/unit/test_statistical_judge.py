@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from istio_canary.release import statistical
+from istio_canary.release import statistical, statistical_model
 from istio_canary.release.looks import MAX_STATISTICAL_WINDOW_S, judged_window
 from istio_canary.release.model import StatisticalRules
 from istio_canary.release.settings import ConfigError, parse
@@ -192,6 +192,33 @@ def test_the_rules_come_from_the_stack() -> None:
     assert (rules.false_rollback_pct, rules.error_ratio, rules.min_success_rate) == (0.5, 1.5, 99.5)
     assert rules.analysed_steps == 4  # every step, 100 too (against GA before it)
     assert rules.planned_looks == 20  # 4 x analysisIterations (5)
+    assert rules.first_weight == 5
+
+
+@pytest.mark.parametrize(
+    ("steps", "shapes", "first_share"), [([10, 60, 100], [], 2 / 4), ([5, 25, 50, 100], ["mirror", "header"], 2 / 7)]
+)
+def test_the_first_weight_step_gets_twice_a_steps_budget_and_the_steps_add_up_to_the_release(
+    steps: list[int], shapes: list[str], first_share: float
+) -> None:
+    raw = {"canaryVersion": "6.1.0", "gaVersion": "6.0.0", "analysisJudge": "statistical", "canarySteps": steps}
+    if shapes:
+        raw.update(canaryPreSteps=shapes, canaryMatch="header:x-canary=always")
+    rules = parse(raw, check_environment=False).release.statistical
+    for test, share in statistical_model.SHARES.items():
+        assert statistical_model.step_alpha(rules, test, steps[0]) == pytest.approx(0.01 * first_share * share)
+        spent = sum(statistical_model.step_alpha(rules, test, w) for w in steps)
+        spent += sum(statistical_model.step_alpha(rules, test, None) for _ in shapes)
+        assert spent == pytest.approx(0.01 * share)  # the whole release's budget for this test, no more
+
+
+def test_the_first_step_tests_at_its_larger_budget() -> None:
+    """The same counts at the first weight step and at a later one: only the first's level is the larger one."""
+    rules = StatisticalRules(first_weight=10)
+    canary, ga = Counts(6000, 40), Counts(54000, 270)
+    first = dict(statistical.errors(canary, ga, rules, 5, weight=10).numbers)["alpha"]
+    later = dict(statistical.errors(canary, ga, rules, 5, weight=60).numbers)["alpha"]
+    assert first == pytest.approx(2 * later, rel=0.05)
 
 
 def test_a_histogram_whose_bounds_do_not_increase_is_refused() -> None:
