@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 from istio_canary import analysis
 from istio_canary.metrics import MetricsProvider, MetricsUnavailable
+from istio_canary.release import looks
 from istio_canary.release.decide import BAD, ERROR, FAIL, INCONCLUSIVE, PASS, UNAVAILABLE
-from istio_canary.release.model import STATISTICAL_JUDGE, ReleaseSettings
+from istio_canary.release.model import ReleaseSettings
 from istio_canary.stackfile import StackView
 
 # The runs decide.py reads: passes toward a step, bad verdicts toward a rollback, silence toward a notice.
@@ -50,14 +51,8 @@ class History:
 
 
 def window(release: ReleaseSettings) -> str:
-    """The window each of the agent's analyses judges: analysisWindow, cut to one analysisInterval. The
-    statistical judge judges the whole step so far (istio_canary/release/looks.py): one interval is the least
-    it judges, and what decides which past instants judged traffic of this step."""
-    if release.judge == STATISTICAL_JUDGE:
-        return release.interval
-    if release.window_s <= release.interval_s:
-        return release.window
-    return release.interval
+    """The window each of the agent's analyses judges (istio_canary/release/looks.py `slice_window`)."""
+    return looks.slice_window(release)
 
 
 def verdict_at(
