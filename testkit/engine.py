@@ -381,6 +381,12 @@ def steps(preview: dict) -> list[Step]:
     return [s for s in map(_step, preview.get("steps", [])) if s.type.startswith("kubernetes:")]
 
 
+def only_update(preview: dict) -> dict:
+    """The one `update` step of a preview (its oldState and newState): a step's or a revert's single change."""
+    (step,) = [s for s in preview["steps"] if s["op"] == "update"]
+    return step
+
+
 def changes(preview: dict) -> list[Step]:
     """Every step of the preview that is not `same`, for any resource (providers and the stack included)."""
     return [s for s in map(_step, preview.get("steps", [])) if s.op != "same"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from testkit.engine import Kube, Project, changes
+from testkit.engine import Kube, Project, changes, only_update
 from toolchain.controlplane import LocalControlPlane
 
 NAMESPACE = "baseline"
@@ -38,11 +38,6 @@ def deployment(kube: Kube, subset: str) -> dict:
 
 def image(kube: Kube, subset: str) -> str:
     return deployment(kube, subset)["spec"]["template"]["spec"]["containers"][0]["image"]
-
-
-def update(preview: dict) -> dict:
-    (step,) = [s for s in preview["steps"] if s["op"] == "update"]
-    return step
 
 
 def test_the_baseline_runs_ga_beside_the_canary_and_each_step_is_one_update(
@@ -78,7 +73,7 @@ def test_the_baseline_runs_ga_beside_the_canary_and_each_step_is_one_update(
             project.git("revert", "--no-edit", "HEAD")
             _, back = project.preview()
             assert [(s.op, s.type, s.name) for s in changes(back)] == [("update", VS_TYPE, "podinfo")], weight
-            assert update(back)["newState"]["inputs"]["spec"] == update(forward)["oldState"]["inputs"]["spec"]
+            assert only_update(back)["newState"]["inputs"]["spec"] == only_update(forward)["oldState"]["inputs"]["spec"]
             project.git("reset", "-q", "--hard", "HEAD~1")  # keep the step; its revert was only previewed
 
         uids = {subset: deployment(kube, subset)["metadata"]["uid"] for subset in ("ga", "baseline", "canary")}

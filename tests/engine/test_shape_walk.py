@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from istio_canary.routers import router
-from testkit.engine import Kube, Project, changes
+from testkit.engine import Kube, Project, changes, only_update
 
 NAMESPACE = "shapes"
 VS_TYPE = "kubernetes:networking.istio.io/v1:VirtualService"
@@ -24,11 +24,6 @@ WALK = [
     ({"canaryWeight": "60"}, ("", 60)),
     ({"canaryWeight": "100"}, ("", 100)),
 ]
-
-
-def update(preview: dict) -> dict:
-    (step,) = [s for s in preview["steps"] if s["op"] == "update"]
-    return step
 
 
 def test_the_shape_walk_is_one_virtualservice_update_per_step_and_every_revert_its_inverse(
@@ -61,8 +56,8 @@ def test_the_shape_walk_is_one_virtualservice_update_per_step_and_every_revert_i
             project.git("revert", "--no-edit", "HEAD")
             _, back = project.preview()
             assert [(s.op, s.type, s.name) for s in changes(back)] == [("update", VS_TYPE, "podinfo")], settings
-            assert update(back)["newState"]["inputs"]["spec"] == update(forward)["oldState"]["inputs"]["spec"]
-            assert update(back)["oldState"]["inputs"]["spec"] == update(forward)["newState"]["inputs"]["spec"]
+            assert only_update(back)["newState"]["inputs"]["spec"] == only_update(forward)["oldState"]["inputs"]["spec"]
+            assert only_update(back)["oldState"]["inputs"]["spec"] == only_update(forward)["newState"]["inputs"]["spec"]
             project.git("reset", "-q", "--hard", "HEAD~1")  # keep the step; its revert was only previewed
     finally:
         project.pulumi("destroy", "--yes", "--skip-preview", check=False)
